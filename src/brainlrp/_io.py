@@ -1,0 +1,109 @@
+"""Atomic file output: every file is written to a temporary name, then renamed.
+
+A killed process therefore leaves either the old file or the new one, never half of
+one; temporary names start with ``.tmp-`` so readers and resumption skip them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    Parameters
+    ----------
+    path : path-like
+        The final file name.
+    suffix : str, optional
+        Suffix for the temporary file (some writers choose the format from it);
+        defaults to the full suffix of ``path`` (e.g. ``.nii.gz``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name.split(".")[0] + "-",
+                               suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically (indented, NaN written as null)."""
+    write_text(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_table(path: str | os.PathLike, frame) -> None:
+    """Write a pandas DataFrame as TSV atomically (``.csv`` suffix gives CSV)."""
+    sep = "," if str(path).endswith(".csv") else "\t"
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep=sep, index=False, float_format="%.6g")
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save an array as ``.npy`` atomically."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+
+
+def save_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray,
+               description: str | None = None) -> None:
+    """Save a 3D float32 array as NIfTI with ``affine`` (sform and qform), atomically."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), np.asarray(affine, float))
+    img.header.set_xyzt_units("mm")
+    img.set_sform(img.affine, code=4)  # 4 = MNI152
+    img.set_qform(img.affine, code=4)
+    if description:
+        img.header["descrip"] = description[:79].encode()
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and paths to plain JSON values; NaN -> None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, os.PathLike):
+        return str(obj)
+    return obj

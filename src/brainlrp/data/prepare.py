@@ -1,0 +1,140 @@
+"""``brainlrp prepare``: validate a cohort, preprocess every scan, write the split."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from brainlrp._io import write_table
+from brainlrp._progress import progress_bar
+from brainlrp.data.cohort import Cohort, load_cohort
+from brainlrp.data.grid import Grid
+from brainlrp.data.preprocess import PreprocessCache, Preprocessing, preprocess_paths
+from brainlrp.data.splits import make_splits, read_splits
+from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
+
+
+@dataclass
+class PreparedCohort:
+    """A cohort on the model grid: scans with their cached arrays and their split.
+
+    Attributes
+    ----------
+    cohort : Cohort
+    prep : Preprocessing
+    scans : pandas.DataFrame
+        ``cohort.scans`` plus ``split`` and ``array`` (path of the cached ``.npy``).
+    splits : pandas.DataFrame
+        ``participant_id``, ``split``, ``diagnosis``.
+    seconds : float
+        Time spent preprocessing.
+    notices : list of str
+    """
+
+    cohort: Cohort
+    prep: Preprocessing
+    scans: pd.DataFrame
+    splits: pd.DataFrame
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+
+def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
+                   test: float = 30, val: float = 18, seed: int = 0,
+                   cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
+                   splits: pd.DataFrame | None = None, allow_external_paths: bool = False,
+                   progress: bool = True, preprocessing: Preprocessing | None = None
+                   ) -> PreparedCohort:
+    """Load and validate a cohort, split it by subject, preprocess every scan.
+
+    Parameters
+    ----------
+    cohort_path : path-like
+        BIDS-like folder or CSV/TSV table.
+    resolution : float
+        Grid resolution in mm (1 = the paper's 193 x 229 x 193).
+    test, val : float
+        Per-class counts or fractions (see :func:`~brainlrp.data.splits.make_splits`).
+    seed : int
+    cache_dir : path-like, optional
+    n_jobs : int
+        Processes for preprocessing.
+    splits : pandas.DataFrame, optional
+        An existing split to reuse instead of drawing one.
+    preprocessing : Preprocessing, optional
+        Overrides ``resolution`` (e.g. the model card's).
+    """
+    cohort = load_cohort(cohort_path, allow_external_paths=allow_external_paths)
+    prep = preprocessing or Preprocessing(grid=Grid.from_resolution(resolution))
+    if splits is None:
+        splits = make_splits(cohort.subjects, test=test, val=val, seed=seed)
+    else:
+        missing = set(cohort.subjects["participant_id"]) - set(splits["participant_id"])
+        if missing:
+            raise BrainLRPError(
+                f"{len(missing)} participant(s) of the cohort are not in splits.tsv "
+                f"(e.g. {sorted(missing)[0]})", "run with --overwrite to draw a new split")
+    scans = cohort.scans.merge(splits[["participant_id", "split"]], on="participant_id",
+                               how="left")
+    start = time.perf_counter()
+    cache = PreprocessCache(cache_dir)
+    with progress_bar(len(scans), "preprocessing", progress) as advance:
+        arrays = preprocess_paths(scans["path"], prep, cache=cache, n_jobs=n_jobs,
+                                  progress=advance)
+    scans["array"] = arrays
+    return PreparedCohort(cohort=cohort, prep=prep, scans=scans, splits=splits,
+                          seconds=time.perf_counter() - start, notices=list(cohort.notices))
+
+
+def write_splits(run: RunDir, splits: pd.DataFrame, overwrite: bool) -> None:
+    """Write splits.tsv, refusing to replace a different split unless ``overwrite``."""
+    if run.splits.is_file() and not overwrite:
+        old = read_splits(run.splits)
+        a = old.set_index("participant_id")["split"].sort_index()
+        b = splits.set_index("participant_id")["split"].sort_index()
+        if not a.equals(b):
+            raise BrainLRPError(f"{run.splits} already holds a different split",
+                                "pass --overwrite to replace it, or use another --out")
+    write_table(run.splits, splits)
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare` did."""
+
+    run: Path
+    n_subjects: int
+    n_scans: int
+    counts: dict
+    split_counts: dict
+    seconds: float
+    notices: list[str]
+
+
+def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: float = 2.0,
+            test: float = 30, val: float = 18, seed: int = 0,
+            cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
+            overwrite: bool = False, allow_external_paths: bool = False,
+            progress: bool = True) -> PrepareResult:
+    """Validate a cohort, fill the preprocessing cache, write ``splits.tsv`` and run.json."""
+    run = RunDir(out)
+    prepared = prepare_cohort(cohort_path, resolution=resolution, test=test, val=val,
+                              seed=seed, cache_dir=cache_dir, n_jobs=n_jobs,
+                              allow_external_paths=allow_external_paths, progress=progress)
+    write_splits(run, prepared.splits, overwrite)
+    split_counts = (prepared.splits.groupby(["split", "diagnosis"]).size()
+                    .unstack(fill_value=0).to_dict(orient="index"))
+    run.record("prepare", {"cohort": prepared.cohort.summary(),
+                           "preprocessing": prepared.prep.to_dict(),
+                           "split": {"test": test, "val": val, "seed": seed,
+                                     "counts": split_counts},
+                           "seconds": round(prepared.seconds, 2)})
+    return PrepareResult(run=run.root, n_subjects=len(prepared.cohort.subjects),
+                         n_scans=len(prepared.scans), counts=prepared.cohort.counts(),
+                         split_counts=split_counts, seconds=prepared.seconds,
+                         notices=prepared.notices)
