@@ -66,12 +66,15 @@ CacheOpt = Annotated[Path | None, typer.Option(
 
 @app.command()
 @cli_errors
-def info() -> None:
+def info(
+    atlas: Annotated[str | None, typer.Option(
+        "--atlas", help="Also list this atlas's labels (index, name, hemisphere, area).")] = None,
+) -> None:
     """Version, torch and GPU, the built-in atlases and the template grids."""
     import torch
 
     from brainlrp import __version__
-    from brainlrp.atlas import atlas_summary
+    from brainlrp.atlas import atlas_summary, load_atlas
     from brainlrp.data.grid import TEMPLATE_NAME, Grid, template_path
 
     _say(f"brainlrp {__version__}")
@@ -86,6 +89,11 @@ def info() -> None:
     _say("atlases (name: labels - description):")
     for a in atlas_summary():
         _say(f"  {a['name']}: {a['n_labels']} labels - {a['description']}")
+    if atlas:
+        table = load_atlas(atlas).labels
+        _say(f"labels of {atlas} ({len(table)} labels, {table['area'].nunique()} areas):")
+        for row in table.itertuples():
+            _say(f"  {row.index:>5}  {row.name:<60} {row.hemisphere:<8} {row.area}")
 
 
 @app.command()

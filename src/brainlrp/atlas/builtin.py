@@ -193,13 +193,17 @@ def _build(name: str, image_path: Path, labels_path: Path) -> Atlas:
             raise BrainLRPError(
                 f"{image_path} has {data.shape[3]} volumes but {labels_path} lists "
                 f"{len(index)} labels", "give one label per volume")
-        prob = data.astype(np.float32)
-        best = prob.argmax(axis=3)
-        peak = np.take_along_axis(prob, best[..., None], axis=3)[..., 0]
-        scale = 100.0 if prob.max() > 1.0 else 1.0
-        values = (np.arange(len(index)) + 1)[best]
-        values[peak < PROBABILITY_THRESHOLD * scale / 100.0] = 0
-        data = values.astype(np.int32)
+        # One pass per volume keeps memory at two 3D arrays (the 4D argmax is slow).
+        best = np.zeros(data.shape[:3], dtype=np.int32)
+        peak = np.zeros(data.shape[:3], dtype=data.dtype)
+        for k in range(data.shape[3]):
+            vol = data[..., k]
+            better = vol > peak
+            best[better] = k + 1
+            peak[better] = vol[better]
+        scale = 100.0 if float(peak.max()) > 1.0 else 1.0
+        best[peak < PROBABILITY_THRESHOLD * scale / 100.0] = 0
+        data = best
         index = np.arange(len(index)) + 1
     elif data.ndim == 4:
         data = data[..., 0]

@@ -163,7 +163,7 @@ def _folder_name(pid: str) -> str:
 
 def _bids_scans(root: Path, raw: pd.DataFrame, table: Path) -> pd.DataFrame:
     _check_duplicates(raw, ["participant_id"], table)
-    raw.drop_duplicates(subset=["participant_id"], inplace=True)
+    raw = raw.drop_duplicates(subset=["participant_id"])
     rows = []
     missing = []
     for pid, dx in zip(raw["participant_id"], raw["diagnosis_raw"], strict=True):
@@ -262,7 +262,7 @@ def _finish(source: Path, raw: pd.DataFrame, rows: pd.DataFrame) -> Cohort:
     rows = rows.copy()
     rows["diagnosis"] = rows["diagnosis_raw"].map(normalise_diagnosis)
     unknown = sorted({str(v) for v, d in zip(rows["diagnosis_raw"], rows["diagnosis"],
-                                             strict=True) if d is None})
+                                             strict=True) if pd.isna(d)})
     if unknown:
         raise BrainLRPError(
             f"{table}: unknown diagnosis label(s) {', '.join(repr(u) for u in unknown)}",

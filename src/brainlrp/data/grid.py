@@ -165,7 +165,7 @@ def _mask_on(grid: Grid) -> np.ndarray:
             frac = resample_img(nib.Nifti1Image(inside, img.affine),
                                 target_affine=grid.affine_array,
                                 target_shape=grid.shape, interpolation="linear",
-                                force_resample=True, copy_header=True).get_fdata(np.float32)
+                                force_resample=True, copy_header=True).get_fdata(dtype=np.float32)
         mask = frac >= 0.5
     mask.setflags(write=False)
     return mask
