@@ -56,6 +56,17 @@ class RunDir:
         data.setdefault("stages", {})[stage] = info
         write_json(self.run_json, data)
 
+    def set_cohort(self, summary: dict) -> None:
+        """Record the cohort this run was made from (``run.json["cohort"]``)."""
+        data = self.read_run()
+        data["cohort"] = summary
+        write_json(self.run_json, data)
+
+    def cohort_source(self) -> Path | None:
+        """The cohort folder or table recorded in run.json, if any."""
+        source = self.read_run().get("cohort", {}).get("source")
+        return Path(source) if source else None
+
     def require(self, path: Path, what: str, fix: str) -> Path:
         """``path`` if it exists, else a clear error."""
         if not path.exists():

@@ -129,6 +129,7 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
     write_splits(run, prepared.splits, overwrite)
     split_counts = (prepared.splits.groupby(["split", "diagnosis"]).size()
                     .unstack(fill_value=0).to_dict(orient="index"))
+    run.set_cohort(prepared.cohort.summary())
     run.record("prepare", {"cohort": prepared.cohort.summary(),
                            "preprocessing": prepared.prep.to_dict(),
                            "split": {"test": test, "val": val, "seed": seed,
