@@ -47,6 +47,9 @@ def make_splits(subjects: pd.DataFrame, test: float = 30, val: float = 18,
     split = pd.Series("train", index=subjects.index, dtype=object)
     for label, name in enumerate(CLASS_NAMES):
         idx = subjects.index[subjects["label"].astype(int) == label].to_numpy()
+        if len(idx) == 0:
+            raise BrainLRPError(f"the cohort has no {name} subjects",
+                                "a classifier needs both CN and AD subjects")
         n_test, n_val = _n_for(test, len(idx)), _n_for(val, len(idx))
         if n_test + n_val + 1 > len(idx):
             raise BrainLRPError(

@@ -1,0 +1,424 @@
+"""``brainlrp train``: the paper's training on any cohort, on CPU or many GPUs.
+
+The loop is Lightning's (early stopping, checkpoints, CSV logs, DDP over GPUs or
+nodes). Only the main process (global rank 0) writes the run's files; the others
+train and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brainlrp._io import write_json, write_table
+from brainlrp.data.cohort import CLASS_NAMES
+from brainlrp.data.prepare import PreparedCohort, prepare_cohort, write_splits
+from brainlrp.data.splits import read_splits
+from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir, library_versions
+from brainlrp.training.checkpoint import read_checkpoint, save_checkpoint
+from brainlrp.training.evaluate import classification_metrics, predict_proba, prediction_table
+
+METRIC_KEYS = ("balanced_accuracy", "sensitivity", "specificity", "roc_auc", "accuracy")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the paper's.
+
+    Attributes
+    ----------
+    arch : str
+        Registered architecture.
+    resolution : float
+        Grid resolution in mm.
+    epochs : int
+        Maximum epochs (paper: 200).
+    patience : int
+        Early-stopping patience on validation loss (paper: 8).
+    early_stopping_start : int
+        Epochs ignored by early stopping (paper: 15).
+    batch_size : int
+    lr, weight_decay : float
+        Adam (paper: 1e-4, 1e-4).
+    trials : int
+        Repeats with seeds ``seed, seed + 1, ...`` (paper: 4).
+    seed : int
+    test, val : float
+        Per-class counts or fractions (paper: 30 and 18 per class).
+    flip : bool
+        Random left-right flip.
+    shift : tuple of int or None
+        Random left-right translation range in voxels (paper: -2..+3).
+    accelerator, devices, strategy, num_nodes, precision
+        Passed to Lightning's Trainer.
+    workers : int
+        DataLoader worker processes.
+    model_kwargs : dict
+        Extra architecture arguments.
+    """
+
+    arch: str = "paper"
+    resolution: float = 2.0
+    epochs: int = 200
+    patience: int = 8
+    early_stopping_start: int = 15
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    trials: int = 1
+    seed: int = 0
+    test: float = 30
+    val: float = 18
+    flip: bool = True
+    shift: tuple[int, int] | None = (-2, 3)
+    accelerator: str = "auto"
+    devices: str | int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    workers: int = 0
+    model_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced (on the main process)."""
+
+    run: Path
+    metrics: dict
+    trials: list[dict]
+    seconds: float
+    selected_trial: int
+    notices: list[str]
+    is_main: bool = True
+
+
+def _global_rank() -> int:
+    for key in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
+
+
+def _delayed_early_stopping(monitor: str, patience: int, start_epoch: int):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    class DelayedEarlyStopping(EarlyStopping):
+        """Early stopping that ignores the first ``start_epoch`` epochs (the paper's rule)."""
+
+        def _run_early_stopping_check(self, trainer):
+            if trainer.current_epoch < start_epoch:
+                return
+            super()._run_early_stopping_check(trainer)
+
+    return DelayedEarlyStopping(monitor=monitor, patience=patience, mode="min")
+
+
+class _EpochPrinter:
+    """One line per epoch on stdout (readable in logs, unlike a progress bar)."""
+
+    def __new__(cls, trial: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class EpochPrinter(Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                if not trainer.is_global_zero:
+                    return
+                m = trainer.callback_metrics
+                parts = [f"trial {trial} epoch {trainer.current_epoch + 1:3d}"]
+                for key in ("train_loss", "val_loss", "val_bacc"):
+                    if key in m:
+                        parts.append(f"{key} {float(m[key]):.4f}")
+                print("  ".join(parts), flush=True)
+
+        return EpochPrinter()
+
+
+def _check_classes(prepared: PreparedCohort) -> None:
+    counts = prepared.cohort.counts()
+    missing = [name for name, n in counts.items() if n == 0]
+    if missing:
+        raise BrainLRPError(
+            f"the cohort {prepared.cohort.source} has no {missing[0]} subjects "
+            f"(only {', '.join(k for k in counts if counts[k])})",
+            "training needs both CN and AD subjects")
+    for split in ("train", "val"):
+        labels = set(prepared.scans.loc[prepared.scans["split"] == split, "label"])
+        if labels != {0, 1}:
+            raise BrainLRPError(f"the {split} split lacks a class",
+                                "add subjects or change --test/--val")
+
+
+def _loader(prepared: PreparedCohort, split: str, config: TrainConfig, train: bool):
+    from torch.utils.data import DataLoader
+
+    from brainlrp.training.data import ScanDataset, paper_augmentation
+
+    rows = prepared.scans[prepared.scans["split"] == split]
+    transform = paper_augmentation(config.flip, config.shift) if train else None
+    dataset = ScanDataset(rows["array"].tolist(), rows["label"].tolist(),
+                          prepared.prep.grid.affine_array, transform)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=train,
+                      num_workers=config.workers, persistent_workers=config.workers > 0,
+                      drop_last=False)
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial: int,
+               progress: bool) -> dict:
+    import sys
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from brainlrp.training.module import ADClassifier
+
+    _quiet_lightning()  # after the import: Lightning sets its loggers up when imported
+    seed = config.seed + trial
+    pl.seed_everything(seed, workers=True, verbose=False)
+    trial_dir = run.model_dir / "lightning" / f"trial-{trial}"
+    module = ADClassifier(config.arch, prepared.prep.grid.shape, lr=config.lr,
+                          weight_decay=config.weight_decay, model_kwargs=config.model_kwargs)
+    best = ModelCheckpoint(dirpath=trial_dir, filename="best", monitor="val_bacc", mode="max",
+                           save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [best, _delayed_early_stopping("val_loss", config.patience,
+                                               config.early_stopping_start)]
+    if progress:
+        callbacks.append(_EpochPrinter(trial))
+    trainer = pl.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        strategy=config.strategy, num_nodes=config.num_nodes, precision=config.precision,
+        callbacks=callbacks,
+        logger=CSVLogger(run.root / "logs", name=f"trial-{trial}", version=""),
+        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=1, default_root_dir=run.root)
+    last = trial_dir / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(module, _loader(prepared, "train", config, True),
+                _loader(prepared, "val", config, False),
+                ckpt_path=str(last) if last.is_file() else None)
+    seconds = time.perf_counter() - start
+    info = {"trial": trial, "seed": seed, "epochs": int(trainer.current_epoch),
+            "world_size": int(trainer.world_size),
+            "seconds": round(seconds, 1), "is_main": trainer.is_global_zero,
+            "best_val_bacc": float(best.best_model_score) if best.best_model_score is not None
+            else float("nan"), "best_checkpoint": best.best_model_path}
+    return info
+
+
+def _trial_model(info: dict, prepared: PreparedCohort, config: TrainConfig):
+    from brainlrp.training.module import ADClassifier
+
+    payload = torch.load(info["best_checkpoint"], map_location="cpu", weights_only=True)
+    module = ADClassifier(config.arch, prepared.prep.grid.shape,
+                          model_kwargs=config.model_kwargs)
+    module.load_state_dict(payload["state_dict"])
+    return module.model.eval()
+
+
+def _training_log(run: RunDir, trials: int) -> pd.DataFrame:
+    frames = []
+    for k in range(trials):
+        path = run.root / "logs" / f"trial-{k}" / "metrics.csv"
+        if not path.is_file():
+            continue
+        log = pd.read_csv(path)
+        cols = [c for c in ("epoch", "train_loss", "train_bacc", "val_loss", "val_bacc")
+                if c in log.columns]
+        log = log[cols].groupby("epoch", as_index=False).first()
+        log["epoch"] = log["epoch"] + 1
+        log.insert(0, "trial", k)
+        frames.append(log)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def train(cohort: str | os.PathLike, out: str | os.PathLike,
+          config: TrainConfig | None = None, overwrite: bool = False,
+          cache_dir: str | os.PathLike | None = None, jobs: int = 1,
+          allow_external_paths: bool = False, progress: bool = True) -> TrainResult:
+    """Train the classifier on ``cohort`` into the run directory ``out``.
+
+    Parameters
+    ----------
+    cohort : path-like
+        BIDS-like folder or CSV/TSV table.
+    out : path-like
+        Run directory (created). A finished run is refused unless ``overwrite``;
+        an interrupted one resumes from its last checkpoint.
+    config : TrainConfig
+    overwrite : bool
+    cache_dir : path-like, optional
+        Preprocessing cache.
+    jobs : int
+        Preprocessing processes.
+    progress : bool
+        Print one line per epoch (and a bar on a terminal).
+
+    Returns
+    -------
+    TrainResult
+    """
+    config = config or TrainConfig()
+    run = RunDir(out)
+    is_main = _global_rank() == 0
+    _quiet_lightning()
+    if config.trials < 1:
+        raise BrainLRPError(f"--trials must be at least 1, got {config.trials}", "use 1-10")
+    if is_main:
+        if run.card.is_file() and not overwrite:
+            raise BrainLRPError(f"{run.root} already holds a trained model",
+                                "pass --overwrite to retrain, or choose another --out")
+        if overwrite:
+            for stale in (run.model_dir / "lightning", run.root / "logs"):
+                shutil.rmtree(stale, ignore_errors=True)
+    if is_main and not overwrite:
+        _check_resumable(run, config)
+    splits = None
+    if run.splits.is_file() and not overwrite:
+        splits = read_splits(run.splits)
+    start = time.perf_counter()
+    prepared = prepare_cohort(cohort, resolution=config.resolution, test=config.test,
+                              val=config.val, seed=config.seed, cache_dir=cache_dir,
+                              n_jobs=jobs, splits=splits,
+                              allow_external_paths=allow_external_paths,
+                              progress=progress and is_main)
+    _check_classes(prepared)
+    if is_main:
+        write_splits(run, prepared.splits, overwrite=True)
+        run.set_cohort(prepared.cohort.summary())
+        run.record("train", {"status": "running", "config": _config_dict(config),
+                             "grid": prepared.prep.grid.to_dict()})
+    prep_seconds = time.perf_counter() - start
+    trials = [_fit_trial(prepared, config, run, k, progress) for k in range(config.trials)]
+    if not is_main:
+        return TrainResult(run=run.root, metrics={}, trials=trials, seconds=0.0,
+                           selected_trial=-1, notices=[], is_main=False)
+    return _finish(run, prepared, config, trials, prep_seconds,
+                   time.perf_counter() - start)
+
+
+def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: list[dict],
+            prep_seconds: float, seconds: float) -> TrainResult:
+    scans = prepared.scans
+    for info in trials:
+        model = _trial_model(info, prepared, config)
+        for split in ("val", "test"):
+            rows = scans[scans["split"] == split]
+            p = predict_proba(model, rows["array"].tolist(), config.batch_size)
+            info[split] = classification_metrics(rows["label"], p)
+    # The model kept is the trial with the best validation balanced accuracy
+    # (ties: lower index); the test split never influences the choice.
+    selected = max(range(len(trials)), key=lambda k: (trials[k]["val"]["balanced_accuracy"],
+                                                      -k))
+    model = _trial_model(trials[selected], prepared, config)
+    save_checkpoint(run.checkpoint, model, config.arch, prepared.prep.grid.shape,
+                    config.model_kwargs)
+    read_checkpoint(run.checkpoint)  # the file we hand on must load weights-only
+    p_all = predict_proba(model, scans["array"].tolist(), config.batch_size)
+    predictions = prediction_table(scans, p_all)
+    write_table(run.predictions, predictions)
+    test = predictions[predictions["split"] == "test"]
+    metrics = {"test": classification_metrics(test["label"], test["p_ad"]),
+               "selected_trial": selected,
+               "trials": [{k: v for k, v in t.items() if k != "best_checkpoint"}
+                          for t in trials]}
+    if len(trials) > 1:
+        metrics["trials_summary"] = {
+            key: {"mean": float(np.nanmean([t["test"][key] for t in trials])),
+                  "sd": float(np.nanstd([t["test"][key] for t in trials], ddof=1))}
+            for key in METRIC_KEYS}
+    write_json(run.metrics, metrics)
+    log = _training_log(run, len(trials))
+    if not log.empty:
+        write_table(run.root / "training_log.csv", log)
+    card = {
+        "architecture": {"name": config.arch, "kwargs": config.model_kwargs,
+                         "input_shape": list(prepared.prep.grid.shape)},
+        "grid": prepared.prep.grid.to_dict(),
+        "resolution": prepared.prep.grid.resolution,
+        "preprocessing": prepared.prep.to_dict(),
+        "normalisation": "template brain mask, then min-max to [0, 1] per scan",
+        "classes": list(CLASS_NAMES), "target_class": 1,
+        "training_cohort": prepared.cohort.summary()
+        | {"split_counts": prepared.splits.groupby(["split", "diagnosis"]).size()
+           .unstack(fill_value=0).to_dict(orient="index")},
+        "training": _config_dict(config),
+        "metrics": {"test": metrics["test"], "val": trials[selected]["val"]},
+        "selected_trial": selected, "seed": config.seed + selected,
+        "libraries": library_versions(),
+    }
+    write_json(run.card, card)
+    run.record("train", {"status": "done", "config": _config_dict(config),
+                         "grid": prepared.prep.grid.to_dict(), "seconds": round(seconds, 1),
+                         "preprocess_seconds": round(prep_seconds, 1),
+                         "trials": metrics["trials"], "selected_trial": selected})
+    return TrainResult(run=run.root, metrics=metrics, trials=metrics["trials"],
+                       seconds=seconds, selected_trial=selected,
+                       notices=list(prepared.notices))
+
+
+def _check_resumable(run: RunDir, config: TrainConfig) -> None:
+    """An interrupted run resumes only with the grid and architecture it started with."""
+    started = run.read_run().get("stages", {}).get("train", {})
+    if started.get("status") != "running":
+        return
+    old = started.get("config", {})
+    for key in ("resolution", "arch"):
+        if key in old and old[key] != getattr(config, key):
+            raise BrainLRPError(
+                f"{run.root} holds an interrupted training with {key} {old[key]}, not "
+                f"{getattr(config, key)}; its checkpoints are for that grid",
+                f"use --{key} {old[key]} to resume, or --overwrite to start again")
+
+
+def _config_dict(config: TrainConfig) -> dict:
+    d = asdict(config)
+    d["shift"] = list(config.shift) if config.shift is not None else None
+    return d
+
+
+def load_inputs(run_dir: str | os.PathLike, scan_ids, cohort: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """Preprocessed inputs ``(n, 1, X, Y, Z)`` of a run's scans, as the model saw them."""
+    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.preprocess import PreprocessCache
+    from brainlrp.training.checkpoint import card_preprocessing, read_card
+    from brainlrp.training.data import load_arrays
+
+    card = read_card(run_dir)
+    prep = card_preprocessing(card)
+    source = cohort or RunDir(run_dir).cohort_source()
+    if source is None:
+        raise BrainLRPError(f"{run_dir}/run.json does not name the cohort",
+                            "pass --cohort")
+    scans = load_cohort(source, allow_external_paths=True).scans.set_index("scan_id")
+    missing = [s for s in scan_ids if s not in scans.index]
+    if missing:
+        raise BrainLRPError(f"scan {missing[0]} is not in the cohort {source}",
+                            "pass the cohort the model was trained on with --cohort")
+    cache = PreprocessCache(cache_dir)
+    return load_arrays([cache.get(scans.loc[s, "path"], prep) for s in scan_ids])
+
+
+__all__ = ["TrainConfig", "TrainResult", "load_inputs", "train"]
