@@ -206,6 +206,60 @@ def train(
     _say(f"trained in {result.seconds / 60:.1f} min; model in {result.run / 'model'}")
 
 
+@app.command()
+@cli_errors
+def explain(
+    run: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    methods: Annotated[str, typer.Option(
+        help="Comma-separated methods, e.g. lrp-b0,lrp-b1,gb,gradient,ig.")] = "lrp-b0",
+    split: Annotated[str, typer.Option(help="Scans to explain: test, val, train or all.")
+                     ] = "test",
+    cohort: Annotated[Path | None, typer.Option(
+        help="Cohort (default: the one recorded in run.json).")] = None,
+    scan: Annotated[Path | None, typer.Option(
+        help="Explain this one new scan instead of the run's scans (needs --out).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for --scan.")
+                   ] = None,
+    batch_size: Annotated[int, typer.Option(help="Scans per batch.")] = 4,
+    start: Annotated[str, typer.Option(
+        help="Relevance starts at the target's softmax probability (prob, the paper) or "
+             "its logit.")] = "prob",
+    resample: Annotated[bool, typer.Option(
+        help="Resample scans that are not on the model grid.")] = False,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = "auto",
+    devices: Annotated[str, typer.Option(help="Lightning devices.")] = "1",
+    strategy: Annotated[str, typer.Option(help="Lightning strategy (auto, ddp, ...).")
+                        ] = "auto",
+    num_nodes: Annotated[int, typer.Option(help="Lightning nodes.")] = 1,
+    cache_dir: CacheOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Recompute existing heatmaps.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
+    from brainlrp.explain.runner import explain_run, explain_scan
+
+    if start not in ("prob", "logit"):
+        raise BrainLRPError(f"--start {start!r} is unknown", "use prob or logit")
+    options = {"start": start}
+    if scan is not None:
+        if out is None:
+            raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")
+        result = explain_scan(run, scan, out, methods=methods, options=options,
+                              overwrite=overwrite, resample=resample)
+        _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'CN'})")
+        _say(f"wrote {len(result.files)} files to {result.out}")
+        return
+    res = explain_run(run, methods=methods, split=split, cohort=cohort,
+                      batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,
+                      accelerator=accelerator,
+                      devices=int(devices) if devices.isdigit() else devices,
+                      strategy=strategy, num_nodes=num_nodes, options=options,
+                      resample=resample, progress=not quiet)
+    _say(f"{res.n_scans} scans x {len(res.methods)} methods: {res.n_written} heatmaps written, "
+         f"{res.n_skipped} scans already complete ({res.seconds:.1f} s)")
+    _say(f"heatmaps in {res.run / 'heatmaps'}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -147,3 +147,25 @@ def check_mni_space(img, path: str | os.PathLike = "<image>") -> None:
         raise BrainLRPError(
             f"{path} is not in MNI space: its brain centre lies {shift:.0f} mm from the "
             f"template's", REGISTER_HINT)
+
+
+def ras_geometry(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and affine a file will have after RAS+ reorientation, from its header only."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    shape = tuple(int(s) for s in img.shape[:3])
+    ornt = nib.orientations.io_orientation(img.affine)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, shape)
+    order = np.argsort(ornt[:, 0])
+    new_shape = tuple(shape[int(i)] for i in order)
+    return new_shape, affine
+
+
+def on_grid(path: str | os.PathLike, grid) -> bool:
+    """Whether a scan already lies on ``grid`` (so preprocessing does not resample it)."""
+    try:
+        shape, affine = ras_geometry(path)
+    except Exception:
+        return False
+    return grid.same_as(shape, affine)

@@ -95,6 +95,53 @@ def paper_augmentation(flip: bool = True, shifts: tuple[int, int] | None = (-2, 
     return tio.Compose(transforms) if transforms else None
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffle from (seed, epoch) alone, sharded over DDP ranks; yields ``(epoch, index)``.
+
+    The order and the per-sample augmentation key depend only on the seed and the epoch
+    Lightning sets through :meth:`set_epoch`, never on the global random state, so a run
+    resumed from a checkpoint draws what an uninterrupted run draws, on any number of
+    processes.
+
+    Parameters
+    ----------
+    n : int
+        Dataset length.
+    seed : int
+    shuffle : bool
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+        self.n, self.seed, self.shuffle = int(n), int(seed), shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _shard(self) -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __iter__(self):
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=gen).tolist()
+        else:
+            order = list(range(self.n))
+        rank, world = self._shard()
+        if world > 1:
+            order += order[: (-len(order)) % world]  # pad so every rank gets as many
+            order = order[rank::world]
+        return iter([(self.epoch, i) for i in order])
+
+    def __len__(self) -> int:
+        rank, world = self._shard()
+        return -(-self.n // world)
+
+
 class ScanDataset(Dataset):
     """Preprocessed scans (cached ``.npy`` arrays) with labels.
 
@@ -107,24 +154,34 @@ class ScanDataset(Dataset):
         The grid's affine, so TorchIO knows which axis is left-right.
     transform : callable, optional
         A TorchIO transform applied to each sample.
+    seed : int
+        With ``(epoch, index)`` keys (see :class:`EpochSampler`), the transform's random
+        draws are seeded from ``(seed, epoch, index)``.
     """
 
     def __init__(self, arrays: Sequence, labels: Sequence[int], affine: np.ndarray,
-                 transform: tio.Transform | None = None):
+                 transform: tio.Transform | None = None, seed: int = 0):
         self.arrays = [str(a) for a in arrays]
         self.labels = [int(v) for v in labels]
         self.affine = np.asarray(affine, dtype=float)
         self.transform = transform
+        self.seed = int(seed)
 
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key) -> tuple[torch.Tensor, int]:
+        epoch, i = key if isinstance(key, tuple) else (None, key)
         x = torch.from_numpy(np.array(np.load(self.arrays[i], mmap_mode="r"),
                                       dtype=np.float32))[None]
         if self.transform is not None:
             subject = tio.Subject(image=tio.ScalarImage(tensor=x, affine=self.affine))
-            x = self.transform(subject)["image"].data
+            if epoch is None:
+                x = self.transform(subject)["image"].data
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + i)
+                    x = self.transform(subject)["image"].data
         return x, self.labels[i]
 
 

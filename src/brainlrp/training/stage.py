@@ -124,24 +124,50 @@ def _delayed_early_stopping(monitor: str, patience: int, start_epoch: int):
     return DelayedEarlyStopping(monitor=monitor, patience=patience, mode="min")
 
 
-class _EpochPrinter:
-    """One line per epoch on stdout (readable in logs, unlike a progress bar)."""
+def _batch_seeder(seed: int):
+    """Seed dropout from (seed, epoch, batch, rank) at every training step, so a resumed
+    run draws the same masks as an uninterrupted one (data order and augmentation are
+    seeded by :class:`~brainlrp.training.data.EpochSampler`)."""
+    from lightning.pytorch.callbacks import Callback
 
-    def __new__(cls, trial: int):
-        from lightning.pytorch.callbacks import Callback
+    class BatchSeeder(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            key = ((seed * 1009 + trainer.current_epoch) * 100_003 + batch_idx) * 64
+            torch.manual_seed(key + trainer.global_rank)
 
-        class EpochPrinter(Callback):
-            def on_train_epoch_end(self, trainer, pl_module):
-                if not trainer.is_global_zero:
-                    return
-                m = trainer.callback_metrics
-                parts = [f"trial {trial} epoch {trainer.current_epoch + 1:3d}"]
-                for key in ("train_loss", "val_loss", "val_bacc"):
-                    if key in m:
-                        parts.append(f"{key} {float(m[key]):.4f}")
+    return BatchSeeder()
+
+
+LOG_COLUMNS = ("train_loss", "train_bacc", "val_loss", "val_bacc")
+
+
+def _epoch_log(path: Path, trial: int, printing: bool):
+    """Append each epoch's metrics to ``training_log.csv`` (and print a line).
+
+    Rows of epochs a resumed run repeats are replaced, so the log of an interrupted
+    and resumed run equals an uninterrupted run's.
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochLog(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if not trainer.is_global_zero:
+                return
+            epoch = trainer.current_epoch + 1
+            m = trainer.callback_metrics
+            row = {"trial": trial, "epoch": epoch}
+            row |= {k: float(m[k]) for k in LOG_COLUMNS if k in m}
+            old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+            if not old.empty:
+                old = old[(old["trial"] != trial) | (old["epoch"] < epoch)]
+            write_table(path, pd.concat([old, pd.DataFrame([row])], ignore_index=True))
+            if printing:
+                parts = [f"trial {trial} epoch {epoch:3d}"]
+                parts += [f"{k} {row[k]:.4f}" for k in ("train_loss", "val_loss", "val_bacc")
+                          if k in row]
                 print("  ".join(parts), flush=True)
 
-        return EpochPrinter()
+    return EpochLog()
 
 
 def _check_classes(prepared: PreparedCohort) -> None:
@@ -159,16 +185,20 @@ def _check_classes(prepared: PreparedCohort) -> None:
                                 "add subjects or change --test/--val")
 
 
-def _loader(prepared: PreparedCohort, split: str, config: TrainConfig, train: bool):
+def _loader(prepared: PreparedCohort, split: str, config: TrainConfig, seed: int,
+            train: bool):
     from torch.utils.data import DataLoader
 
-    from brainlrp.training.data import ScanDataset, paper_augmentation
+    from brainlrp.training.data import EpochSampler, ScanDataset, paper_augmentation
 
     rows = prepared.scans[prepared.scans["split"] == split]
     transform = paper_augmentation(config.flip, config.shift) if train else None
     dataset = ScanDataset(rows["array"].tolist(), rows["label"].tolist(),
-                          prepared.prep.grid.affine_array, transform)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=train,
+                          prepared.prep.grid.affine_array, transform, seed=seed)
+    # Training data are sharded over DDP ranks by EpochSampler; every rank validates on
+    # the whole validation split, so validation metrics are exact.
+    sampler = EpochSampler(len(dataset), seed, shuffle=True) if train else None
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
                       num_workers=config.workers, persistent_workers=config.workers > 0,
                       drop_last=False)
 
@@ -190,7 +220,6 @@ def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial
 
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from brainlrp.training.module import ADClassifier
 
@@ -203,20 +232,20 @@ def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial
     best = ModelCheckpoint(dirpath=trial_dir, filename="best", monitor="val_bacc", mode="max",
                            save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [best, _delayed_early_stopping("val_loss", config.patience,
-                                               config.early_stopping_start)]
-    if progress:
-        callbacks.append(_EpochPrinter(trial))
+                                               config.early_stopping_start),
+                 _batch_seeder(seed), _epoch_log(run.root / "training_log.csv", trial, progress)]
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
         strategy=config.strategy, num_nodes=config.num_nodes, precision=config.precision,
         callbacks=callbacks,
-        logger=CSVLogger(run.root / "logs", name=f"trial-{trial}", version=""),
+        logger=False,
         enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=1, default_root_dir=run.root)
+        num_sanity_val_steps=0, log_every_n_steps=1, default_root_dir=run.root,
+        use_distributed_sampler=False)
     last = trial_dir / "last.ckpt"
     start = time.perf_counter()
-    trainer.fit(module, _loader(prepared, "train", config, True),
-                _loader(prepared, "val", config, False),
+    trainer.fit(module, _loader(prepared, "train", config, seed, True),
+                _loader(prepared, "val", config, seed, False),
                 ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
     info = {"trial": trial, "seed": seed, "epochs": int(trainer.current_epoch),
@@ -235,22 +264,6 @@ def _trial_model(info: dict, prepared: PreparedCohort, config: TrainConfig):
                           model_kwargs=config.model_kwargs)
     module.load_state_dict(payload["state_dict"])
     return module.model.eval()
-
-
-def _training_log(run: RunDir, trials: int) -> pd.DataFrame:
-    frames = []
-    for k in range(trials):
-        path = run.root / "logs" / f"trial-{k}" / "metrics.csv"
-        if not path.is_file():
-            continue
-        log = pd.read_csv(path)
-        cols = [c for c in ("epoch", "train_loss", "train_bacc", "val_loss", "val_bacc")
-                if c in log.columns]
-        log = log[cols].groupby("epoch", as_index=False).first()
-        log["epoch"] = log["epoch"] + 1
-        log.insert(0, "trial", k)
-        frames.append(log)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def train(cohort: str | os.PathLike, out: str | os.PathLike,
@@ -290,8 +303,8 @@ def train(cohort: str | os.PathLike, out: str | os.PathLike,
             raise BrainLRPError(f"{run.root} already holds a trained model",
                                 "pass --overwrite to retrain, or choose another --out")
         if overwrite:
-            for stale in (run.model_dir / "lightning", run.root / "logs"):
-                shutil.rmtree(stale, ignore_errors=True)
+            shutil.rmtree(run.model_dir / "lightning", ignore_errors=True)
+            (run.root / "training_log.csv").unlink(missing_ok=True)
     if is_main and not overwrite:
         _check_resumable(run, config)
     splits = None
@@ -349,15 +362,19 @@ def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: 
                   "sd": float(np.nanstd([t["test"][key] for t in trials], ddof=1))}
             for key in METRIC_KEYS}
     write_json(run.metrics, metrics)
-    log = _training_log(run, len(trials))
-    if not log.empty:
-        write_table(run.root / "training_log.csv", log)
+    from brainlrp.data.nifti import on_grid
+
+    preprocessing = prepared.prep.to_dict()
+    # Whether training scans were resampled: if they were all already on the grid, a new
+    # scan on another grid would be preprocessed differently from the training data.
+    preprocessing["training_scans_on_grid"] = all(on_grid(p, prepared.prep.grid)
+                                                  for p in scans["path"])
     card = {
         "architecture": {"name": config.arch, "kwargs": config.model_kwargs,
                          "input_shape": list(prepared.prep.grid.shape)},
         "grid": prepared.prep.grid.to_dict(),
         "resolution": prepared.prep.grid.resolution,
-        "preprocessing": prepared.prep.to_dict(),
+        "preprocessing": preprocessing,
         "normalisation": "template brain mask, then min-max to [0, 1] per scan",
         "classes": list(CLASS_NAMES), "target_class": 1,
         "training_cohort": prepared.cohort.summary()

@@ -1,0 +1,275 @@
+"""``brainlrp explain``: heatmaps for a run's scans, or for one new scan.
+
+Heatmaps go to ``heatmaps/<method>/<scan_id>.nii.gz`` on the model grid with the
+grid's MNI affine. Each file is written atomically and a scan whose heatmaps all
+exist is skipped, so an interrupted run resumes where it stopped and two processes
+on the same run never corrupt each other's files. Several GPUs or nodes go through
+Lightning's prediction loop with DDP: every rank explains and writes its own share.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brainlrp._io import save_nifti, write_json
+from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
+
+SPLIT_CHOICES = ("test", "val", "train", "all")
+
+
+@dataclass
+class ExplainResult:
+    """What :func:`explain_run` did (numbers for this process)."""
+
+    run: Path
+    methods: list[str]
+    n_scans: int
+    n_written: int
+    n_skipped: int
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+
+
+def _validate_methods(methods) -> list[str]:
+    from brainlrp.explain import resolve_method
+
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)
+             if m.strip()]
+    if not names:
+        raise BrainLRPError("no method given", "e.g. --methods lrp-b0,gb")
+    for name in names:
+        resolve_method(name)  # raises with the list of known methods
+    return list(dict.fromkeys(names))
+
+
+def _select_scans(run: RunDir, split: str) -> pd.DataFrame:
+    if split not in SPLIT_CHOICES:
+        raise BrainLRPError(f"unknown split {split!r}", f"use one of {', '.join(SPLIT_CHOICES)}")
+    path = run.require(run.predictions, "predictions.tsv",
+                       "train a model first with `brainlrp train COHORT --out RUN`")
+    pred = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "scan_id": str})
+    return pred if split == "all" else pred[pred["split"] == split]
+
+
+def _pending(run: RunDir, scan_ids, methods) -> list[str]:
+    return [s for s in scan_ids if not all(run.heatmap(m, s).is_file() for m in methods)]
+
+
+def check_scan_grid(card: dict, path, resample: bool) -> None:
+    """Refuse a scan that training-time preprocessing would not have resampled.
+
+    When every training scan already lay on the model grid, preprocessing never
+    resampled; a scan on another grid would then be prepared differently from the
+    training data, so it needs an explicit ``--resample``.
+    """
+    from brainlrp.data.grid import Grid
+    from brainlrp.data.nifti import on_grid, ras_geometry
+
+    grid = Grid.from_dict(card["grid"])
+    if resample or not card.get("preprocessing", {}).get("training_scans_on_grid", False):
+        return
+    if on_grid(path, grid):
+        return
+    try:
+        shape = " x ".join(map(str, ras_geometry(path)[0]))
+    except Exception:
+        return  # unreadable files get load_scan's own message
+    raise BrainLRPError(
+        f"{path} is on a {shape} grid, not the model's {grid.describe()} grid that all "
+        f"training scans were on", "pass --resample to resample it onto the model grid")
+
+
+def _scan_arrays(run: RunDir, scan_ids, cohort, cache_dir, prep, card=None,
+                 resample: bool = False) -> list[Path]:
+    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.preprocess import PreprocessCache
+
+    source = cohort or run.cohort_source()
+    if source is None:
+        raise BrainLRPError(f"{run.run_json} does not name the cohort", "pass --cohort DIR")
+    scans = load_cohort(source, allow_external_paths=True).scans.set_index("scan_id")
+    missing = [s for s in scan_ids if s not in scans.index]
+    if missing:
+        raise BrainLRPError(f"scan {missing[0]} of predictions.tsv is not in the cohort {source}",
+                            "pass the cohort the model was trained on with --cohort")
+    cache = PreprocessCache(cache_dir)
+    if card is not None:
+        for s in scan_ids:
+            check_scan_grid(card, scans.loc[s, "path"], resample)
+    return [cache.get(scans.loc[s, "path"], prep) for s in scan_ids]
+
+
+def _explainer_module(model, methods, run: RunDir, affine, options):
+    import lightning.pytorch as pl
+
+    from brainlrp.explain import explain
+
+    class Explainer(pl.LightningModule):
+        """Prediction loop step: explain a batch and write its heatmaps."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.written = 0
+
+        def predict_step(self, batch, batch_idx):
+            x, ids = batch
+            with torch.enable_grad():
+                for method in methods:
+                    todo = [i for i, s in enumerate(ids) if not run.heatmap(method, s).is_file()]
+                    if not todo:
+                        continue
+                    heat = explain(self.model, x[todo], method, target=1, **options)
+                    heat = heat.detach().float().cpu().numpy()
+                    for j, i in enumerate(todo):
+                        save_nifti(run.heatmap(method, ids[i]), heat[j, 0], affine,
+                                   description=f"brainlrp {method} AD relevance")
+                        self.written += 1
+            return None
+
+    return Explainer()
+
+
+class _ArrayDataset(torch.utils.data.Dataset):
+    def __init__(self, arrays, ids):
+        self.arrays, self.ids = [str(a) for a in arrays], list(ids)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        x = np.array(np.load(self.arrays[i], mmap_mode="r"), dtype=np.float32)[None]
+        return torch.from_numpy(x), self.ids[i]
+
+
+def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test",
+                cohort: str | os.PathLike | None = None, batch_size: int = 4,
+                overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
+                accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
+                num_nodes: int = 1, options: dict | None = None, resample: bool = False,
+                progress: bool = True) -> ExplainResult:
+    """Explain a run's scans with each method; resume where a previous call stopped.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A trained run (``brainlrp train``).
+    methods : str or sequence of str
+        Method names (comma-separated string or list); see
+        :func:`brainlrp.explain.available_methods`.
+    split : {"test", "val", "train", "all"}
+    cohort : path-like, optional
+        The cohort (default: the one recorded in run.json).
+    batch_size : int
+    overwrite : bool
+        Recompute heatmaps that exist.
+    accelerator, devices, strategy, num_nodes
+        Lightning settings; ``--devices 4 --strategy ddp`` explains on 4 GPUs.
+    options : dict, optional
+        Extra options for :func:`brainlrp.explain.explain`.
+    """
+    import lightning.pytorch as pl
+
+    from brainlrp.training.checkpoint import card_preprocessing, load_model
+    from brainlrp.training.stage import _quiet_lightning
+
+    run = RunDir(run_dir)
+    methods = _validate_methods(methods)
+    if batch_size < 1:
+        raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
+    model, card = load_model(run)
+    prep = card_preprocessing(card)
+    selected = _select_scans(run, split)
+    scan_ids = selected["scan_id"].tolist()
+    if overwrite:
+        for m in methods:
+            for s in scan_ids:
+                run.heatmap(m, s).unlink(missing_ok=True)
+    todo = _pending(run, scan_ids, methods)
+    start = time.perf_counter()
+    written = 0
+    if todo:
+        arrays = _scan_arrays(run, todo, cohort, cache_dir, prep, card, resample)
+        loader = torch.utils.data.DataLoader(_ArrayDataset(arrays, todo),
+                                             batch_size=batch_size, shuffle=False)
+        module = _explainer_module(model, methods, run, prep.grid.affine_array, options or {})
+        import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
+
+        _quiet_lightning()
+        trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
+                             num_nodes=num_nodes, logger=False, inference_mode=False,
+                             enable_progress_bar=progress, enable_model_summary=False,
+                             enable_checkpointing=False, default_root_dir=run.root)
+        trainer.predict(module, loader, return_predictions=False)
+        written = module.written
+    seconds = time.perf_counter() - start
+    done = len(scan_ids) - len(_pending(run, scan_ids, methods))
+    info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
+            "seconds": round(seconds, 1), "batch_size": batch_size}
+    if _is_main():
+        run.record("explain", run.read_run().get("stages", {}).get("explain", {}) | info)
+    return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
+                         n_written=written, n_skipped=len(scan_ids) - len(todo),
+                         seconds=seconds)
+
+
+def _is_main() -> bool:
+    from brainlrp.training.stage import _global_rank
+
+    return _global_rank() == 0
+
+
+@dataclass
+class ScanExplanation:
+    """Result of :func:`explain_scan`."""
+
+    out: Path
+    p_ad: float
+    files: dict[str, Path]
+
+
+def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike,
+                 methods="lrp-b0", device: str = "cpu", options: dict | None = None,
+                 overwrite: bool = False, resample: bool = False) -> ScanExplanation:
+    """Explain one new scan, preprocessed exactly as in training (from the model card).
+
+    Writes ``OUT/<method>.nii.gz`` per method, ``OUT/input.nii.gz`` (the scan as the
+    model saw it) and ``OUT/prediction.json`` (AD probability and class).
+    """
+    from brainlrp.data.nifti import load_scan
+    from brainlrp.data.preprocess import preprocess_image
+    from brainlrp.explain import explain
+    from brainlrp.training.checkpoint import card_preprocessing, load_model
+
+    methods = _validate_methods(methods)
+    out = Path(out)
+    if (out / "prediction.json").exists() and not overwrite:
+        raise BrainLRPError(f"{out} already holds an explanation",
+                            "pass --overwrite or choose another --out")
+    model, card = load_model(run_dir, device=device)
+    prep = card_preprocessing(card)
+    check_scan_grid(card, scan, resample)
+    img = load_scan(scan)
+    x = torch.from_numpy(preprocess_image(img, prep))[None, None].to(device)
+    with torch.no_grad():
+        p_ad = float(torch.softmax(model(x), dim=1)[0, 1])
+    files = {"input": out / "input.nii.gz"}
+    save_nifti(files["input"], x[0, 0].cpu().numpy(), prep.grid.affine_array)
+    for method in methods:
+        heat = explain(model, x, method, target=1, **(options or {}))
+        files[method] = out / f"{method}.nii.gz"
+        save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
+                   prep.grid.affine_array, description=f"brainlrp {method} AD relevance")
+    write_json(out / "prediction.json", {
+        "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "CN",
+        "model": str(Path(run_dir).resolve()), "grid": prep.grid.to_dict(),
+        "methods": methods})
+    return ScanExplanation(out=out, p_ad=p_ad, files=files)
