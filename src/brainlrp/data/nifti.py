@@ -24,6 +24,16 @@ REGISTER_HINT = ("register it to MNI ICBM 2009c space first (e.g. ANTs, FSL FNIR
 
 
 def load_scan(path: str | os.PathLike, check_mni: bool = True):
+    """Load and validate a T1 scan; see :func:`_load_scan` (numeric warnings silenced:
+    a broken header is reported once, as an error, not as a cascade of warnings)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _load_scan(path, check_mni)
+
+
+def _load_scan(path: str | os.PathLike, check_mni: bool = True):
     """Load and validate a T1 scan; return it as a float32 RAS+ NIfTI image.
 
     Parameters
