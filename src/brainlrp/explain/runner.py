@@ -107,6 +107,46 @@ def _scan_arrays(run: RunDir, scan_ids, cohort, cache_dir, prep, card=None,
     return [cache.get(scans.loc[s, "path"], prep) for s in scan_ids]
 
 
+class ScanClaims:
+    """Advisory per-scan locks, so concurrent ``explain`` processes share the work.
+
+    A process explains a scan only while it holds an exclusive ``flock`` on
+    ``heatmaps/.claims/<scan_id>``; the operating system drops the lock when the process
+    dies (even on SIGKILL), so a crashed process never blocks a later resume. After the
+    lock is taken the outputs are checked again: what another process finished in the
+    meantime is skipped.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.held: dict[str, int] = {}
+
+    def acquire(self, scan_id: str) -> bool:
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / scan_id, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self.held[scan_id] = fd
+        return True
+
+    def release(self, scan_id: str) -> None:
+        import fcntl
+
+        fd = self.held.pop(scan_id, None)
+        if fd is None:
+            return
+        try:
+            (self.folder / scan_id).unlink(missing_ok=True)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
 def _explainer_module(model, methods, run: RunDir, affine, options):
     import lightning.pytorch as pl
 
@@ -119,20 +159,26 @@ def _explainer_module(model, methods, run: RunDir, affine, options):
             super().__init__()
             self.model = model
             self.written = 0
+            self.claims = ScanClaims(run.heatmaps / ".claims")
 
         def predict_step(self, batch, batch_idx):
             x, ids = batch
-            with torch.enable_grad():
-                for method in methods:
-                    todo = [i for i, s in enumerate(ids) if not run.heatmap(method, s).is_file()]
-                    if not todo:
-                        continue
-                    heat = explain(self.model, x[todo], method, target=1, **options)
-                    heat = heat.detach().float().cpu().numpy()
-                    for j, i in enumerate(todo):
-                        save_nifti(run.heatmap(method, ids[i]), heat[j, 0], affine,
-                                   description=f"brainlrp {method} AD relevance")
-                        self.written += 1
+            mine = [i for i, s in enumerate(ids) if self.claims.acquire(s)]
+            try:
+                with torch.enable_grad():
+                    for method in methods:
+                        todo = [i for i in mine if not run.heatmap(method, ids[i]).is_file()]
+                        if not todo:
+                            continue
+                        heat = explain(self.model, x[todo], method, target=1, **options)
+                        heat = heat.detach().float().cpu().numpy()
+                        for j, i in enumerate(todo):
+                            save_nifti(run.heatmap(method, ids[i]), heat[j, 0], affine,
+                                       description=f"brainlrp {method} AD relevance")
+                            self.written += 1
+            finally:
+                for i in mine:
+                    self.claims.release(ids[i])
             return None
 
     return Explainer()
