@@ -92,3 +92,21 @@ def test_explain_fn_path_on_the_tiny_model(atlas6):
     assert np.isfinite(res.aopc[["aopc_relevance", "aopc_random"]].to_numpy()).all()
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_inference_copy_gives_the_same_outputs(atlas6):
+    from brainlrp.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", atlas6.grid.shape)
+    for m in model.modules():  # non-trivial statistics, so folding them matters
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    x = np.random.default_rng(0).random((3, 1, *atlas6.grid.shape)).astype(np.float32)
+    fast = fa.inference_copy(model)
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in fast.modules())
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules())  # original intact
+    np.testing.assert_allclose(fa.predict_ad(fast, x), fa.predict_ad(model, x), atol=1e-5)

@@ -181,3 +181,18 @@ def test_cli_runs(fake_run):
                                       "--no-faithfulness", "--no-sanity"])
     assert result.exit_code == 0, result.output
     assert "lrp-b0:" in result.output and "gb:" in result.output
+
+
+def test_minimal_predictions_are_completed(fake_run):
+    # Only the required columns: scan_id, diagnosis, outcome and split are derived.
+    path = fake_run.root / "predictions.tsv"
+    table = pd.read_csv(path, sep="\t")
+    single = table[table["participant_id"] != "sub-02"]
+    single[["participant_id", "label", "p_ad", "predicted"]].to_csv(path, sep="\t", index=False)
+    res = analyze(fake_run.root, methods=["lrp-b0"], faithfulness=False, sanity=False,
+                  n_permutations=10, progress=False)
+    assert res.n_scans == {"lrp-b0": 8}  # sub-10 has no heatmap
+    assert any("sub-02_ses-1" in n for n in res.notices)  # heatmaps without a row
+    groups = pd.read_csv(fake_run.root / "regions" / "lrp-b0" / "groups.tsv", sep="\t")
+    n = groups.drop_duplicates("group").set_index("group")["n_subjects"].to_dict()
+    assert n == {"AD": 4, "HC": 4, "TP": 3, "TN": 3, "FP": 1, "FN": 1}

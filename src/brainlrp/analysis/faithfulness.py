@@ -9,11 +9,15 @@ AOPC_random > 0`` (Samek et al. 2017, "Evaluating the visualization of what a de
 neural network has learned").
 
 Perturbations that coincide (e.g. two LRP betas agreeing on the first areas) are
-evaluated once: every distinct set of replaced areas is one forward pass.
+evaluated once: every distinct set of replaced areas is one forward pass. The
+forward passes run on a private inference copy of the model with each BatchNorm
+folded into the convolution before it and channels-last memory layout, which
+gives the same outputs (to float rounding) about twice as fast on CPU.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,15 +62,54 @@ def random_orders(n_orders: int, n_subjects: int, n_regions: int, seed: int = 0)
     return rng.permuted(base, axis=-1)
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _fold_batchnorm(module: nn.Module) -> None:
+    """Fold every BatchNorm that directly follows a convolution in a Sequential into it.
+
+    The BatchNorm becomes an Identity, so module names (and any code that looks
+    layers up by name) stay valid. Only eval-mode BatchNorm with running
+    statistics is folded: that is when it is a fixed affine map.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for child in module.children():
+        if isinstance(child, nn.Sequential):
+            for i in range(len(child) - 1):
+                conv, norm = child[i], child[i + 1]
+                if (isinstance(conv, _CONVS) and isinstance(norm, _NORMS)
+                        and norm.running_mean is not None and not norm.training):
+                    child[i] = fuse_conv_bn_eval(conv, norm)
+                    child[i + 1] = nn.Identity()
+        _fold_batchnorm(child)
+
+
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A private, faster copy for forward passes: eval mode, BatchNorm folded, channels-last."""
+    fast = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        _fold_batchnorm(fast)
+    if any(isinstance(m, nn.Conv3d) for m in fast.modules()):
+        fast = fast.to(memory_format=torch.channels_last_3d)
+    return fast
+
+
 def predict_ad(model: nn.Module, x: np.ndarray, batch_size: int = 4) -> np.ndarray:
     """Softmax probability of AD (class 1) for inputs ``(n, 1, X, Y, Z)``."""
     out = []
+    param = next(model.parameters(), None)
+    # A model converted by inference_copy has channels-last 3D weights: feed it likewise.
+    channels_last = any(isinstance(m, nn.Conv3d) and not m.weight.is_contiguous()
+                        for m in model.modules())
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(x[start: start + batch_size]))
-            param = next(model.parameters(), None)
             if param is not None:
                 batch = batch.to(device=param.device, dtype=param.dtype)
+            if channels_last and batch.dim() == 5:
+                batch = batch.contiguous(memory_format=torch.channels_last_3d)
             out.append(torch.softmax(model(batch), dim=1)[:, 1].double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -197,10 +240,11 @@ def faithfulness(model: nn.Module, inputs: np.ndarray, baseline: np.ndarray, cod
         metrics.apply_relevance(heat, mode, out=heat)
         density[method] = metrics.density(region_sums(heat, codes, n_regions), counts)
     steps = min(int(steps), n_regions)
+    fast = inference_copy(model)
     order_list = [relevance_order(density[m]) for m in methods]
     rand = random_orders(max(int(n_random), 1), n_subjects, n_regions, seed)
     all_orders = np.concatenate([np.stack(order_list), rand]) if order_list else rand
-    curves = perturbation_curves(model, inputs, baseline, codes, all_orders, steps, batch_size)
+    curves = perturbation_curves(fast, inputs, baseline, codes, all_orders, steps, batch_size)
     random_curve = curves[len(order_list):].mean(axis=0)  # (n_subjects, steps + 1)
     random_aopc = metrics.aopc(random_curve)
 

@@ -275,9 +275,8 @@ def stream_method(method: str, paths: Sequence[Path], scans: pd.DataFrame, atlas
             w = weights.iloc[rows]
             for g, acc in accum.items():
                 wg = w[g].to_numpy()
-                hit = np.flatnonzero(wg)
-                if hit.size:
-                    acc += np.tensordot(wg[hit], maps[hit], axes=1)
+                for i in np.flatnonzero(wg):  # each scan is in two groups only
+                    acc += maps[i] * wg[i]
             block = scans.iloc[rows]
             if on_batch is not None:
                 on_batch(block, maps)

@@ -49,6 +49,13 @@ HIPPOCAMPUS_COLUMNS = ("method", "relevance", "n_subjects", "r", "p_value", "n_p
 HIPPOCAMPUS_SUBJECT_COLUMNS = ("method", "participant_id", "hippocampus_relevance",
                                "hippocampus_volume")
 TOTALS_COLUMNS = ("method", "relevance", "group", "n_subjects", "mean_total_relevance")
+#: Columns of the per-method analysis tables, by output name (``analysis/<name>.tsv``).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "fingerprints": FINGERPRINT_COLUMNS, "fingerprint_similarity": SIMILARITY_COLUMNS,
+    "relevance_totals": TOTALS_COLUMNS, "hippocampus": HIPPOCAMPUS_COLUMNS,
+    "hippocampus_subjects": HIPPOCAMPUS_SUBJECT_COLUMNS,
+    "ground_truth": gt.GROUND_TRUTH_COLUMNS,
+    "ground_truth_summary": gt.GROUND_TRUTH_SUMMARY_COLUMNS}
 #: Keys of every method in ``summary.json`` (and columns of ``summary.tsv`` after ``method``).
 SUMMARY_KEYS = (
     "relevance", "n_scans", "n_ad", "n_hc", "hc_ad_ratio",
@@ -90,6 +97,8 @@ class AnalysisResult:
     notices : list of str
         One-line notices (skipped analyses and why).
     seconds : float
+    timings : dict
+        Seconds per phase (setup, regions per method, faithfulness, sanity).
     """
 
     run: Path
@@ -99,6 +108,7 @@ class AnalysisResult:
     outputs: list[Path] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def analyze(run: str | os.PathLike, atlas="neuromorphometrics",
@@ -183,65 +193,30 @@ def analyze(run: str | os.PathLike, atlas="neuromorphometrics",
     hip_area = _hippocampus_area(subjects, atlas_regions, notices)
     truth_ctx = _prepare_truth(cohort_root, scans_of, atlas_regions, threshold, top_k, notices)
 
+    timings: dict[str, float] = {"setup": time.perf_counter() - start}
     outputs: list[Path] = []
     results: dict[str, MethodRegions] = {}
-    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in (
-        "fingerprints", "similarity", "hippocampus", "hippocampus_subjects", "totals",
-        "ground_truth", "ground_truth_summary")}
+    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLE_COLUMNS}
     summary_methods: dict[str, dict] = {}
     for method in chosen:
-        scans = scans_of[method]
-        paths = [rd.heatmap(method, s) for s in scans["scan_id"]]
-        scorer = truth_ctx.scorer() if truth_ctx else None
-        with progress_bar(len(paths), f"analyze {method}", progress) as advance:
-            mr = stream_method(method, paths, scans, atlas_regions, modes[method],
-                               rd.regions / method / "subjects.tsv", rd.means / method,
-                               batch_size=batch_size, on_batch=scorer, advance=advance)
-        write_groups(rd.regions / method / "groups.tsv", mr.groups)
+        tick = time.perf_counter()
+        mr, info, frames = _analyse_method(
+            rd, method, scans_of[method], atlas_regions, modes[method], subjects, hip_area,
+            truth_ctx, n_permutations=n_permutations, seed=seed, batch_size=batch_size,
+            progress=progress)
         outputs += [rd.regions / method / "subjects.tsv", rd.regions / method / "groups.tsv",
                     *mr.mean_images]
         results[method] = mr
-        info = {k: None for k in SUMMARY_KEYS}
-        info.update(relevance=modes[method], n_scans=len(scans),
-                    n_ad=int(round(mr.weights["AD"].sum())),
-                    n_hc=int(round(mr.weights["HC"].sum())))
-        totals, info["hc_ad_ratio"] = relevance_totals(mr)
-        tables["totals"].append(totals)
-        fp, sim, fp_info = fingerprints(mr, atlas_regions)
-        tables["fingerprints"].append(fp)
-        tables["similarity"].append(sim)
-        info.update(fp_info)
-        if hip_area is not None:
-            hip = hippocampus(mr, hip_area, subjects, n_permutations, seed)
-            tables["hippocampus"].append(hip[0])
-            tables["hippocampus_subjects"].append(hip[1])
-            info.update(hip[2])
-        if truth_ctx:
-            per_scan, row = truth_ctx.finish(method, mr, scorer, atlas_regions, area_names)
-            tables["ground_truth"].append(per_scan)
-            tables["ground_truth_summary"].append(pd.DataFrame([row]))
-            info.update(gt_n_subjects=row["n_subjects"], gt_mass_accuracy=row["mass_accuracy_mean"],
-                        gt_chance_mass_accuracy=row["chance_mass_accuracy"],
-                        gt_auc=row["auc_mean"], gt_spearman_regions=row["spearman_regions_mean"],
-                        gt_topk_recall=row["topk_recall_mean"],
-                        gt_group_topk_overlap=row["group_topk_overlap"])
         summary_methods[method] = info
+        for name, frame in frames.items():
+            tables[name].append(frame)
+        timings[f"regions {method}"] = time.perf_counter() - tick
 
-    written: dict[str, pd.DataFrame] = {}
-    for name, cols in (("fingerprints", FINGERPRINT_COLUMNS),
-                       ("fingerprint_similarity", SIMILARITY_COLUMNS),
-                       ("relevance_totals", TOTALS_COLUMNS)):
-        key = {"fingerprint_similarity": "similarity", "relevance_totals": "totals"}.get(name,
-                                                                                        name)
-        written[name] = _concat(tables[key], cols)
-    if tables["hippocampus"]:
-        written["hippocampus"] = _concat(tables["hippocampus"], HIPPOCAMPUS_COLUMNS)
-        written["hippocampus_subjects"] = _concat(tables["hippocampus_subjects"],
-                                                  HIPPOCAMPUS_SUBJECT_COLUMNS)
-    if truth_ctx:
-        written["ground_truth"] = _concat(tables["ground_truth"], gt.GROUND_TRUTH_COLUMNS)
-        written["ground_truth_summary"] = _concat(tables["ground_truth_summary"],
-                                                  gt.GROUND_TRUTH_SUMMARY_COLUMNS)
+    # Tables of analyses that did not run this time are not written (and removed below).
+    ran = {"fingerprints", "fingerprint_similarity", "relevance_totals"}
+    written: dict[str, pd.DataFrame] = {
+        name: _concat(frames, TABLE_COLUMNS[name]) for name, frames in tables.items()
+        if frames or name in ran}
     overlap = beta_overlap(results, area_names, top_k)
     if overlap is not None:
         written["beta_overlap"] = overlap
@@ -253,7 +228,8 @@ def analyze(run: str | os.PathLike, atlas="neuromorphometrics",
                                faithfulness_steps=faithfulness_steps,
                                random_orders=random_orders, sanity_subjects=sanity_subjects,
                                sanity_voxels=sanity_voxels, batch_size=batch_size, seed=seed,
-                               model=model, inputs_fn=inputs_fn, explain_fn=explain_fn)
+                               model=model, inputs_fn=inputs_fn, explain_fn=explain_fn,
+                               timings=timings)
         written.update(checks)
         if "faithfulness_aopc" in checks:
             for row in checks["faithfulness_aopc"].itertuples():
@@ -294,10 +270,12 @@ def analyze(run: str | os.PathLike, atlas="neuromorphometrics",
     rd.record("analyze", {"atlas": atlas_regions.atlas_name, "methods": chosen,
                           "relevance": modes, "n_scans": {m: len(s) for m, s in scans_of.items()},
                           "faithfulness": faithfulness, "sanity": sanity, "seed": seed,
-                          "seconds": round(seconds, 2), "notices": notices})
+                          "seconds": round(seconds, 2),
+                          "timings": {k: round(v, 2) for k, v in timings.items()},
+                          "notices": notices})
     return AnalysisResult(run=rd.root, methods=chosen,
                           n_scans={m: len(s) for m, s in scans_of.items()}, summary=summary,
-                          outputs=outputs, notices=notices, seconds=seconds)
+                          outputs=outputs, notices=notices, seconds=seconds, timings=timings)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -435,6 +413,44 @@ def _cohort_tables(rd: RunDir, cohort, notices: list[str]
 
 
 # --------------------------------------------------------------------------- per method
+
+
+def _analyse_method(rd: RunDir, method: str, scans: pd.DataFrame, atlas: AtlasRegions,
+                    mode: str, subjects: pd.DataFrame | None, hip_area: int | None,
+                    truth: _Truth | None, *, n_permutations: int, seed: int, batch_size: int,
+                    progress: bool) -> tuple[MethodRegions, dict, dict[str, pd.DataFrame]]:
+    """One streaming pass over a method's heatmaps, then its per-method analyses.
+
+    Returns the region results, the method's summary entry and its rows of the
+    analysis tables (keyed like :data:`TABLE_COLUMNS`).
+    """
+    paths = [rd.heatmap(method, s) for s in scans["scan_id"]]
+    scorer = truth.scorer() if truth else None
+    with progress_bar(len(paths), f"analyze {method}", progress) as advance:
+        mr = stream_method(method, paths, scans, atlas, mode,
+                           rd.regions / method / "subjects.tsv", rd.means / method,
+                           batch_size=batch_size, on_batch=scorer, advance=advance)
+    write_groups(rd.regions / method / "groups.tsv", mr.groups)
+    info = {k: None for k in SUMMARY_KEYS}
+    info.update(relevance=mode, n_scans=len(scans), n_ad=int(round(mr.weights["AD"].sum())),
+                n_hc=int(round(mr.weights["HC"].sum())))
+    frames: dict[str, pd.DataFrame] = {}
+    frames["relevance_totals"], info["hc_ad_ratio"] = relevance_totals(mr)
+    frames["fingerprints"], frames["fingerprint_similarity"], fp_info = fingerprints(mr, atlas)
+    info.update(fp_info)
+    if hip_area is not None:
+        frames["hippocampus"], frames["hippocampus_subjects"], hip_info = hippocampus(
+            mr, hip_area, subjects, n_permutations, seed)
+        info.update(hip_info)
+    if truth:
+        frames["ground_truth"], row = truth.finish(method, mr, scorer, atlas)
+        frames["ground_truth_summary"] = pd.DataFrame([row])
+        info.update(gt_n_subjects=row["n_subjects"], gt_mass_accuracy=row["mass_accuracy_mean"],
+                    gt_chance_mass_accuracy=row["chance_mass_accuracy"], gt_auc=row["auc_mean"],
+                    gt_spearman_regions=row["spearman_regions_mean"],
+                    gt_topk_recall=row["topk_recall_mean"],
+                    gt_group_topk_overlap=row["group_topk_overlap"])
+    return mr, info, frames
 
 
 def relevance_totals(mr: MethodRegions) -> tuple[pd.DataFrame, float]:
@@ -576,6 +592,8 @@ def beta_overlap(results: dict[str, MethodRegions], area_names: list[str], k: in
 
 @dataclass
 class _Truth:
+    """Ground truth prepared once for all methods: masks, true area loss, disease top-k."""
+
     root: Path
     masks: gt.TruthMasks
     brain: np.ndarray
@@ -584,10 +602,13 @@ class _Truth:
     k: int
 
     def scorer(self) -> gt.GroundTruthScorer:
+        """A fresh voxel scorer for one method's pass."""
         return gt.GroundTruthScorer(self.masks, self.brain, set(self.area_loss))
 
     def finish(self, method: str, mr: MethodRegions, scorer: gt.GroundTruthScorer,
-               atlas: AtlasRegions, area_names: list[str]) -> tuple[pd.DataFrame, dict]:
+               atlas: AtlasRegions) -> tuple[pd.DataFrame, dict]:
+        """The per-scan ground-truth table of a method and its summary row."""
+        area_names = atlas.areas["region"].tolist()
         voxel = pd.DataFrame(scorer.rows, columns=["participant_id", "scan_id", "outcome",
                                                    "n_atrophied_voxels", "atrophied_fraction",
                                                    "mass_accuracy", "auc"])
@@ -712,8 +733,8 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
                   modes: dict[str, str], notices: list[str], *, faithfulness: bool,
                   sanity: bool, faithfulness_subjects: int, faithfulness_steps: int,
                   random_orders: int, sanity_subjects: int, sanity_voxels: int,
-                  batch_size: int, seed: int, model, inputs_fn, explain_fn
-                  ) -> dict[str, pd.DataFrame]:
+                  batch_size: int, seed: int, model, inputs_fn, explain_fn,
+                  timings: dict[str, float]) -> dict[str, pd.DataFrame]:
     from brainlrp.analysis.faithfulness import faithfulness as run_faithfulness
     from brainlrp.analysis.sanity import cascading_randomization
 
@@ -735,6 +756,7 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
                        "checks skipped")
         return out
     if faithfulness:
+        tick = time.perf_counter()
         f_ids = sample[: faithfulness_subjects]
         hc_ids = sorted({s for mr in results.values()
                          for s in mr.scans.loc[mr.scans["label"] == 0, "scan_id"]})
@@ -754,15 +776,18 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
                                    batch_size=min(batch_size, 4))
             out["faithfulness"] = res.curves[list(FAITHFULNESS_COLUMNS)]
             out["faithfulness_aopc"] = res.aopc[list(AOPC_COLUMNS)]
+        timings["faithfulness"] = time.perf_counter() - tick
     if sanity:
         if explain_fn is None:
             explain_fn = _default_explain(notices)
         if explain_fn is not None:
+            tick = time.perf_counter()
             s_ids = sample[: sanity_subjects]
             x = _load_inputs(inputs_fn, s_ids, grid.shape)
             out["sanity"] = cascading_randomization(
                 model, x, explain_fn, methods, mask=brain_mask(grid), relevance=modes,
                 scan_ids=s_ids, n_voxels=sanity_voxels, seed=seed)[list(SANITY_COLUMNS)]
+            timings["sanity"] = time.perf_counter() - tick
     return out
 
 
