@@ -100,11 +100,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the fake run")
+    parser.add_argument("--build-only", action="store_true", help="only write the fake run")
+    parser.add_argument("--sanity-subjects", type=int, default=None)
+    parser.add_argument("--faithfulness-subjects", type=int, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="brainlrp-bench-"))
     t0 = time.perf_counter()
     run, grid, atlas = build(workdir)
     print(f"fake run ready in {time.perf_counter() - t0:.1f} s: {run}")
+    if args.build_only:
+        return
 
     torch.manual_seed(0)
     model = build_model("paper", grid.shape).eval()
@@ -124,7 +129,11 @@ def main() -> None:
         return g * x.detach() if method.startswith("lrp") else g
 
     t0 = time.perf_counter()
-    res = analyze(run, model=model, inputs_fn=inputs_fn, explain_fn=explain_fn, progress=False)
+    options = {k: v for k, v in (("sanity_subjects", args.sanity_subjects),
+                                 ("faithfulness_subjects", args.faithfulness_subjects))
+               if v is not None}
+    res = analyze(run, model=model, inputs_fn=inputs_fn, explain_fn=explain_fn, progress=False,
+                  **options)
     total = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"analyze: {total:.1f} s for {len(res.methods)} methods x "
@@ -134,6 +143,21 @@ def main() -> None:
         print(f"  {name:<22} {sec:6.1f} s  ({sec / total:5.1%})")
     for notice in res.notices:
         print(f"  note: {notice}")
+    # Reference costs on the same machine, so the total reads as a ratio.
+    x = torch.from_numpy(inputs_fn(["sub-001"]))
+    with torch.inference_mode():
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            model(x)
+        forward = (time.perf_counter() - t0) / 3
+    t0 = time.perf_counter()
+    for _ in range(3):
+        explain_fn(model, x, "gradient")
+    gradient = (time.perf_counter() - t0) / 3
+    print(f"reference: forward {forward:.3f} s, input gradient {gradient:.3f} s per scan; "
+          f"analyze = {total / forward:.0f} forwards = {total / gradient:.0f} gradients; "
+          f"options {options or 'default'}")
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir)
 

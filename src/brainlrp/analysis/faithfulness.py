@@ -10,9 +10,10 @@ neural network has learned").
 
 Perturbations that coincide (e.g. two LRP betas agreeing on the first areas) are
 evaluated once: every distinct set of replaced areas is one forward pass. The
-forward passes run on a private inference copy of the model with each BatchNorm
-folded into the convolution before it and channels-last memory layout, which
-gives the same outputs (to float rounding) about twice as fast on CPU.
+forward passes run on a private inference copy of the model (each BatchNorm folded
+into the convolution before it, max pooling before ReLU, channels-last memory
+layout), which gives the same outputs (to float rounding) about twice as fast on
+CPU.
 """
 
 from __future__ import annotations
@@ -86,11 +87,33 @@ def _fold_batchnorm(module: nn.Module) -> None:
         _fold_batchnorm(child)
 
 
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+
+
+def _pool_before_relu(module: nn.Module) -> None:
+    """Swap ReLU -> MaxPool into MaxPool -> ReLU (in place) inside every Sequential.
+
+    Both are monotone, so ``relu(maxpool(x)) == maxpool(relu(x))`` exactly, and the
+    ReLU then touches pool-size^3 times fewer values.
+    """
+    for child in module.children():
+        if isinstance(child, nn.Sequential):
+            for i in range(len(child) - 1):
+                if isinstance(child[i], nn.ReLU) and isinstance(child[i + 1], _POOLS):
+                    child[i], child[i + 1] = child[i + 1], nn.ReLU(inplace=True)
+        _pool_before_relu(child)
+
+
 def inference_copy(model: nn.Module) -> nn.Module:
-    """A private, faster copy for forward passes: eval mode, BatchNorm folded, channels-last."""
+    """A private, faster copy for forward passes with the same outputs.
+
+    Eval mode, BatchNorm folded into the convolution before it, max pooling moved
+    before ReLU, channels-last memory layout for 3D convolutions.
+    """
     fast = copy.deepcopy(model).eval()
     with torch.no_grad():
         _fold_batchnorm(fast)
+        _pool_before_relu(fast)
     if any(isinstance(m, nn.Conv3d) for m in fast.modules()):
         fast = fast.to(memory_format=torch.channels_last_3d)
     return fast
