@@ -128,15 +128,16 @@ def main() -> None:
         (g,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
         return g * x.detach() if method.startswith("lrp") else g
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     options = {k: v for k, v in (("sanity_subjects", args.sanity_subjects),
                                  ("faithfulness_subjects", args.faithfulness_subjects))
                if v is not None}
     res = analyze(run, model=model, inputs_fn=inputs_fn, explain_fn=explain_fn, progress=False,
                   **options)
     total = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"analyze: {total:.1f} s for {len(res.methods)} methods x "
+    print(f"analyze: {total:.1f} s wall, {cpu:.1f} s CPU for {len(res.methods)} methods x "
           f"{max(res.n_scans.values())} heatmaps on {grid.describe()}; "
           f"peak RSS {peak:.0f} MiB; torch threads {torch.get_num_threads()}")
     for name, sec in res.timings.items():
