@@ -334,14 +334,19 @@ def beta_of(method: str) -> float | None:
         return None
 
 
+#: Methods of the contract, in report order (any other ``lrp-b<beta>`` sorts by beta).
+KNOWN_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-eps", "gb",
+                 "gradient", "ig", "smoothgrad", "occlusion")
+
+
 def ordered(methods: Sequence[str]) -> list[str]:
-    """Methods in the contract's order (LRP betas ascending, then the others)."""
-    known = ["lrp-eps", "gb", "gradient", "ig", "smoothgrad", "occlusion"]
+    """Methods in the contract's order (LRP betas ascending, then the others, then unknown)."""
+    others = [m for m in KNOWN_METHODS if beta_of(m) is None]
 
     def key(m: str):
         b = beta_of(m)
         if b is not None:
             return (0, b, m)
-        return (1, known.index(m) if m in known else len(known), m)
+        return (1, others.index(m) if m in others else len(others), m)
 
     return sorted(dict.fromkeys(methods), key=key)

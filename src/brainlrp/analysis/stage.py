@@ -36,10 +36,6 @@ from brainlrp.data.grid import Grid, brain_mask
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
-#: Methods of the contract, in report order.
-KNOWN_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-eps", "gb",
-                 "gradient", "ig", "smoothgrad", "occlusion")
-
 FINGERPRINT_COLUMNS = ("method", "participant_id", "p_ad", "area_rank", "area",
                        "relevance_density")
 SIMILARITY_COLUMNS = ("method", "participant_a", "participant_b", "cosine_similarity")
