@@ -260,6 +260,63 @@ def explain(
     _say(f"heatmaps in {res.run / 'heatmaps'}")
 
 
+@app.command()
+@cli_errors
+def analyze(
+    run: Annotated[Path, typer.Argument(help="Run directory with predictions.tsv and "
+                                             "heatmaps/.")],
+    atlas: Annotated[str, typer.Option(help="Built-in atlas name or a NIfTI label image "
+                                            "(with NAME.tsv next to it).")
+                     ] = "neuromorphometrics",
+    methods: Annotated[list[str] | None, typer.Option(
+        "--methods", "-m", help="Methods to analyse (repeat or comma-separate); default: "
+                                "every method with heatmaps.")] = None,
+    cohort: Annotated[Path | None, typer.Option(
+        help="Cohort folder or table (covariates, ground truth); default: the one in "
+             "run.json.")] = None,
+    relevance: Annotated[str, typer.Option(
+        help="auto (per method: positive for LRP/IG/occlusion, absolute for "
+             "GB/gradient/SmoothGrad), positive, signed or absolute.")] = "auto",
+    threshold: Annotated[float, typer.Option(
+        help="Tissue loss above which a voxel counts as truly atrophied.")] = 0.05,
+    top_k: Annotated[int, typer.Option(help="Areas compared in overlaps and recall.")] = 10,
+    faithfulness: Annotated[bool, typer.Option(
+        help="Region perturbation check (needs the model).")] = True,
+    sanity: Annotated[bool, typer.Option(
+        help="Cascading model randomisation check (needs the model).")] = True,
+    faithfulness_subjects: Annotated[int, typer.Option(
+        help="AD test scans in the perturbation check.")] = 4,
+    faithfulness_steps: Annotated[int, typer.Option(help="Areas replaced one by one.")] = 20,
+    sanity_subjects: Annotated[int, typer.Option(
+        help="AD test scans in the randomisation check (its result depends on the "
+             "model and method far more than on the scan).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Heatmaps read at a time.")] = 8,
+    seed: SeedOpt = 0,
+) -> None:
+    """Relevance per atlas region, subject and group, plus the paper's statistics."""
+    from brainlrp.analysis import analyze as run_analyze
+
+    result = run_analyze(run, atlas=atlas, methods=methods, cohort=cohort, relevance=relevance,
+                         threshold=threshold, top_k=top_k, faithfulness=faithfulness,
+                         sanity=sanity, faithfulness_subjects=faithfulness_subjects,
+                         faithfulness_steps=faithfulness_steps, sanity_subjects=sanity_subjects,
+                         batch_size=batch_size, seed=seed)
+    for notice in result.notices:
+        _say(f"note: {notice}")
+
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    for method in result.methods:
+        s = result.summary["methods"][method]
+        _say(f"  {method}: {s['n_scans']} scans, HC/AD relevance {fmt(s['hc_ad_ratio'])}, "
+             f"fingerprint similarity {fmt(s['fingerprint_mean_similarity'])}, hippocampus "
+             f"r {fmt(s['hippocampus_r'])} (p {fmt(s['hippocampus_p'])}), AOPC gain "
+             f"{fmt(s['aopc_difference'])}")
+    _say(f"analysed {len(result.methods)} method(s) in {result.seconds:.1f} s; wrote "
+         f"{result.run / 'analysis'}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -1,1 +1,86 @@
-"""brainlrp.analysis."""
+"""Analysis of heatmaps per atlas region, subject and group (``brainlrp analyze``).
+
+:func:`analyze` reads a run's ``predictions.tsv``, ``model/card.json`` and
+``heatmaps/<method>/<scan_id>.nii.gz`` and writes the files below (TSV,
+tab-separated, numbers with 6 significant digits, NaN as empty). Re-running with the
+same inputs and options rewrites the same files; analysis files not produced by
+this run (e.g. ``sanity.tsv`` after ``--no-sanity``) are removed.
+
+Relevance
+---------
+A heatmap becomes relevance by one of three modes (``--relevance``): ``positive``
+(keep values > 0), ``absolute`` or ``signed``. ``auto`` (default) picks per method:
+positive for LRP (``lrp-b*``, ``lrp-eps``; beta = 0 is non-negative anyway and the
+paper summed it), ``ig`` and ``occlusion`` (signed attributions: the positive part
+is evidence for AD); absolute for ``gb``, ``gradient`` and ``smoothgrad``
+(sensitivities, whose sign is a direction, not evidence). Every number below uses
+the method's mode. Relevance sum = sum over a region's voxels; density = sum /
+n_voxels; gain = group mean / HC mean (NaN when the HC mean is 0).
+
+Groups: ``AD`` (label 1), ``HC`` (label 0), ``TP``, ``TN``, ``FP``, ``FN``
+(outcomes from label and predicted). Each subject counts once per group (its scans
+are averaged). Empty groups get no rows and no mean image.
+
+Files and columns (the contract)
+--------------------------------
+``regions/<method>/subjects.tsv``
+    participant_id, scan_id, diagnosis, outcome, region, hemisphere, area, n_voxels,
+    relevance_sum, relevance_density. One row per scan and atlas label.
+``regions/<method>/groups.tsv``
+    group, level (label | area), region, hemisphere, area, n_voxels, n_subjects,
+    mean_sum, mean_density, gain. ``area`` rows are the merged areas (68 for
+    Neuromorphometrics; fewer when a label vanishes on a coarse grid).
+``means/<method>/<group>.nii.gz``
+    Mean relevance map of the group, float32 on the model grid with its affine.
+``analysis/summary.json``
+    atlas, n_labels, n_areas, relevance (method -> mode), top_k, threshold, seed,
+    disease_model_top_areas, notices, and ``methods``: per method the keys of
+    :data:`~brainlrp.analysis.stage.SUMMARY_KEYS` (null when not computed).
+``analysis/summary.tsv``
+    method + :data:`~brainlrp.analysis.stage.SUMMARY_KEYS`: relevance, n_scans, n_ad,
+    n_hc, hc_ad_ratio, fingerprint_n_patients, fingerprint_mean_similarity,
+    fingerprint_min_similarity, patient_a, patient_b, hippocampus_n, hippocampus_r,
+    hippocampus_p, gt_n_subjects, gt_mass_accuracy, gt_chance_mass_accuracy, gt_auc,
+    gt_spearman_regions, gt_topk_recall, gt_group_topk_overlap, aopc_relevance,
+    aopc_random, aopc_difference, sanity_spearman_top_layer,
+    sanity_spearman_all_layers.
+``analysis/relevance_totals.tsv``
+    method, relevance, group, n_subjects, mean_total_relevance (whole-map relevance;
+    ``hc_ad_ratio`` = HC mean / AD mean).
+``analysis/fingerprints.tsv``
+    method, participant_id, p_ad, area_rank, area, relevance_density: the density
+    vectors of TPs with p_ad > 0.9 over the 25 areas of highest mean density.
+``analysis/fingerprint_similarity.tsv``
+    method, participant_a, participant_b, cosine_similarity (the full matrix in long
+    format, diagonal included). The least similar pair is patients A and B.
+``analysis/beta_overlap.tsv``
+    method_a, method_b, beta_a, beta_b, measure (sum | density | gain), group (TP, or
+    AD without TPs), k, n_shared, overlap (n_shared / k), shared_areas (``;``).
+    Only with two or more ``lrp-b*`` methods.
+``analysis/hippocampus.tsv``
+    method, relevance, n_subjects, r, p_value, n_permutations (Pearson r over TPs of
+    the Hippocampus area's relevance sum with ``hippocampus_volume``; two-sided,
+    seeded permutations, p = (1 + #{|r_perm| >= |r|}) / (1 + n_permutations)).
+``analysis/hippocampus_subjects.tsv``
+    method, participant_id, hippocampus_relevance, hippocampus_volume.
+``analysis/ground_truth.tsv`` (cohorts with ``derivatives/ground_truth/``)
+    method, participant_id, scan_id, outcome, n_atrophied_voxels, atrophied_fraction,
+    mass_accuracy, auc, spearman_regions, topk_recall, k. One row per AD scan.
+``analysis/ground_truth_summary.tsv``
+    method, relevance, n_subjects, mass_accuracy_mean, mass_accuracy_sd,
+    chance_mass_accuracy, auc_mean, auc_sd, spearman_regions_mean, topk_recall_mean,
+    group_topk_shared, group_topk_overlap, group_topk_areas, disease_topk_areas, k.
+    One row per method: the comparison table.
+``analysis/faithfulness.tsv``
+    method (``random`` = the random-order baseline), scan_id, order (relevance |
+    random), step, n_areas_replaced, p_ad, p_ad_drop.
+``analysis/faithfulness_aopc.tsv``
+    method, n_subjects, steps, aopc_relevance, aopc_random, aopc_difference.
+``analysis/sanity.tsv``
+    method, scan_id, stage, layer, spearman (stage k: the top k weight layers
+    re-initialised, cumulatively).
+"""
+
+from brainlrp.analysis.stage import AnalysisResult, analyze
+
+__all__ = ["AnalysisResult", "analyze"]
