@@ -7,7 +7,7 @@ Every method runs the model in eval mode without parameter gradients and
 restores it afterwards. Methods that evaluate the model many times per scan
 (integrated gradients, SmoothGrad, occlusion) do so in internal batches of
 ``batch_size`` volumes, so memory stays bounded on full-resolution
-193 x 229 x 193 scans: at that size one volume needs roughly 1.5 GB for a
+193 x 229 x 193 scans: at that size one volume needs roughly 1.2 GB for a
 forward and backward pass of the paper's network on CPU.
 """
 

@@ -216,7 +216,9 @@ class Rule(ABC):
         """
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        hidden = {"needs_input", "needs_output"}
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                           if not k.startswith("_") and k not in hidden)
         return f"{type(self).__name__}({params})"
 
 
