@@ -15,7 +15,7 @@ LISTED = ["lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-bn-merg
           "lrp-eps", "lrp-epsilon-plus", "gb", "gradient", "gxi", "ig", "smoothgrad",
           "occlusion"]
 #: Cheap settings so every method runs in well under a second on the tiny model.
-FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "occlusion": {"window": 8}}
+FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "occlusion": {"window": 12}}
 
 
 def probability_of(model: nn.Module, x: torch.Tensor, target: int = 1) -> torch.Tensor:
