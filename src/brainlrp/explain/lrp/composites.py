@@ -1,0 +1,181 @@
+"""Composites: which rule each layer gets, as presets in a registry keyed by name.
+
+A composite maps layer types to rules (optionally a special rule for the input
+layer) and lists the canonizers to apply first. Layers it does not mention get
+the defaults: ReLU/LeakyReLU and BatchNorm pass relevance unchanged, average
+pooling shares it proportionally, and max pooling, Flatten, Dropout and Identity
+keep their gradient (winner takes all, reshape, identity).
+
+The registry drives the valid names everywhere (API, CLI), so adding a preset is
+one decorated function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+
+from torch import nn
+
+from brainlrp.errors import BrainLRPError
+from brainlrp.explain.lrp.canonizers import Canonizer, MergeBatchNorm
+from brainlrp.explain.lrp.core import (
+    ACTIVATION_TYPES,
+    AUTOGRAD_TYPES,
+    AVGPOOL_TYPES,
+    BATCHNORM_TYPES,
+    LINEAR_LAYER_TYPES,
+    Rule,
+    attach_rules,
+    check_supported,
+    first_linear_layer,
+)
+from brainlrp.explain.lrp.rules import AlphaBeta, Epsilon, Pass, Proportional, ZBox, ZPlus
+
+LayerMap = Sequence[tuple[type[nn.Module] | tuple[type[nn.Module], ...], Rule | None]]
+
+#: Rules for the layers a composite does not mention; None keeps the gradient.
+DEFAULT_LAYER_MAP: LayerMap = (
+    (ACTIVATION_TYPES, Pass()),
+    (BATCHNORM_TYPES, Pass()),
+    (AVGPOOL_TYPES, Proportional()),
+    (AUTOGRAD_TYPES, None),
+)
+
+
+class Composite:
+    """Rules for every layer of a model, plus canonizers applied before them.
+
+    Parameters
+    ----------
+    layer_map : sequence of (type or tuple of types, Rule or None)
+        First match wins; checked before :data:`DEFAULT_LAYER_MAP`.
+    first_layer : Rule, optional
+        Rule for the input layer (the first Linear/ConvNd in registration order),
+        e.g. the box rule.
+    canonizers : sequence of Canonizer
+        Entered in order before the rules are attached, left in reverse order.
+    name : str
+        For messages and ``repr``.
+    """
+
+    def __init__(self, layer_map: LayerMap, first_layer: Rule | None = None,
+                 canonizers: Sequence[Canonizer] = (), name: str = "custom"):
+        self.layer_map = tuple(layer_map)
+        self.first_layer = first_layer
+        self.canonizers = tuple(canonizers)
+        self.name = name
+
+    def rules(self, model: nn.Module) -> dict[nn.Module, Rule]:
+        """The rule of every layer that has one.
+
+        Raises
+        ------
+        BrainLRPError
+            For an unsupported layer, or a Linear/ConvNd layer without a rule.
+        """
+        leaves = check_supported(model)
+        first = first_linear_layer(model)
+        rules: dict[nn.Module, Rule] = {}
+        for name, module in leaves:
+            if module is first and self.first_layer is not None:
+                rules[module] = self.first_layer
+                continue
+            for types, rule in (*self.layer_map, *DEFAULT_LAYER_MAP):
+                if isinstance(module, types):
+                    if rule is not None:
+                        rules[module] = rule
+                    break
+            if isinstance(module, LINEAR_LAYER_TYPES) and module not in rules:
+                raise BrainLRPError(
+                    f"the composite {self.name!r} has no rule for {name} "
+                    f"({type(module).__name__})", "add the layer type to its layer map")
+        return rules
+
+    @contextlib.contextmanager
+    def context(self, model: nn.Module) -> Iterator[dict[nn.Module, Rule]]:
+        """Apply the canonizers and attach the rules; undo everything on exit."""
+        check_supported(model)
+        with contextlib.ExitStack() as stack:
+            for canonizer in self.canonizers:
+                stack.enter_context(canonizer.apply(model))
+            rules = self.rules(model)
+            stack.enter_context(attach_rules(rules))
+            yield rules
+
+    def __repr__(self) -> str:
+        return f"Composite({self.name!r})"
+
+
+COMPOSITES: dict[str, Callable[..., Composite]] = {}
+
+
+def register_composite(name: str) -> Callable[[Callable[..., Composite]], Callable[..., Composite]]:
+    """Decorator adding a composite factory ``factory(**params) -> Composite`` under ``name``."""
+    def decorate(factory: Callable[..., Composite]) -> Callable[..., Composite]:
+        COMPOSITES[name] = factory
+        return factory
+    return decorate
+
+
+def available_composites() -> list[str]:
+    """Names of the registered composites."""
+    return list(COMPOSITES)
+
+
+def get_composite(name: str, **params) -> Composite:
+    """Build the registered composite ``name`` with ``params``.
+
+    Raises
+    ------
+    BrainLRPError
+        For an unknown name or a parameter the composite does not take.
+    """
+    if name not in COMPOSITES:
+        raise BrainLRPError(f"unknown LRP composite {name!r}",
+                            f"choose one of {', '.join(COMPOSITES)}")
+    factory = COMPOSITES[name]
+    accepted = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise BrainLRPError(
+            f"the composite {name!r} takes no parameter {', '.join(map(repr, unknown))}",
+            f"it takes: {', '.join(accepted) or 'no parameters'}")
+    return factory(**params)
+
+
+@register_composite("paper")
+def paper(beta: float = 0.0, epsilon: float = 1e-6) -> Composite:
+    """The paper's setting: the beta rule on every Linear/Conv layer (the input layer
+    too), BatchNorm and ReLU pass relevance unchanged, max pooling winner takes all."""
+    rule = AlphaBeta(beta=beta, epsilon=epsilon)
+    return Composite([(LINEAR_LAYER_TYPES, rule)], name=f"paper (beta={beta:g})")
+
+
+@register_composite("paper-bn-merged")
+def paper_bn_merged(beta: float = 0.0, epsilon: float = 1e-6) -> Composite:
+    """The beta rule everywhere after merging each BatchNorm into the layer before it."""
+    rule = AlphaBeta(beta=beta, epsilon=epsilon)
+    return Composite([(LINEAR_LAYER_TYPES, rule)], canonizers=[MergeBatchNorm()],
+                     name=f"paper-bn-merged (beta={beta:g})")
+
+
+@register_composite("epsilon-plus")
+def epsilon_plus(epsilon: float = 1e-6, low: float = 0.0, high: float = 1.0) -> Composite:
+    """Epsilon on dense layers, z+ on convolutions, the box rule on the input layer
+    (range ``[low, high]``), BatchNorm merged (Montavon et al. 2019's recommendation)."""
+    return Composite([(nn.Linear, Epsilon(epsilon)), (LINEAR_LAYER_TYPES, ZPlus(epsilon))],
+                     first_layer=ZBox(low, high, epsilon), canonizers=[MergeBatchNorm()],
+                     name="epsilon-plus")
+
+
+@register_composite("epsilon")
+def epsilon_everywhere(epsilon: float = 1e-6) -> Composite:
+    """The epsilon rule on every Linear/Conv layer, BatchNorm merged."""
+    return Composite([(LINEAR_LAYER_TYPES, Epsilon(epsilon))], canonizers=[MergeBatchNorm()],
+                     name="epsilon")
+
+
+__all__ = ["COMPOSITES", "DEFAULT_LAYER_MAP", "Composite", "available_composites",
+           "get_composite", "register_composite"]

@@ -1,0 +1,342 @@
+"""The LRP machinery: relevance propagated as a custom backward pass.
+
+Inside :func:`attach_rules`, every layer that has a rule gets its ``forward``
+replaced by a custom autograd function whose forward is the layer's own forward
+and whose backward is the rule: it maps the relevance of the layer's output to
+the relevance of its input. One ordinary ``torch.autograd.grad`` call then
+carries relevance from the output to the input through the whole network,
+reusing the activations the forward pass saved: no second forward pass and no
+parameter gradients. Layers whose gradient already *is* their LRP rule keep plain
+autograd: max pooling (the gradient goes to the winning voxel), Flatten and
+tensor reshapes, Identity, and Dropout in eval mode.
+
+This module knows nothing about particular rules; they live in
+:mod:`brainlrp.explain.lrp.rules` and implement :class:`Rule`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from brainlrp.errors import BrainLRPError
+
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Layers with weights that rules such as alpha-beta or epsilon act on.
+LINEAR_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, *CONV_TYPES)
+BATCHNORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU)
+AVGPOOL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+#: Layers whose autograd backward is already the LRP rule, so they get no rule.
+AUTOGRAD_TYPES: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.Flatten, nn.Identity)
+SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (
+    LINEAR_LAYER_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES + AVGPOOL_TYPES + AUTOGRAD_TYPES)
+
+_CONV_FUNCTIONS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """``z + epsilon * sign(z)`` with ``sign(0) = +1``, so the result is never zero."""
+    return z + torch.where(z >= 0, epsilon, -epsilon)
+
+
+def _module_label(name: str, module: nn.Module) -> str:
+    return f"{name or 'model'} ({type(module).__name__})"
+
+
+def _conv_padding(module: nn.Module) -> tuple[int, ...]:
+    """The conv's zero padding as integers (``'same'``/``'valid'`` resolved)."""
+    padding = module.padding
+    if padding == "valid":
+        return (0,) * len(module.kernel_size)
+    if padding == "same":
+        total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        if any(t % 2 for t in total):
+            raise BrainLRPError(
+                f"{type(module).__name__} with padding='same' and an even kernel pads "
+                "asymmetrically, which LRP does not support", "use an odd kernel size")
+        return tuple(t // 2 for t in total)
+    return tuple(int(p) for p in padding)
+
+
+class LayerOps:
+    """A Linear or ConvNd layer seen as a linear map, for rules to build on.
+
+    Rules need the layer's map with modified weights (``w+``, ``w-``, ...) and its
+    transpose. This class gives both for Linear and Conv1d/2d/3d alike, so every
+    rule is written once, and it stacks several weight sets into one call where
+    that is exact (``groups == 1``), because one convolution with twice the
+    channels is cheaper than two.
+
+    Parameters
+    ----------
+    module : nn.Linear or nn.Conv1d/2d/3d
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.weight: Tensor = module.weight
+        self.bias: Tensor | None = module.bias
+        if isinstance(module, nn.Linear):
+            self.spatial_dims = 0
+            self.channel_dim = -1
+            self.groups = 1
+        else:
+            self.spatial_dims = len(module.kernel_size)
+            self.channel_dim = 1
+            self.kernel_size = tuple(module.kernel_size)
+            self.stride = tuple(module.stride)
+            self.dilation = tuple(module.dilation)
+            self.padding = _conv_padding(module)
+            self.groups = int(module.groups)
+
+    # -- the map and its transpose -------------------------------------------------
+    def forward(self, x: Tensor, weight: Tensor) -> Tensor:
+        """The layer's map of ``x`` with ``weight`` and no bias."""
+        if self.spatial_dims == 0:
+            return F.linear(x, weight)
+        conv = _CONV_FUNCTIONS[self.spatial_dims]
+        return conv(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def transpose(self, s: Tensor, weight: Tensor, x: Tensor) -> Tensor:
+        """The transposed map (the input gradient of :meth:`forward`) applied to ``s``.
+
+        ``x`` is the layer's input; only its shape (and device) is used.
+        """
+        if self.spatial_dims == 0:
+            return torch.matmul(s, weight)
+        if s.device.type == "cpu" and all(st == 1 for st in self.stride):
+            pad = [d * (k - 1) - p for d, k, p in
+                   zip(self.dilation, self.kernel_size, self.padding, strict=True)]
+            if min(pad) >= 0:
+                # On CPU, oneDNN's backward-data kernel is ~2x slower than a forward
+                # convolution with the flipped, transposed kernel, which computes the
+                # same thing when the stride is 1.
+                g = self.groups
+                c_out, c_in_g = weight.shape[:2]
+                flipped = (weight.reshape(g, c_out // g, c_in_g, *self.kernel_size)
+                           .transpose(1, 2).reshape(g * c_in_g, c_out // g, *self.kernel_size)
+                           .flip(tuple(range(2, 2 + self.spatial_dims))))
+                conv = _CONV_FUNCTIONS[self.spatial_dims]
+                return conv(s, flipped, None, 1, pad, self.dilation, g)
+        return torch.ops.aten.convolution_backward(
+            s, x, weight, None, list(self.stride), list(self.padding), list(self.dilation),
+            False, [0] * self.spatial_dims, self.groups, [True, False, False])[0]
+
+    # -- several weight sets at once -------------------------------------------------
+    def forward_many(self, x: Tensor, weights: Sequence[Tensor]
+                     ) -> tuple[list[Tensor], Tensor | None]:
+        """The map of ``x`` with each of ``weights``: ``(outputs, stacked)``.
+
+        With ``groups == 1`` the outputs are computed by one call and returned as
+        views into ``stacked``, the output with all channels; a rule may overwrite
+        the views in place and pass ``stacked`` to :meth:`transpose_many`.
+        Otherwise ``stacked`` is None.
+        """
+        if self.groups != 1 or len(weights) == 1:
+            return [self.forward(x, w) for w in weights], None
+        stacked = self.forward(x, torch.cat(list(weights), dim=0))
+        n = weights[0].shape[0]
+        return list(stacked.split(n, dim=self.channel_dim)), stacked
+
+    def transpose_many(self, ss: Sequence[Tensor], weights: Sequence[Tensor], x: Tensor,
+                       stacked: Tensor | None = None) -> Tensor:
+        """``sum_k transpose(ss[k], weights[k])``, as one call when ``groups == 1``.
+
+        Pass ``stacked`` when ``ss`` are the views :meth:`forward_many` returned, to
+        save concatenating them again.
+        """
+        if self.groups != 1 or len(weights) == 1:
+            total = self.transpose(ss[0], weights[0], x)
+            for s, w in zip(ss[1:], weights[1:], strict=True):
+                total = total + self.transpose(s, w, x)
+            return total
+        if stacked is None:
+            stacked = torch.cat(list(ss), dim=self.channel_dim)
+        return self.transpose(stacked, torch.cat(list(weights), dim=0), x)
+
+    def add_bias(self, z: Tensor, bias: Tensor | None) -> Tensor:
+        """``z`` plus a per-output-channel ``bias`` (unchanged when ``bias`` is None)."""
+        if bias is None:
+            return z
+        if self.spatial_dims == 0:
+            return z + bias
+        return z + bias.reshape(-1, *([1] * self.spatial_dims))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A module as a rule sees it during the backward pass.
+
+    Attributes
+    ----------
+    module : nn.Module
+    forward : callable
+        The module's own forward, unaffected by the patch that routes calls
+        through the rule (calling ``module(x)`` inside a rule would recurse).
+    """
+
+    module: nn.Module
+    forward: Callable[[Tensor], Tensor]
+
+
+class Rule(ABC):
+    """How relevance passes one layer: ``R_in = rule(layer, x, y, R_out)``.
+
+    Subclasses declare which forward tensors they need (``needs_input``,
+    ``needs_output``), so the forward pass keeps nothing that is not used.
+    """
+
+    needs_input: bool = True
+    needs_output: bool = False
+
+    @abstractmethod
+    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor:
+        """Relevance of the layer's input from the relevance of its output.
+
+        Parameters
+        ----------
+        layer : Layer
+        x, y : Tensor or None
+            The layer's input and output from the forward pass (None unless needed).
+        relevance : Tensor
+            Relevance of the output, shaped like ``y``.
+        """
+
+    def __repr__(self) -> str:
+        hidden = {"needs_input", "needs_output"}
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                           if not k.startswith("_") and k not in hidden)
+        return f"{type(self).__name__}({params})"
+
+
+class LinearRule(Rule):
+    """A rule for Linear and ConvNd layers, written against :class:`LayerOps`."""
+
+    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor:
+        return self.propagate(LayerOps(layer.module), x, y, relevance)
+
+    @abstractmethod
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        """Input relevance of a linear layer; see :meth:`Rule.backward`."""
+
+
+class _RuleFunction(torch.autograd.Function):
+    """Forward: the layer's own forward. Backward: the layer's rule."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layer: Layer, rule: Rule) -> Tensor:
+        y = layer.forward(x)
+        if y is x:
+            # autograd needs a fresh output tensor from a custom function.
+            y = x.clone()
+        ctx.layer, ctx.rule = layer, rule
+        ctx.save_for_backward(x if rule.needs_input else None,
+                              y if rule.needs_output else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, relevance: Tensor) -> tuple[Tensor, None, None]:
+        x, y = ctx.saved_tensors
+        return ctx.rule.backward(ctx.layer, x, y, relevance), None, None
+
+
+def check_supported(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's leaf modules, after checking that LRP can handle each of them.
+
+    Returns
+    -------
+    list of (name, module)
+        Leaf modules in registration order.
+
+    Raises
+    ------
+    BrainLRPError
+        Naming the first unsupported leaf module, a container that uses parameters
+        of its own in its forward, or a convolution with non-zero padding mode.
+    """
+    leaves = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:
+            own = [n for n, p in module.named_parameters(recurse=False) if p is not None]
+            if own:
+                raise BrainLRPError(
+                    f"LRP does not support {_module_label(name, module)}: it uses its own "
+                    f"parameters ({', '.join(own)}) in its forward, where rules cannot see them",
+                    "move the computation into a supported layer "
+                    "(Conv1d/2d/3d, Linear, BatchNorm, ...)")
+            continue
+        if not isinstance(module, SUPPORTED_TYPES):
+            supported = ", ".join(sorted({t.__name__ for t in SUPPORTED_TYPES}))
+            raise BrainLRPError(
+                f"LRP does not support the layer {_module_label(name, module)}",
+                f"use a model built from {supported}")
+        if isinstance(module, CONV_TYPES):
+            if module.padding_mode != "zeros":
+                raise BrainLRPError(
+                    f"LRP does not support {_module_label(name, module)} with "
+                    f"padding_mode={module.padding_mode!r}", "use padding_mode='zeros'")
+            _conv_padding(module)
+        leaves.append((name, module))
+    return leaves
+
+
+def first_linear_layer(model: nn.Module) -> nn.Module | None:
+    """The first Linear/ConvNd layer in registration order (the input layer), if any."""
+    for module in model.modules():
+        if isinstance(module, LINEAR_LAYER_TYPES):
+            return module
+    return None
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def attach_rules(rules: Mapping[nn.Module, Rule]) -> Iterator[None]:
+    """Route each module's forward through its rule; undo it on exit, even on error.
+
+    Parameters
+    ----------
+    rules : mapping of nn.Module to Rule
+        Modules not in the mapping keep their forward (and their plain gradient).
+    """
+    patched: list[tuple[nn.Module, object]] = []
+    try:
+        for module, rule in rules.items():
+            previous = module.__dict__.get("forward", _MISSING)
+            layer = Layer(module, module.forward)
+
+            def forward(x: Tensor, *args, _layer: Layer = layer, _rule: Rule = rule,
+                        **kwargs) -> Tensor:
+                if args or kwargs:
+                    raise BrainLRPError(
+                        f"LRP expects {type(_layer.module).__name__} to take one tensor",
+                        "call the layer with a single input")
+                return _RuleFunction.apply(x, _layer, _rule)
+
+            # An instance attribute shadows the class's forward without touching
+            # the class, so other instances and the user's code are unaffected.
+            module.forward = forward
+            patched.append((module, previous))
+        yield
+    finally:
+        for module, previous in reversed(patched):
+            if previous is _MISSING:
+                del module.forward
+            else:
+                module.forward = previous

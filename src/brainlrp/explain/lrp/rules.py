@@ -1,0 +1,317 @@
+"""LRP rules as small configured objects.
+
+Each rule validates its parameters when it is built and names the broken
+constraint. Notation for a linear layer (Linear or ConvNd) with input ``x_i``,
+weights ``w_ij`` and bias ``b_j``: ``z_ij = x_i w_ij`` is the contribution of input
+``i`` to output ``j``; ``x+ = max(x, 0)``, ``x- = min(x, 0)``, likewise ``w+``, ``w-``;
+``R_j`` is the relevance of output ``j`` and ``R_i`` that of input ``i``.
+
+Speed: the rules are written so that one backward pass costs little more than an
+input gradient. Every layer input after a ReLU or max pooling, and an MRI scaled
+to [0, 1], is non-negative; then ``x- = 0`` and half of the general formula
+vanishes. Rules test ``x.min() >= 0`` per layer at run time and take the short path
+when it holds; the general path stays exact for mixed-sign inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from brainlrp.errors import BrainLRPError
+from brainlrp.explain.lrp.core import Layer, LayerOps, LinearRule, Rule, stabilize
+
+
+def _check_epsilon(epsilon: float, what: str = "epsilon") -> float:
+    epsilon = float(epsilon)
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise BrainLRPError(f"{what} must be a positive number, got {what}={epsilon:g}",
+                            f"use a small positive {what} such as 1e-6")
+    return epsilon
+
+
+def _is_nonnegative(x: Tensor) -> bool:
+    return bool(x.min() >= 0)
+
+
+class AlphaBeta(LinearRule):
+    r"""The alpha-beta rule, the paper's "beta rule" (Bach et al. 2015; Böhle et al. 2019).
+
+    .. math::
+
+        R_i = \sum_j \Big(\alpha \frac{z_{ij}^+}{z_j^+} - \beta \frac{z_{ij}^-}{z_j^-}\Big) R_j,
+        \quad z_j^+ = \sum_i z_{ij}^+ ,\ z_j^- = \sum_i z_{ij}^-
+
+    with ``z_ij+ = x+ w+ + x- w-`` and ``z_ij- = x+ w- + x- w+`` (biases ignored) and
+    the stabiliser ``eps * sign(z)`` on both denominators. A neuron whose negative
+    sum is zero sends its whole relevance through the positive side (factor 1, not
+    alpha), and for ``beta > 0`` a neuron whose positive sum is zero sends it through
+    the negative side, so relevance is conserved. With ``beta = 0`` the negative
+    side has weight zero and relevance of a neuron without positive contributions
+    is dropped: this is the z+ rule, as in the paper's code and in zennit.
+
+    Parameters
+    ----------
+    alpha : float, optional
+        Weight of positive contributions; ``1 + beta`` when omitted.
+    beta : float
+        Weight of negative contributions, ``>= 0``.
+    epsilon : float
+        Stabiliser, ``> 0``.
+
+    Raises
+    ------
+    BrainLRPError
+        If ``beta < 0``, ``alpha - beta != 1`` or ``epsilon <= 0``.
+    """
+
+    def __init__(self, alpha: float | None = None, beta: float = 0.0, epsilon: float = 1e-6):
+        beta = float(beta)
+        alpha = 1.0 + beta if alpha is None else float(alpha)
+        if not (math.isfinite(beta) and beta >= 0):
+            raise BrainLRPError(f"beta must be >= 0, got beta={beta:g}",
+                                "use beta in [0, 1] as in the paper (0 is its main setting)")
+        if not math.isclose(alpha - beta, 1.0, rel_tol=0.0, abs_tol=1e-9):
+            raise BrainLRPError(f"alpha - beta must equal 1, got alpha={alpha:g}, beta={beta:g}",
+                                f"use alpha={1 + beta:g} or leave alpha out")
+        self.alpha = alpha
+        self.beta = beta
+        self.epsilon = _check_epsilon(epsilon)
+
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        w = ops.weight
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        nonneg = _is_nonnegative(x)
+        if self.beta == 0:
+            return self._zplus(ops, x, relevance, wp, wn, nonneg)
+        if nonneg:
+            (pos, neg), stacked = ops.forward_many(x, [wp, wn])
+        else:
+            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            (a, b), _ = ops.forward_many(xp, [wp, wn])
+            (c, d), _ = ops.forward_many(xn, [wp, wn])
+            pos, neg, stacked = a + d, b + c, None
+        pos_only, neg_only = neg == 0, pos == 0
+        # From here on pos/neg are overwritten in place with the scaled relevance
+        # ratios: for a full-size first layer these are the largest tensors there are.
+        pos.add_(self.epsilon)
+        neg.sub_(self.epsilon)
+        torch.div(torch.where(pos_only, relevance, relevance * self.alpha), pos, out=pos)
+        # neg := -beta R / z-, or +R / z- where nothing positive exists (factor 1),
+        # and 0 where nothing negative exists (no contributions to weight).
+        scaled = torch.where(neg_only, relevance, relevance * -self.beta)
+        torch.div(scaled.masked_fill_(pos_only, 0.0), neg, out=neg)
+        if nonneg:
+            return ops.transpose_many([pos, neg], [wp, wn], x, stacked).mul_(x)
+        if stacked is None and ops.groups == 1:
+            stacked = torch.cat([pos, neg], dim=ops.channel_dim)
+        return (xp * ops.transpose_many([pos, neg], [wp, wn], x, stacked)
+                + xn * ops.transpose_many([pos, neg], [wn, wp], x, stacked))
+
+    def _zplus(self, ops: LayerOps, x: Tensor, relevance: Tensor, wp: Tensor, wn: Tensor,
+               nonneg: bool) -> Tensor:
+        # beta = 0: only z+ is needed, one extra forward map and one transpose.
+        if nonneg:
+            pos = ops.forward(x, wp)
+        else:
+            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            pos = ops.forward(xp, wp) + ops.forward(xn, wn)
+        ratio = torch.div(relevance, pos.add_(self.epsilon), out=pos)
+        if nonneg:
+            return ops.transpose(ratio, wp, x).mul_(x)
+        return (xp * ops.transpose(ratio, wp, x)
+                + xn * ops.transpose(ratio, wn, x))
+
+
+class ZPlus(AlphaBeta):
+    """The z+ rule: :class:`AlphaBeta` with ``alpha = 1, beta = 0``.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    def __init__(self, epsilon: float = 1e-6):
+        super().__init__(alpha=1.0, beta=0.0, epsilon=epsilon)
+
+
+class Epsilon(LinearRule):
+    r"""The epsilon rule: ``R_i = sum_j z_ij / (z_j + eps sign(z_j)) R_j``.
+
+    ``z_j`` is the layer's output, bias included unless ``zero_bias``; the bias
+    then absorbs its share of relevance, so relevance is not conserved exactly.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``; larger values keep only the stronger contributions.
+    zero_bias : bool
+        Leave the bias out of ``z_j``.
+    """
+
+    def __init__(self, epsilon: float = 1e-6, zero_bias: bool = False):
+        self.epsilon = _check_epsilon(epsilon)
+        self.zero_bias = bool(zero_bias)
+        self.needs_output = not self.zero_bias
+
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        z = ops.forward(x, ops.weight) if self.zero_bias else y
+        ratio = relevance / stabilize(z, self.epsilon)
+        return ops.transpose(ratio, ops.weight, x).mul_(x)
+
+
+class ZBox(LinearRule):
+    r"""The box rule (z^B) for an input layer whose values lie in ``[low, high]``.
+
+    .. math::
+
+        R_i = \sum_j \frac{x_i w_{ij} - l_i w_{ij}^+ - h_i w_{ij}^-}
+                         {\sum_i (x_i w_{ij} - l_i w_{ij}^+ - h_i w_{ij}^-)} R_j
+
+    Biases cancel out of this rule. Zero-padded borders contribute nothing.
+
+    Parameters
+    ----------
+    low, high : float or Tensor
+        Smallest and largest possible input value (scalars, or tensors that
+        broadcast against the input). The default fits scans scaled to [0, 1].
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    def __init__(self, low: float | Tensor = 0.0, high: float | Tensor = 1.0,
+                 epsilon: float = 1e-6):
+        try:
+            ordered = bool((torch.as_tensor(low, dtype=torch.float64)
+                            < torch.as_tensor(high, dtype=torch.float64)).all())
+        except RuntimeError as err:
+            raise BrainLRPError(f"low and high do not broadcast: {err}",
+                                "give scalars or tensors of compatible shapes") from err
+        if not ordered:
+            raise BrainLRPError(f"low must be below high everywhere, got low={low}, high={high}",
+                                "give the input range, e.g. low=0, high=1 for scans in [0, 1]")
+        self.low = low
+        self.high = high
+        self.epsilon = _check_epsilon(epsilon)
+
+    def _bound(self, value: float | Tensor, x: Tensor) -> Tensor | None:
+        if not isinstance(value, Tensor) and value == 0:
+            return None
+        return torch.as_tensor(value, dtype=x.dtype, device=x.device).expand_as(x)
+
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        w = ops.weight
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        low, high = self._bound(self.low, x), self._bound(self.high, x)
+        z = ops.forward(x, w)
+        for bound, wb in ((low, wp), (high, wn)):
+            if bound is not None:
+                z = z - ops.forward(bound.contiguous(), wb)
+        ratio = relevance / stabilize(z, self.epsilon)
+        out = x * ops.transpose(ratio, w, x)
+        for bound, wb in ((low, wp), (high, wn)):
+            if bound is not None:
+                out = out - bound * ops.transpose(ratio, wb, x)
+        return out
+
+
+class Gamma(LinearRule):
+    r"""The generalised gamma rule (Montavon et al. 2019; zennit's form).
+
+    Positive outputs (``y_j > 0``) share their relevance in proportion to
+    ``x+ (w + gamma w+) + x- (w + gamma w-)`` (plus ``b + gamma b+``), negative
+    outputs in proportion to ``x+ (w + gamma w-) + x- (w + gamma w+)`` (plus
+    ``b + gamma b-``). ``gamma = 0`` is the epsilon rule without epsilon; large
+    ``gamma`` approaches z+.
+
+    Parameters
+    ----------
+    gamma : float
+        Extra weight of the positive contributions, ``>= 0``.
+    epsilon : float
+        Stabiliser, ``> 0``.
+    zero_bias : bool
+        Leave the bias out.
+    """
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, zero_bias: bool = False):
+        gamma = float(gamma)
+        if not (math.isfinite(gamma) and gamma >= 0):
+            raise BrainLRPError(f"gamma must be >= 0, got gamma={gamma:g}",
+                                "use a gamma such as 0.25")
+        self.gamma = gamma
+        self.epsilon = _check_epsilon(epsilon)
+        self.zero_bias = bool(zero_bias)
+        self.needs_output = not self.zero_bias
+
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        w, g = ops.weight, self.gamma
+        w_up, w_down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
+        b = None if self.zero_bias else ops.bias
+        b_up = None if b is None else b + g * b.clamp(min=0)
+        b_down = None if b is None else b + g * b.clamp(max=0)
+        sign_of = ops.forward(x, w) if self.zero_bias else y
+        nonneg = _is_nonnegative(x)
+        if nonneg:
+            (z_up, z_down), _ = ops.forward_many(x, [w_up, w_down])
+        else:
+            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            (a, bb), _ = ops.forward_many(xp, [w_up, w_down])
+            (c, d), _ = ops.forward_many(xn, [w_up, w_down])
+            z_up, z_down = a + d, bb + c
+        s_up = (sign_of > 0) * relevance / stabilize(ops.add_bias(z_up, b_up), self.epsilon)
+        s_down = (sign_of < 0) * relevance / stabilize(ops.add_bias(z_down, b_down), self.epsilon)
+        if nonneg:
+            return x * ops.transpose_many([s_up, s_down], [w_up, w_down], x)
+        return (xp * ops.transpose_many([s_up, s_down], [w_up, w_down], x)
+                + xn * ops.transpose_many([s_up, s_down], [w_down, w_up], x))
+
+
+class Pass(Rule):
+    """Pass relevance through unchanged (ReLU, and BatchNorm in the paper's mode).
+
+    For an elementwise layer each output depends on one input, so that input
+    inherits the output's relevance whole.
+    """
+
+    needs_input = False
+
+    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor:
+        return relevance
+
+
+class Proportional(Rule):
+    """Share relevance in proportion to each input's share of the output (average pooling).
+
+    ``R_i = sum_j x_i w_ij / (z_j + eps sign(z_j)) R_j`` for a fixed positive linear
+    map such as average pooling, through the map's own gradient.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    needs_output = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = _check_epsilon(epsilon)
+
+    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor:
+        ratio = relevance / stabilize(y, self.epsilon)
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(layer.forward(xx), xx, ratio)
+        return x * grad
+
+
+__all__ = ["AlphaBeta", "Epsilon", "Gamma", "Pass", "Proportional", "Rule", "ZBox", "ZPlus"]

@@ -1,0 +1,271 @@
+"""The engine's contracts: supported layers, composites, canonizers, a model left as found."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from brainlrp.errors import BrainLRPError
+from brainlrp.explain.lrp import (
+    AlphaBeta,
+    Composite,
+    Epsilon,
+    MergeBatchNorm,
+    ZBox,
+    ZPlus,
+    available_composites,
+    get_composite,
+    lrp,
+)
+from tests.explain.conftest import TINY_SHAPE, brain_like, randomize_batchnorm, seeded_model
+
+
+def snapshot(model: nn.Module) -> dict:
+    """Everything about a model that an explanation must leave untouched."""
+    return {
+        "params": [(name, p, p.detach().clone(), p.requires_grad)
+                   for name, p in model.named_parameters()],
+        "buffers": [(name, b, b.detach().clone()) for name, b in model.named_buffers()],
+        "training": [(name, m.training) for name, m in model.named_modules()],
+        "patched": [name for name, m in model.named_modules() if "forward" in m.__dict__],
+        "eps": [(name, m.eps) for name, m in model.named_modules() if hasattr(m, "eps")],
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert [n for n, *_ in after["params"]] == [n for n, *_ in before["params"]]
+    for (name, obj, value, flag), (_, obj2, value2, flag2) in zip(
+            before["params"], after["params"], strict=True):
+        assert obj is obj2, f"parameter {name} was replaced"
+        assert flag == flag2, f"requires_grad of {name} changed"
+        assert torch.equal(value, value2), f"parameter {name} changed"
+    for (name, obj, value), (_, obj2, value2) in zip(
+            before["buffers"], after["buffers"], strict=True):
+        assert obj is obj2 and torch.equal(value, value2), f"buffer {name} changed"
+    assert after["training"] == before["training"]
+    assert after["patched"] == []
+    assert after["eps"] == before["eps"]
+
+
+# -- supported layers -----------------------------------------------------------------
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Conv3d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(210, 2))
+    with pytest.raises(BrainLRPError, match=r"does not support the layer 1 \(Tanh\)"):
+        lrp(model, torch.rand(1, 1, 7, 8, 9))
+
+
+def test_container_with_own_parameters_is_rejected():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(1))
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(x.flatten(1) * self.scale)
+
+    with pytest.raises(BrainLRPError, match="uses its own parameters"):
+        lrp(Functional(), torch.rand(1, 1, 1, 2, 2))
+
+
+def test_generic_network_with_avgpool_leaky_relu_and_view_conserves():
+    """Any module tree of supported layers works, functional reshapes included; without
+    biases the beta rule with beta > 0 conserves relevance through every layer type."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+            self.act = nn.LeakyReLU(0.1)
+            self.pool = nn.AvgPool2d(2)
+            self.adaptive = nn.AdaptiveAvgPool2d((2, 3))
+            self.fc = nn.Linear(24, 3, bias=False)
+
+        def forward(self, x):
+            h = self.adaptive(self.pool(self.act(self.conv(x[:, :, 0]))))
+            return self.fc(h.view(h.shape[0], -1))
+
+    torch.manual_seed(0)
+    net = Net()
+    x = 0.1 + torch.rand(2, 1, 1, 8, 12)
+    for beta in (0.5, 1.0):
+        result = lrp(net, x, "paper", beta=beta, target=2, start="logit")
+        assert result.relevance.shape == x.shape
+        torch.testing.assert_close(result.relevance.sum((1, 2, 3, 4)), result.logits[:, 2],
+                                   rtol=1e-4, atol=1e-5)
+
+
+# -- the model comes back as it was ------------------------------------------------------
+
+def test_model_is_restored_after_lrp(tiny_model, tiny_input):
+    tiny_model.train()
+    tiny_model.features[1].eval()  # deliberately mixed modes survive too
+    tiny_model.classifier[-1].weight.requires_grad_(False)
+    before = snapshot(tiny_model)
+    for composite in available_composites():
+        lrp(tiny_model, tiny_input, composite)
+    assert_unchanged(tiny_model, before)
+
+
+def test_model_is_restored_when_the_forward_raises(tiny_model, tiny_input):
+    class Boom(RuntimeError):
+        pass
+
+    def explode(module, args, output):
+        raise Boom
+
+    tiny_model.train()
+    before = snapshot(tiny_model)
+    handle = tiny_model.classifier[2].register_forward_hook(explode)
+    try:
+        for composite in ("paper", "paper-bn-merged"):
+            with pytest.raises(Boom):
+                lrp(tiny_model, tiny_input, composite)
+    finally:
+        handle.remove()
+    assert_unchanged(tiny_model, before)
+
+
+def test_lrp_works_under_no_grad_and_keeps_the_caller_input(tiny_model, tiny_input):
+    x = tiny_input.clone()
+    with torch.no_grad():
+        result = lrp(tiny_model, x, "paper")
+    assert torch.equal(x, tiny_input) and not x.requires_grad
+    assert result.relevance.abs().sum() > 0
+
+
+def test_batched_targets_match_single_runs(tiny_model, tiny_input):
+    batched = lrp(tiny_model, tiny_input, "paper", beta=0.5, target=[1, 0]).relevance
+    for i, target in enumerate((1, 0)):
+        alone = lrp(tiny_model, tiny_input[i:i + 1], "paper", beta=0.5, target=target)
+        torch.testing.assert_close(batched[i:i + 1], alone.relevance, rtol=1e-4, atol=1e-10)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"target": 2}, "target 2 is out of range for a model with 2 classes"),
+    ({"target": -1}, "target -1 is out of range"),
+    ({"target": [1, 0, 1]}, "got 3 targets for a batch of 2"),
+    ({"target": 0.5}, "target must be an integer class index"),
+    ({"start": "softmax"}, "unknown start 'softmax'"),
+    ({"composite": "nope"}, "unknown LRP composite 'nope'.*paper, paper-bn-merged"),
+    ({"composite": "paper", "gamma": 1}, "takes no parameter 'gamma'.*beta, epsilon"),
+    ({"beta": -1}, "beta must be >= 0"),
+])
+def test_bad_arguments_are_user_errors(tiny_model, tiny_input, kwargs, message):
+    with pytest.raises(BrainLRPError, match=message):
+        lrp(tiny_model, tiny_input, **kwargs)
+
+
+@pytest.mark.parametrize(("x", "message"), [
+    (torch.rand(1, 24, 28, 26), r"shape \(batch, channel, x, y, z\)"),
+    (torch.full((1, 1, 24, 28, 26), float("nan")), "NaN or Inf"),
+    (torch.ones(1, 1, 24, 28, 26, dtype=torch.long), "floating point"),
+])
+def test_bad_inputs_are_user_errors(tiny_model, x, message):
+    with pytest.raises(BrainLRPError, match=message):
+        lrp(tiny_model, x)
+
+
+# -- composites -------------------------------------------------------------------------
+
+def test_registry_names():
+    assert available_composites()[:4] == ["paper", "paper-bn-merged", "epsilon-plus", "epsilon"]
+
+
+def test_epsilon_plus_assigns_box_zplus_epsilon(tiny_model):
+    composite = get_composite("epsilon-plus", low=0.0, high=1.0)
+    rules = composite.rules(tiny_model)
+    convs = [m for m in tiny_model.modules() if isinstance(m, nn.Conv3d)]
+    linears = [m for m in tiny_model.modules() if isinstance(m, nn.Linear)]
+    assert isinstance(rules[convs[0]], ZBox)
+    assert all(type(rules[c]) is ZPlus for c in convs[1:])
+    assert all(isinstance(rules[lin], Epsilon) for lin in linears)
+
+
+def test_custom_composite_without_a_rule_for_linear_layers_fails(tiny_model, tiny_input):
+    composite = Composite([(nn.Conv3d, AlphaBeta())], name="convs-only")
+    with pytest.raises(BrainLRPError, match="has no rule for classifier.2 \\(Linear\\)"):
+        lrp(tiny_model, tiny_input, composite)
+
+
+# -- canonizers -------------------------------------------------------------------------
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """The model with each BatchNorm folded into its conv by hand (the reference)."""
+    merged = copy.deepcopy(model)
+    feats = merged.features
+    with torch.no_grad():
+        for i, layer in enumerate(feats):
+            if isinstance(layer, nn.BatchNorm3d):
+                conv = feats[i - 1]
+                scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1, 1))
+                conv.bias.copy_((conv.bias - layer.running_mean) * scale + layer.bias)
+                feats[i] = nn.Identity()
+    return merged
+
+
+def test_merge_batchnorm_keeps_outputs_and_restores(tiny_model, tiny_input):
+    before = snapshot(tiny_model)
+    with torch.no_grad():
+        expected = tiny_model(tiny_input)
+        with MergeBatchNorm().apply(tiny_model):
+            inside = tiny_model(tiny_input)
+            assert not torch.equal(tiny_model.features[0].weight, before["params"][0][2])
+    torch.testing.assert_close(inside, expected, rtol=1e-5, atol=1e-6)
+    assert_unchanged(tiny_model, before)
+
+
+def test_merge_batchnorm_restores_on_error(tiny_model):
+    before = snapshot(tiny_model)
+    with pytest.raises(KeyError), MergeBatchNorm().apply(tiny_model):
+        raise KeyError("inside the block")
+    assert_unchanged(tiny_model, before)
+
+
+def test_merge_batchnorm_handles_a_conv_without_bias():
+    torch.manual_seed(0)
+    model = randomize_batchnorm(nn.Sequential(nn.Conv3d(1, 3, 3, bias=False),
+                                              nn.BatchNorm3d(3))).eval()
+    x = torch.rand(1, 1, 7, 8, 9)
+    with torch.no_grad():
+        expected = model(x)
+        with MergeBatchNorm().apply(model):
+            torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
+    assert model[0].bias is None
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (nn.Sequential(nn.BatchNorm3d(1), nn.Conv3d(1, 2, 3)), "does not directly follow"),
+    (nn.Sequential(nn.Conv3d(1, 2, 3), nn.BatchNorm3d(2)).train(), "in training mode"),
+])
+def test_merge_batchnorm_refuses_what_it_cannot_merge(model, message):
+    with pytest.raises(BrainLRPError, match=message), MergeBatchNorm().apply(model):
+        pass
+
+
+def test_bn_merged_composite_equals_paper_on_a_hand_merged_model(tiny_model, tiny_input):
+    ours = lrp(tiny_model, tiny_input, "paper-bn-merged", beta=0.5).relevance
+    reference = lrp(merged_copy(tiny_model), tiny_input, "paper", beta=0.5).relevance
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6 * reference.abs().max())
+    paper = lrp(tiny_model, tiny_input, "paper", beta=0.5).relevance
+    assert not torch.allclose(ours, paper)  # merging BatchNorm does change the heatmap
+
+
+# -- devices ----------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("composite", ["paper", "paper-bn-merged", "epsilon-plus"])
+def test_cuda_matches_cpu(composite):
+    model = seeded_model("tiny", TINY_SHAPE)
+    x = brain_like(TINY_SHAPE, batch=2)
+    on_cpu = lrp(model, x, composite).relevance
+    on_gpu = lrp(model.cuda(), x.cuda(), composite)
+    assert on_gpu.relevance.is_cuda
+    torch.testing.assert_close(on_gpu.relevance.cpu(), on_cpu, rtol=1e-3,
+                               atol=1e-5 * float(on_cpu.abs().max()))
