@@ -222,8 +222,8 @@ def explain(
                    ] = None,
     batch_size: Annotated[int, typer.Option(help="Scans per batch.")] = 4,
     start: Annotated[str, typer.Option(
-        help="Relevance starts at the target's softmax probability (prob, the paper) or "
-             "its logit.")] = "prob",
+        help="Relevance starts at the target's softmax probability (probability, the "
+             "paper) or its logit.")] = "probability",
     resample: Annotated[bool, typer.Option(
         help="Resample scans that are not on the model grid.")] = False,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = "auto",
@@ -238,8 +238,8 @@ def explain(
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
     from brainlrp.explain.runner import explain_run, explain_scan
 
-    if start not in ("prob", "logit"):
-        raise BrainLRPError(f"--start {start!r} is unknown", "use prob or logit")
+    if start not in ("probability", "logit"):
+        raise BrainLRPError(f"--start {start!r} is unknown", "use probability or logit")
     options = {"start": start}
     if scan is not None:
         if out is None:

@@ -22,6 +22,9 @@ class RunDir:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
+    def __fspath__(self) -> str:
+        return str(self.root)
+
     run_json = property(lambda self: self.root / "run.json")
     splits = property(lambda self: self.root / "splits.tsv")
     model_dir = property(lambda self: self.root / "model")

@@ -39,14 +39,14 @@ class ExplainResult:
 
 
 def _validate_methods(methods) -> list[str]:
-    from brainlrp.explain import resolve_method
+    from brainlrp.explain import get_method
 
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)
              if m.strip()]
     if not names:
         raise BrainLRPError("no method given", "e.g. --methods lrp-b0,gb")
     for name in names:
-        resolve_method(name)  # raises with the list of known methods
+        get_method(name)  # raises with the list of known methods
     return list(dict.fromkeys(names))
 
 

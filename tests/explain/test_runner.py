@@ -1,0 +1,124 @@
+"""``brainlrp explain`` on a run: files, affine, resume, one new scan, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from brainlrp._io import save_nifti
+from brainlrp.atlas import RegionReducer
+from brainlrp.cli import app
+from brainlrp.data.grid import Grid
+from tests.conftest import make_bids_cohort, make_scan, write_scan
+
+runner = CliRunner()
+TINY = ["--resolution", "6", "--arch", "tiny", "--epochs", "1", "--test", "2", "--val", "2",
+        "--early-stopping-start", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain")
+    cohort = make_bids_cohort(root / "cohort", Grid.from_resolution(6), 5, 5)
+    out = root / "run"
+    result = runner.invoke(app, ["train", str(cohort), "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _ok(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _one_line_error(args) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_heatmaps_on_the_model_grid_with_its_affine(run):
+    _ok(["explain", str(run), "--methods", "lrp-b0,gb", "--quiet"])
+    grid = Grid.from_resolution(6)
+    test_ids = [line.split("\t")[1] for line in (run / "predictions.tsv").read_text()
+                .splitlines()[1:] if line.endswith("\ttest")]
+    for method in ("lrp-b0", "gb"):
+        for scan_id in test_ids:
+            img = nib.load(run / "heatmaps" / method / f"{scan_id}.nii.gz")
+            assert img.shape == grid.shape and img.get_data_dtype() == np.float32
+            np.testing.assert_allclose(img.affine, grid.affine_array)
+            assert not np.allclose(img.affine, np.eye(4))
+            assert img.header.get_sform(coded=True)[1] == 4  # MNI
+    # A second call finds everything done and rewrites nothing.
+    before = {p: p.stat().st_mtime_ns for p in (run / "heatmaps").rglob("*.nii.gz")}
+    result = _ok(["explain", str(run), "--methods", "lrp-b0,gb", "--quiet"])
+    assert "0 heatmaps written" in result.output
+    assert before == {p: p.stat().st_mtime_ns for p in (run / "heatmaps").rglob("*.nii.gz")}
+
+
+def test_resume_fills_in_missing_heatmaps(run):
+    _ok(["explain", str(run), "--methods", "lrp-b1", "--quiet"])
+    files = sorted((run / "heatmaps" / "lrp-b1").glob("*.nii.gz"))
+    kept = files[0].read_bytes()
+    files[1].unlink()
+    result = _ok(["explain", str(run), "--methods", "lrp-b1", "--quiet"])
+    assert "1 heatmaps written" in result.output
+    assert files[1].is_file() and files[0].read_bytes() == kept
+
+
+def test_one_new_scan(run, tmp_path):
+    grid = Grid.from_resolution(6)
+    scan = write_scan(tmp_path / "new.nii.gz", make_scan(grid, seed=99), grid.affine_array)
+    out = tmp_path / "out"
+    result = _ok(["explain", str(run), "--scan", str(scan), "--out", str(out),
+                  "--methods", "lrp-b0,gradient"])
+    assert "AD probability" in result.output
+    pred = json.loads((out / "prediction.json").read_text())
+    assert 0 <= pred["p_ad"] <= 1 and pred["predicted"] in ("AD", "CN")
+    for name in ("input", "lrp-b0", "gradient"):
+        np.testing.assert_allclose(nib.load(out / f"{name}.nii.gz").affine, grid.affine_array)
+
+
+def test_scan_on_another_grid_needs_resample(run, tmp_path):
+    fine = Grid.from_resolution(4)
+    scan = write_scan(tmp_path / "fine.nii.gz", make_scan(fine, seed=5), fine.affine_array)
+    line = _one_line_error(["explain", str(run), "--scan", str(scan), "--out",
+                            str(tmp_path / "o")])
+    assert "fine.nii.gz" in line and "--resample" in line
+    _ok(["explain", str(run), "--scan", str(scan), "--out", str(tmp_path / "o"),
+         "--resample"])
+
+
+def test_unknown_method_lists_the_known_ones(run):
+    line = _one_line_error(["explain", str(run), "--methods", "lrp-b0,magic"])
+    assert "'magic'" in line and "lrp-b0" in line and "gb" in line
+
+
+def test_run_without_model(tmp_path):
+    assert "model card" in _one_line_error(["explain", str(tmp_path)])
+
+
+def test_planted_left_relevance_is_found_under_a_left_label(tmp_path):
+    """A heatmap saved the way explain saves it keeps left on the left."""
+    grid = Grid.from_resolution(2)
+    heat = np.zeros(grid.shape, np.float32)
+    # Left hippocampus/amygdala region in MNI: x < 0 is left in RAS+.
+    for x, y, z in [(-24, -18, -14), (-26, -22, -12), (-22, -10, -18)]:
+        i, j, k = np.round(np.linalg.solve(grid.affine_array, [x, y, z, 1])[:3]).astype(int)
+        heat[i - 1:i + 2, j - 1:j + 2, k - 1:k + 2] = 1.0
+    path = tmp_path / "heat.nii.gz"
+    save_nifti(path, heat, grid.affine_array)
+    loaded = nib.load(path)
+    reducer = RegionReducer("neuromorphometrics").fit(grid)
+    sums = reducer.transform(np.asarray(loaded.dataobj))
+    hemis = reducer.regions_.assign(s=sums).groupby("hemisphere")["s"].sum()
+    assert hemis.get("left", 0) > 0.9 * sums.sum()
+    top = reducer.regions_.iloc[int(np.argmax(sums))]
+    assert top["region"].startswith("Left_")
