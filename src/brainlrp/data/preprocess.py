@@ -215,3 +215,9 @@ def preprocess_paths(paths: Iterable[str | os.PathLike], prep: Preprocessing,
             if progress:
                 progress(1)
     return [p for p in out if p is not None]
+
+
+def load_arrays(arrays) -> np.ndarray:
+    """Stack cached arrays into ``(n, 1, X, Y, Z)`` float32 (a batch for the model)."""
+    return np.stack([np.asarray(np.load(str(a), mmap_mode="r"), dtype=np.float32)
+                     for a in arrays])[:, None]

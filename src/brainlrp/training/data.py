@@ -183,9 +183,3 @@ class ScanDataset(Dataset):
                     torch.manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + i)
                     x = self.transform(subject)["image"].data
         return x, self.labels[i]
-
-
-def load_arrays(arrays: Sequence) -> np.ndarray:
-    """Stack cached arrays into ``(n, 1, X, Y, Z)`` float32."""
-    return np.stack([np.asarray(np.load(str(a), mmap_mode="r"), dtype=np.float32)
-                     for a in arrays])[:, None]

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from brainlrp.training.data import load_arrays
+from brainlrp.data.preprocess import load_arrays
 
 OUTCOMES = {(1, 1): "TP", (0, 0): "TN", (0, 1): "FP", (1, 0): "FN"}
 

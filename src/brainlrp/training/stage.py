@@ -420,9 +420,8 @@ def load_inputs(run_dir: str | os.PathLike, scan_ids, cohort: str | os.PathLike 
                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Preprocessed inputs ``(n, 1, X, Y, Z)`` of a run's scans, as the model saw them."""
     from brainlrp.data.cohort import load_cohort
-    from brainlrp.data.preprocess import PreprocessCache
+    from brainlrp.data.preprocess import PreprocessCache, load_arrays
     from brainlrp.training.checkpoint import card_preprocessing, read_card
-    from brainlrp.training.data import load_arrays
 
     card = read_card(run_dir)
     prep = card_preprocessing(card)

@@ -128,11 +128,14 @@ def _merged(layer: nn.Module, norm: nn.Module) -> tuple[torch.Tensor, torch.Tens
 
 @torch.no_grad()
 def _make_identity(norm: nn.Module) -> None:
-    """Make an eval-mode BatchNorm compute exactly ``y = x`` (new tensors, originals kept)."""
+    """Make an eval-mode BatchNorm compute ``y = x`` (new tensors, originals kept).
+
+    ``eps`` keeps its positive value (CUDA's batch_norm rejects 0) and the variance
+    becomes ``1 - eps``, so ``var + eps`` rounds to 1 (at most one float32 ulp off).
+    """
     ref = norm.running_mean
     norm.running_mean = torch.zeros_like(ref)
-    norm.running_var = torch.ones_like(ref)
-    norm.eps = 0.0
+    norm.running_var = torch.full_like(ref, 1.0 - norm.eps)
     if norm.weight is not None:
         norm.weight = nn.Parameter(torch.ones_like(ref), requires_grad=False)
     if norm.bias is not None:
