@@ -147,7 +147,7 @@ class ScanClaims:
             os.close(fd)
 
 
-def _explainer_module(model, methods, run: RunDir, affine, options):
+def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None):
     import lightning.pytorch as pl
 
     from brainlrp.explain import explain
@@ -170,7 +170,8 @@ def _explainer_module(model, methods, run: RunDir, affine, options):
                         todo = [i for i in mine if not run.heatmap(method, ids[i]).is_file()]
                         if not todo:
                             continue
-                        heat = explain(self.model, x[todo], method, target=1, **options)
+                        opts = options | (method_options or {}).get(method, {})
+                        heat = explain(self.model, x[todo], method, target=1, **opts)
                         heat = heat.detach().float().cpu().numpy()
                         for j, i in enumerate(todo):
                             save_nifti(run.heatmap(method, ids[i]), heat[j, 0], affine,
@@ -200,7 +201,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
                 cohort: str | os.PathLike | None = None, batch_size: int = 4,
                 overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
                 accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
-                num_nodes: int = 1, options: dict | None = None, resample: bool = False,
+                num_nodes: int = 1, options: dict | None = None,
+                method_options: dict[str, dict] | None = None, resample: bool = False,
                 progress: bool = True) -> ExplainResult:
     """Explain a run's scans with each method; resume where a previous call stopped.
 
@@ -220,7 +222,11 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     accelerator, devices, strategy, num_nodes
         Lightning settings; ``--devices 4 --strategy ddp`` explains on 4 GPUs.
     options : dict, optional
-        Extra options for :func:`brainlrp.explain.explain`.
+        Options for :func:`brainlrp.explain.explain`, for every method.
+    method_options : dict of dict, optional
+        Options for single methods, e.g. ``{"ig": {"steps": 16}}``.
+    resample : bool
+        Resample scans that are not on the grid the training scans were on.
     """
     import lightning.pytorch as pl
 
@@ -246,7 +252,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         arrays = _scan_arrays(run, todo, cohort, cache_dir, prep, card, resample)
         loader = torch.utils.data.DataLoader(_ArrayDataset(arrays, todo),
                                              batch_size=batch_size, shuffle=False)
-        module = _explainer_module(model, methods, run, prep.grid.affine_array, options or {})
+        module = _explainer_module(model, methods, run, prep.grid.affine_array, options or {},
+                                   method_options)
         import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
         _quiet_lightning()
