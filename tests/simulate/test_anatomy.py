@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainlrp.simulate.anatomy import (bspline_field, dither, integrate_flow, jacobian_det,
-                                       linear_basis, potential_flow, sample,
-                                       separable_expand, soft_label_volumes)
+from brainlrp.simulate.anatomy import (
+    bspline_field,
+    dither,
+    integrate_flow,
+    jacobian_det,
+    linear_basis,
+    potential_flow,
+    sample,
+    separable_expand,
+    soft_label_volumes,
+)
 
 SHAPE = (20, 23, 26)  # distinct axis lengths: a swapped axis fails loudly
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.simulate.disease import (MAX_LOSS, load_disease_model, parse_disease_model,
-                                       region_names, shipped_models)
+from brainlrp.simulate.disease import (
+    MAX_LOSS,
+    load_disease_model,
+    parse_disease_model,
+    region_names,
+    shipped_models,
+)
 
 
 def _model(**overrides) -> dict:

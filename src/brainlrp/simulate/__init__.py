@@ -7,8 +7,7 @@ ground truth of every subject is written next to the scans
 (:mod:`brainlrp.simulate.ground_truth`).
 """
 
-from brainlrp.simulate.disease import (DiseaseModel, load_disease_model, region_names,
-                                       shipped_models)
+from brainlrp.simulate.disease import DiseaseModel, load_disease_model, region_names, shipped_models
 from brainlrp.simulate.ground_truth import load_ground_truth, subject_paths
 from brainlrp.simulate.stage import SimulationResult, simulate
 

@@ -13,9 +13,9 @@ from brainlrp.simulate.anatomy import linear_basis, separable_expand
 
 #: TorchIO ranges: bias-field polynomial coefficients, log-gamma, noise sd (relative
 #: to white matter = 1), and the global gain around 1000 (white matter).
-BIAS_COEFFICIENTS = 0.25
+BIAS_COEFFICIENTS = 0.1
 BIAS_ORDER = 3
-LOG_GAMMA = (-0.15, 0.15)
+LOG_GAMMA = (-0.1, 0.1)
 NOISE_STD = (0.01, 0.03)
 GAIN = (850.0, 1150.0)
 #: The bias field is smooth: it is drawn on a grid this many times coarser.

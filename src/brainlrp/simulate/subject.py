@@ -33,26 +33,32 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.stats import truncnorm
 
-from brainlrp.simulate.anatomy import (TemplateAnatomy, bspline_field,
-                                       integrate_flow, jacobian_det, potential_flow, sample,
-                                       soft_label_volumes)
+from brainlrp.simulate.anatomy import (
+    TemplateAnatomy,
+    bspline_field,
+    integrate_flow,
+    jacobian_det,
+    potential_flow,
+    sample,
+    soft_label_volumes,
+)
 from brainlrp.simulate.disease import CSF_LABELS, DiseaseModel
 
 #: Age distributions (mean, sd, low, high) per diagnosis; they overlap on purpose.
 AGE = {"CN": (72.0, 6.0, 60.0, 85.0), "AD": (75.0, 7.0, 60.0, 90.0)}
 #: Head size: log-normal isotropic scale with this sd, males larger by this factor.
-HEAD_SCALE_SD = 0.03
-SEX_SCALE = 1.025
+HEAD_SCALE_SD = 0.02
+SEX_SCALE = 1.02
 #: Anatomical variation: B-spline control spacing and coefficient sd (mm).
 ANATOMY_SPACING_MM = 24.0
-ANATOMY_SD_MM = 3.0
+ANATOMY_SD_MM = 2.5
 #: Ageing: grey-matter volume lost per year after the reference age.
 AGE_REFERENCE = 55.0
 AGE_RATE = 0.0025
 #: Share of the ageing loss that enlarges the ventricles (the rest widens sulci).
 VENTRICLE_SHARE = 0.15
 #: Fraction of lost grey matter that shows as CSF-like signal in what remains.
-RAREFACTION = 0.7
+RAREFACTION = 1.0
 #: Reach (mm) of the CSF that takes up a region's lost volume, and of the taper
 #: that confines the disease deformation around the atrophied regions.
 SINK_SIGMA_MM = 3.0
