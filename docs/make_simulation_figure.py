@@ -7,8 +7,8 @@ Usage::
 Simulates a small cohort at 2 mm in a temporary folder with the default disease
 model, picks the AD patient with the largest hippocampal loss and the CN subject
 closest in age, and draws orthogonal slices through the left hippocampus: the CN
-scan, the AD scan, the AD scan with its tissue-loss map, and (bottom row) the
-medial temporal lobes of the same patient rendered without and with the disease.
+scan, the AD scan, the same patient rendered without the disease (same anatomy,
+age and scanner), and the AD scan with its tissue-loss map.
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ def _voxel(grid: Grid, xyz) -> tuple[int, int, int]:
     return tuple(int(round(v)) for v in ijk)
 
 
-def _slices(volume: np.ndarray, ijk) -> list[np.ndarray]:
-    """Coronal, sagittal and axial slices (rows = superior/anterior up)."""
+def _views(grid: Grid, ijk):
+    """Zoomed coronal, sagittal and axial cuts around the medial temporal lobes."""
     i, j, k = ijk
-    return [volume[:, j, :].T, volume[i, :, :].T, volume[:, :, k].T]
+    (x0, y0, z0), (x1, y1, z1) = _voxel(grid, (-56, -60, -44)), _voxel(grid, (56, 12, 12))
+    return [(f"coronal y = {CUT[1]:g}", lambda v: v[x0:x1, j, z0:z1].T),
+            (f"sagittal x = {CUT[0]:g}", lambda v: v[i, y0:y1, z0:z1].T),
+            (f"axial z = {CUT[2]:g}", lambda v: v[x0:x1, y0:y1, k].T)]
 
 
 def main() -> None:
@@ -89,60 +92,44 @@ def main() -> None:
                                             healthy.scanner_seed)).astype(np.float32)
 
     ijk = _voxel(grid, CUT)
-
     # Each scan to its own bright end (scanner gains differ); the patient without
     # disease shares the patient's scanner, hence the patient's scale.
     scale_cn = float(np.percentile(t1_cn[t1_cn > 0], 99.5))
     scale_ad = float(np.percentile(t1_ad[t1_ad > 0], 99.5))
     t1_cn, t1_ad, t1_well = t1_cn / scale_cn, t1_ad / scale_ad, t1_well / scale_ad
-    vmax = 1.0
-    fig = plt.figure(figsize=(13.5, 12.5), facecolor="black")
-    outer = fig.add_gridspec(2, 1, height_ratios=[3, 1.25], hspace=0.12)
-    top = outer[0].subgridspec(3, 3, wspace=0.02, hspace=0.05)
-    columns = [
-        (f"CN  {control.participant_id}, {control.age:.0f} y, {control.sex}", t1_cn, None),
-        (f"AD  {patient.participant_id}, {patient.age:.0f} y, {patient.sex}, "
-         f"{patient.subtype}, severity {patient.severity:.2f}", t1_ad, None),
-        ("AD ground truth: fraction of tissue lost", t1_ad, loss),
-    ]
-    for c, (title, t1, overlay) in enumerate(columns):
-        for r, (img, over) in enumerate(zip(_slices(t1, ijk),
-                                            _slices(overlay, ijk) if overlay is not None
-                                            else [None] * 3, strict=True)):
-            ax = fig.add_subplot(top[r, c])
-            ax.imshow(img, cmap="gray", origin="lower", vmin=0, vmax=vmax,
-                      interpolation="bilinear")
-            if over is not None:
-                ax.imshow(np.ma.masked_less(over, 0.1), cmap="hot", origin="lower",
-                          vmin=0, vmax=0.6, alpha=0.85, interpolation="nearest")
-            ax.set_axis_off()
-            if r == 0:
-                ax.set_title(title, color="white", fontsize=9)
 
-    # Bottom: medial temporal lobes, same patient without and with the disease.
-    i, j, k = ijk
-    i_lo, i_hi = _voxel(grid, (-52, 0, 0))[0], _voxel(grid, (52, 0, 0))[0]
-    k_lo, k_hi = _voxel(grid, (0, 0, -42))[2], _voxel(grid, (0, 0, 8))[2]
-    crops = [("same patient without disease", t1_well[i_lo:i_hi, j, k_lo:k_hi].T, "gray"),
-             ("with disease", t1_ad[i_lo:i_hi, j, k_lo:k_hi].T, "gray"),
-             ("difference (with - without)",
-              (t1_ad - t1_well)[i_lo:i_hi, j, k_lo:k_hi].T, "RdBu_r")]
-    bottom = outer[1].subgridspec(1, 3, wspace=0.02)
-    for c, (title, img, cmap) in enumerate(crops):
-        ax = fig.add_subplot(bottom[0, c])
-        if cmap == "gray":
-            ax.imshow(img, cmap=cmap, origin="lower", vmin=0, vmax=vmax,
+    views = _views(grid, ijk)
+    columns = [
+        (f"CN {control.participant_id}, {control.age:.0f} y {control.sex}", t1_cn, None),
+        (f"AD {patient.participant_id}, {patient.age:.0f} y {patient.sex}, "
+         f"{patient.subtype}, severity {patient.severity:.2f}", t1_ad, None),
+        (f"{patient.participant_id} rendered without the disease", t1_well, None),
+        (f"{patient.participant_id}: ground truth (tissue lost)", t1_ad, loss),
+    ]
+    fig, axes = plt.subplots(len(views), len(columns), figsize=(16, 11.5),
+                             facecolor="black",
+                             gridspec_kw={"wspace": 0.03, "hspace": 0.08})
+    for c, (title, t1, overlay) in enumerate(columns):
+        for r, (name, cut) in enumerate(views):
+            ax = axes[r, c]
+            ax.imshow(cut(t1), cmap="gray", origin="lower", vmin=0, vmax=1.0,
                       interpolation="bilinear")
-        else:
-            lim = 0.4 * vmax
-            ax.imshow(img, cmap=cmap, origin="lower", vmin=-lim, vmax=lim,
-                      interpolation="bilinear")
-        ax.set_title(f"{title}, coronal y = {CUT[1]:g} mm", color="white", fontsize=9)
-        ax.set_axis_off()
-    fig.suptitle("brainlrp simulate: default disease model, 2 mm ICBM 2009c grid "
-                 f"(slices through MNI {CUT})", color="white", fontsize=11)
+            if overlay is not None:
+                ax.imshow(np.ma.masked_less(cut(overlay), 0.1), cmap="hot", origin="lower",
+                          vmin=0, vmax=0.6, alpha=0.85, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if r == 0:
+                ax.set_title(title, color="white", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(name, color="white", fontsize=10)
+    fig.suptitle("brainlrp simulate, default disease model, 2 mm ICBM 2009c grid: medial "
+                 f"temporal lobes through MNI {CUT} (left hemisphere on the left)",
+                 color="white", fontsize=12)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=90, facecolor="black", bbox_inches="tight")
+    fig.savefig(args.out, dpi=110, facecolor="black", bbox_inches="tight")
     print(f"wrote {args.out} (CN {control.participant_id}, AD {patient.participant_id}, "
           f"hippocampal loss {patient.hippo_loss:.0%})")
 

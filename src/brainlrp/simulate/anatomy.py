@@ -233,6 +233,19 @@ def linear_basis(n_out: int, n_in: int) -> np.ndarray:
     return out
 
 
+def point_basis(n_out: int, n_in: int, step: int) -> np.ndarray:
+    """Matrix ``(n_out, n_in)`` of linear interpolation from samples taken every
+    ``step`` voxels (``x[::step]``) back to every voxel."""
+    pos = np.minimum(np.arange(n_out) / step, n_in - 1)
+    lo = np.minimum(np.floor(pos).astype(int), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    out = np.zeros((n_out, n_in))
+    out[np.arange(n_out), lo] += 1 - frac
+    out[np.arange(n_out), hi] += frac
+    return out
+
+
 # --- flows from sources ---------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ gzipped without time stamps: the same command gives byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import time
@@ -140,7 +141,7 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
     if not 0 <= float(ad_fraction) <= 1:
         raise BrainLRPError(f"--ad-fraction must lie in [0, 1], got {ad_fraction}",
                             "e.g. --ad-fraction 0.5")
-    n_jobs = int(n_jobs) if n_jobs else (os.cpu_count() or 1)
+    n_jobs = int(n_jobs) if n_jobs else available_cpus()
     if n_jobs < 1:
         raise BrainLRPError(f"--jobs must be at least 1, got {n_jobs}", "e.g. --jobs 2")
     grid = Grid.from_resolution(resolution)
@@ -174,8 +175,8 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx,
-                                     initializer=_init_worker) as pool:
+            with _single_threaded_children(), ProcessPoolExecutor(
+                    max_workers=n_workers, mp_context=ctx, initializer=_init_worker) as pool:
                 futures = {pool.submit(simulate_subject, *task): task[4] for task in tasks}
                 for future in as_completed(futures):
                     rows[futures[future]] = future.result()
@@ -192,9 +193,33 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
                             n_jobs=n_workers)
 
 
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Start worker processes with one BLAS/OpenMP thread each (they run in
+    parallel already); the parent's environment is restored afterwards."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    for n in names:
+        os.environ.setdefault(n, "1")
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
 def _init_worker() -> None:
-    # Each worker runs one subject at a time: keep torch and BLAS on one thread.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)

@@ -16,9 +16,10 @@ into the template, so the template is interpolated once:
 3. disease (AD): each atrophied label loses its drawn fraction of volume (a
    positive source of an integrated flow); CSF near it (temporal horn, sulci,
    cisterns) takes up the lost volume (a negative source);
-4. partial volume: where the flow expands a voxel, the new part is CSF; where it
-   compresses grey matter, ``RAREFACTION`` of the lost fraction shows as CSF-like
-   signal (tissue loss darkens T1 grey matter).
+4. partial volume: the CSF spaces that take up volume fill with fluid signal in
+   proportion to how much they expand, and atrophied grey matter shows
+   ``RAREFACTION`` times its lost fraction as CSF-like signal (T1 grey matter
+   darkens); tissue the flows merely move or stretch keeps its signal.
 
 The ground truth compares the subject with and without step 3: the tissue fraction
 lost per voxel, and label volumes from the warped atlas before and after.
@@ -37,9 +38,10 @@ from brainlrp.simulate.anatomy import (
     TemplateAnatomy,
     bspline_field,
     integrate_flow,
-    jacobian_det,
+    point_basis,
     potential_flow,
     sample,
+    separable_expand,
     soft_label_volumes,
 )
 from brainlrp.simulate.disease import CSF_LABELS, DiseaseModel
@@ -169,12 +171,11 @@ def _partial_volume(intensity, new_csf, rarefied, csf_level):
     return intensity * keep + csf_level * (1 - keep)
 
 
-def _pv_fractions(det: np.ndarray, gm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """New-CSF and rarefaction fractions from a pull-back's Jacobian determinant."""
-    new_csf = np.clip(1 - det, 0, MAX_NEW_CSF)
-    lost = np.clip(1 - 1 / np.maximum(det, 1e-3), 0, 1)
-    return new_csf.astype(np.float32), (RAREFACTION * lost * np.clip(gm, 0, 1)).astype(
-        np.float32)
+def _fluid(sink: np.ndarray) -> np.ndarray:
+    """Fraction of a voxel that is new CSF when a sink of divergence ``-sink`` expands
+    it by ``exp(sink)`` (only sinks fill with fluid; tissue the flow merely stretches
+    or moves keeps its signal)."""
+    return np.minimum(-np.expm1(-np.maximum(sink, 0)), MAX_NEW_CSF).astype(np.float32)
 
 
 def _labels_at(a: TemplateAnatomy, coords: np.ndarray, where=None) -> np.ndarray:
@@ -194,11 +195,18 @@ def _anatomy_field(spec: SubjectSpec, a: TemplateAnatomy, grid: np.ndarray) -> n
     return u
 
 
-def _ageing_field(spec: SubjectSpec, a: TemplateAnatomy, p_anat: np.ndarray) -> np.ndarray:
+def _ageing_field(spec: SubjectSpec, a: TemplateAnatomy,
+                  p_anat: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Grey matter loses ``AGE_RATE`` per year; ventricles and sulci take up the volume.
 
     The source is built from every second voxel (the flow is smooth, and this
-    saves most of the interpolation) and solved on the full grid.
+    saves most of the interpolation), brought back to full resolution by linear
+    interpolation and solved on the full grid.
+
+    Returns
+    -------
+    (displacement, sink, loss): the flow (3, *box), the sink strength per voxel
+    (the CSF it creates, see :func:`_fluid`) and grey matter's relative loss.
     """
     half = p_anat[:, ::2, ::2, ::2]
     gm = sample(a.gm, half)
@@ -208,14 +216,15 @@ def _ageing_field(spec: SubjectSpec, a: TemplateAnatomy, p_anat: np.ndarray) -> 
     loss = AGE_RATE * max(spec.age - AGE_REFERENCE, 0.0)
     source = np.float32(-math.log(1 - loss)) * gm
     total = float(source.sum())
-    sinks = ((vent * np.maximum(csf, 0.5), VENTRICLE_SHARE),
-             (csf * ~vent, 1 - VENTRICLE_SHARE))
-    for weight, share in sinks:
+    sink = np.zeros_like(source)
+    for weight, share in ((vent * np.maximum(csf, 0.5), VENTRICLE_SHARE),
+                          (csf * ~vent, 1 - VENTRICLE_SHARE)):
         if weight.sum() > 0:
-            source -= weight * np.float32(share * total / weight.sum())
-    full = source.repeat(2, 0).repeat(2, 1).repeat(2, 2)[: a.shape[0], : a.shape[1],
-                                                          : a.shape[2]]
-    return potential_flow(full, sigma=max(_mm(a, 2.0), 0.75))
+            sink += weight * np.float32(share * total / weight.sum())
+    bases = [point_basis(n, h, 2) for n, h in zip(a.shape, source.shape, strict=True)]
+    source = separable_expand((source - sink).astype(np.float64), bases)
+    sink = separable_expand(sink.astype(np.float64), bases)
+    return potential_flow(source, sigma=max(_mm(a, 2.0), 0.75)), sink, loss
 
 
 def _disease_field(losses: dict[str, float], a: TemplateAnatomy, labels: np.ndarray,
@@ -232,9 +241,11 @@ def _disease_field(losses: dict[str, float], a: TemplateAnatomy, labels: np.ndar
 
     Returns
     -------
-    (points, displacement) or None when nothing is atrophied: ``points`` are the
-    index arrays where the displacement may be non-zero, ``displacement`` is the
-    dense (3, *box) field.
+    (points, displacement, sink, loss) or None when nothing is atrophied:
+    ``points`` are the index arrays where the displacement may be non-zero,
+    ``displacement`` the dense (3, *box) field, ``sink`` the CSF each voxel takes
+    up (see :func:`_fluid`) and ``loss`` the smoothed relative loss per voxel
+    (both on the subject without disease).
     """
     n_bins = int(max(a.label_names)) + 1
     target = np.zeros(n_bins, dtype=np.float64)
@@ -269,7 +280,7 @@ def _disease_field(losses: dict[str, float], a: TemplateAnatomy, labels: np.ndar
         achieved = 1 - after[hit] / np.maximum(before[hit], 1e-6)
         ratio = target[hit] / np.maximum(achieved, 1e-3)
         gain[hit] = np.clip(ratio ** CALIBRATION_DAMPING, 0.5, 2.5)
-    return points, u
+    return points, u, sink, ndi.gaussian_filter(loss_map, 0.5, truncate=2.0)
 
 
 def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
@@ -288,14 +299,13 @@ def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
 
     u_anat = _anatomy_field(spec, a, grid)
     p_anat = grid + u_anat
-    u_age = _ageing_field(spec, a, p_anat)
+    u_age, sink_age, age_loss = _ageing_field(spec, a, p_anat)
     # Only voxels that land near the template brain can hold brain: sample there.
     roi = np.nonzero(sample(a.near_brain, p_anat, order=0))
     sel = (slice(None),) + roi
     at = grid[sel] + u_age[sel]
     p_before = p_anat  # outside the roi the ageing flow does not matter
     p_before[sel] = np.stack([sample(u_anat[i], at) for i in range(3)]) + at
-    det_age = jacobian_det(u_age)[roi]
     del u_anat, u_age, at
 
     def fill(values, dtype=np.float32):
@@ -306,7 +316,11 @@ def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
     p_roi = p_before[sel]
     fg_b = fill(sample(a.foreground, p_roi))
     brain_b = fg_b >= 0.5
-    new_age, rare_age = _pv_fractions(det_age, sample(a.gm, p_roi))
+    # Ageing: new CSF where the ventricles and sulci took up volume; the remaining
+    # grey matter shows its lost fraction as CSF signal.
+    new_age = _fluid(sink_age[roi])
+    rare_age = (RAREFACTION * age_loss * np.clip(sample(a.gm, p_roi), 0, 1)).astype(
+        np.float32)
     t1_b = fill(_partial_volume(sample(a.t1, p_roi), new_age, rare_age, a.csf_intensity))
     t1_b *= brain_b
     tissue_b = fill(sample(a.tissue, p_roi) * (1 - new_age) * (1 - rare_age)) * brain_b
@@ -324,20 +338,21 @@ def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
     field = _disease_field(spec.losses, a, labels_b, csf_like, brain_b, p_before)
     if field is None:
         return images
-    points, u_dis = field
-    sel = (slice(None),) + points
-    det_dis = jacobian_det(u_dis)[points]
-    at = np.stack(points).astype(np.float32) + u_dis[sel]
+    points, u_dis, sink, loss = field
+    # Voxel x of the patient shows the healthy subject's content at x + u(x).
+    at = np.stack(points).astype(np.float32) + u_dis[(slice(None),) + points]
     del u_dis
     p_after = np.stack([sample(p_before[i], at) for i in range(3)])
     brain_a = sample(a.foreground, p_after) >= 0.5
-    new_dis, rare_dis = _pv_fractions(det_dis, sample(a.gm, p_after))
+    new_dis = _fluid(sample(sink, at))
+    rare_dis = (RAREFACTION * sample(loss, at) * np.clip(sample(a.gm, p_after), 0, 1)
+                ).astype(np.float32)
     new_a, rare_a = sample(new_age, at), sample(rare_age, at)
     t1_a = _partial_volume(sample(a.t1, p_after), new_a, rare_a, a.csf_intensity)
     t1_a = _partial_volume(t1_a, new_dis, rare_dis, a.csf_intensity)
     tissue_a = (sample(a.tissue, p_after) * (1 - new_a) * (1 - rare_a)
                 * (1 - new_dis) * (1 - rare_dis))
-    labels_a = sample(a.labels, p_after + a.label_dither[sel], order=0)
+    labels_a = sample(a.labels, p_after + a.label_dither[(slice(None),) + points], order=0)
 
     t1, brain, labels, tissue = t1_b.copy(), brain_b.copy(), labels_b.copy(), tissue_b.copy()
     t1[points] = t1_a * brain_a
