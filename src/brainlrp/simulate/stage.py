@@ -124,7 +124,9 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
     ad_fraction : float
         Fraction of AD subjects, in [0, 1].
     n_jobs : int, optional
-        Worker processes (default: all CPUs).
+        Worker processes (default: all CPUs). They are started with ``spawn``: a
+        script that calls this with ``n_jobs > 1`` needs the usual
+        ``if __name__ == "__main__":`` guard.
     overwrite : bool
         Re-simulate subjects whose files exist (otherwise they are kept and only
         missing subjects are written).
@@ -138,6 +140,8 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
     if isinstance(n_subjects, bool) or int(n_subjects) != n_subjects or n_subjects < 1:
         raise BrainLRPError(f"--n-subjects must be a positive whole number, got {n_subjects}",
                             "e.g. --n-subjects 200")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise BrainLRPError(f"--seed must be a whole number >= 0, got {seed}", "e.g. --seed 0")
     if not 0 <= float(ad_fraction) <= 1:
         raise BrainLRPError(f"--ad-fraction must lie in [0, 1], got {ad_fraction}",
                             "e.g. --ad-fraction 0.5")
@@ -175,12 +179,21 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")
-            with _single_threaded_children(), ProcessPoolExecutor(
-                    max_workers=n_workers, mp_context=ctx, initializer=_init_worker) as pool:
-                futures = {pool.submit(simulate_subject, *task): task[4] for task in tasks}
-                for future in as_completed(futures):
-                    rows[futures[future]] = future.result()
-                    advance(1)
+            with _single_threaded_children():
+                pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx,
+                                           initializer=_init_worker)
+                try:
+                    futures = {pool.submit(simulate_subject, *task): task[4]
+                               for task in tasks}
+                    for future in as_completed(futures):
+                        rows[futures[future]] = future.result()
+                        advance(1)
+                except BaseException:
+                    # Finished subjects are on disk; drop the queue, let the running
+                    # ones finish (their files are written atomically anyway).
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                pool.shutdown(wait=True)
 
     participants = pd.DataFrame([rows[i] for i in range(len(ids))],
                                 columns=list(PARTICIPANT_COLUMNS))
