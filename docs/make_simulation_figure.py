@@ -62,7 +62,7 @@ def main() -> None:
         result = simulate(Path(tmp) / "cohort", n_subjects=args.n_subjects, resolution=2,
                           seed=args.seed, n_jobs=2, progress=False)
         table = result.participants
-        truth = {pid: pd.read_csv(subject_paths(result.root, pid)["table"], sep="\t")
+        truth = {pid: pd.read_csv(subject_paths(result.root, pid)["volume_loss"], sep="\t")
                  for pid in table["participant_id"]}
         ad = table[table["diagnosis"] == "AD"].copy()
         ad["hippo_loss"] = [
@@ -79,7 +79,7 @@ def main() -> None:
                               dtype=np.float32)
 
         t1_cn, t1_ad = load(control.participant_id, "t1"), load(patient.participant_id, "t1")
-        loss = load(patient.participant_id, "atrophy")
+        loss = load(patient.participant_id, "tissue_loss")
 
     # The same patient without the disease (same anatomy, age and scanner).
     anatomy = template_anatomy(grid)

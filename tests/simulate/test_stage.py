@@ -81,7 +81,7 @@ def test_ground_truth_matches_the_label_maps(small_cohort):
     for row in table.itertuples():
         paths = subject_paths(root, row.participant_id)
         labels = np.asarray(nib.load(paths["labels"]).dataobj).astype(int)
-        truth = pd.read_csv(paths["table"], sep="\t")
+        truth = pd.read_csv(paths["volume_loss"], sep="\t")
         assert list(truth.columns[:5]) == ["label", "index", "volume_before_mm3",
                                           "volume_after_mm3", "relative_loss"]
         assert len(truth) == 136
@@ -93,7 +93,7 @@ def test_ground_truth_matches_the_label_maps(small_cohort):
         np.testing.assert_allclose(truth["relative_loss"], expected, atol=1e-5)
         hippo = truth.loc[truth["label"].isin(HIPPOCAMPUS), "volume_after_mm3"].sum()
         assert row.hippocampus_volume == pytest.approx(hippo)
-        loss = nib.load(paths["atrophy"])
+        loss = nib.load(paths["tissue_loss"])
         data = np.asarray(loss.dataobj)
         assert loss.get_data_dtype() == np.float32 and data.min() >= 0 and data.max() <= 1
         if row.diagnosis == "CN":

@@ -6,9 +6,9 @@
     simulation.json               the settings (checked when a run resumes)
     disease_model.json            the disease model used (with resolved labels)
     labels.tsv                    index, name of the atlas labels
-    sub-0001_atrophy.nii.gz       fraction of tissue lost per voxel (0..1, float32):
+    sub-0001_tissue_loss.nii.gz   fraction of tissue lost per voxel (0..1, float32):
                                   the subject without the disease minus with it
-    sub-0001_atrophy.tsv          per atlas label: label, index, volume_before_mm3,
+    sub-0001_volume_loss.tsv      per atlas label: label, index, volume_before_mm3,
                                   volume_after_mm3, relative_loss, model_loss
     sub-0001_labels.nii.gz        the atlas warped to the subject, after atrophy
 
@@ -43,13 +43,14 @@ def config_path(root: str | os.PathLike) -> Path:
 
 
 def subject_paths(root: str | os.PathLike, participant_id: str) -> dict[str, Path]:
-    """Every file of one subject: ``t1``, ``sidecar``, ``atrophy``, ``table``, ``labels``."""
+    """Every file of one subject: ``t1``, ``sidecar``, ``tissue_loss``, ``volume_loss``,
+    ``labels`` (the names analysis/groundtruth.py reads)."""
     root = Path(root)
     anat = root / participant_id / "anat"
     gt = folder(root)
     return {"t1": anat / f"{participant_id}_T1w.nii.gz",
-            "atrophy": gt / f"{participant_id}_atrophy.nii.gz",
-            "table": gt / f"{participant_id}_atrophy.tsv",
+            "tissue_loss": gt / f"{participant_id}_tissue_loss.nii.gz",
+            "volume_loss": gt / f"{participant_id}_volume_loss.tsv",
             "labels": gt / f"{participant_id}_labels.nii.gz",
             "sidecar": anat / f"{participant_id}_T1w.json"}
 
@@ -104,7 +105,7 @@ def load_ground_truth(root: str | os.PathLike) -> pd.DataFrame:
     ids = pd.read_csv(table, sep="\t", dtype=str)["participant_id"]
     frames = []
     for pid in ids:
-        frame = pd.read_csv(subject_paths(root, pid)["table"], sep="\t")
+        frame = pd.read_csv(subject_paths(root, pid)["volume_loss"], sep="\t")
         frame.insert(0, "participant_id", pid)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

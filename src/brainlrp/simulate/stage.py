@@ -314,13 +314,13 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
     paths = gt.subject_paths(Path(root), participant_id)
     affine = grid.affine_array
     write_nifti(paths["t1"], anatomy.paste(t1), affine, np.int16, "brainlrp simulated T1w")
-    write_nifti(paths["atrophy"], anatomy.paste(loss), affine, np.float32,
+    write_nifti(paths["tissue_loss"], anatomy.paste(loss), affine, np.float32,
                 "fraction of tissue lost to the disease")
     write_nifti(paths["labels"], anatomy.paste(images.labels), affine, np.int16,
                 "Neuromorphometrics labels, subject anatomy")
     table = gt.volume_table(images.labels_before, images.labels, anatomy.label_names,
                             grid.voxel_volume, spec.losses)
-    write_table(paths["table"], table)
+    write_table(paths["volume_loss"], table)
     hippocampus = float(table.loc[table["label"].isin(HIPPOCAMPUS), "volume_after_mm3"].sum())
     tissue = float(images.tissue_before.sum())
     record = {"Simulated": True, **spec.to_json(),
