@@ -15,11 +15,13 @@ from brainlrp.simulate.subject import draw_subject, render_subject
 
 from .conftest import TEST_RESOLUTION
 
-#: Lateral temporal labels of the left hemisphere only (far from the midline).
-LEFT_ONLY = {"name": "left-lateral-temporal", "severity": [0.7, 0.7], "subtypes": {
-    "left": {"weight": 1, "regions": {"Left_MTG_middle_temporal_gyrus": 0.4,
-                                      "Left_ITG_inferior_temporal_gyrus": 0.4,
-                                      "Left_TMP_temporal_pole": 0.4}}}}
+#: Temporal labels of the left hemisphere only, medial ones close to the midline.
+LEFT_ONLY = {"name": "left-temporal", "severity": [0.7, 0.7], "subtypes": {
+    "left": {"weight": 1, "regions": {"Left_Hippocampus": 0.5, "Left_Amygdala": 0.5,
+                                      "Left_Ent_entorhinal_area": 0.5,
+                                      "Left_PHG_parahippocampal_gyrus": 0.5,
+                                      "Left_MTG_middle_temporal_gyrus": 0.4,
+                                      "Left_ITG_inferior_temporal_gyrus": 0.4}}}}
 
 
 @pytest.fixture(scope="module")

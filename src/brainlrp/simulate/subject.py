@@ -65,6 +65,8 @@ RAREFACTION = 1.0
 #: that confines the disease deformation around the atrophied regions.
 SINK_SIGMA_MM = 3.0
 WINDOW_MM = 4.0
+#: A one-sided model's deformation fades out over this distance before the midline.
+MIDLINE_MM = 4.0
 #: Extra sink weight of labelled CSF spaces (ventricles, temporal horn), so the
 #: volume a region loses goes mostly into the ventricle next to it.
 VENTRICLE_SINK_BONUS = 10.0
@@ -254,11 +256,13 @@ def _disease_field(losses: dict[str, float], a: TemplateAnatomy, labels: np.ndar
     loss_map = target[labels].astype(np.float32)
     if not loss_map.any():
         return None
-    sink = _sinks(target, labels, csf_like * brain * (loss_map == 0),
+    side = _hemisphere_taper(a, losses)
+    sink = _sinks(target, labels, csf_like * brain * (loss_map == 0) * side,
                   max(_mm(a, SINK_SIGMA_MM), 0.5))
     support = ((loss_map > 0) | (sink > 0)).astype(np.float32)
     window = np.clip(ndi.gaussian_filter(support, max(_mm(a, WINDOW_MM) / 2, 0.5),
                                          truncate=2.0) / 0.2, 0, 1).astype(np.float32)
+    window *= side
     points = np.nonzero(window > 0)
     coords = np.stack(points).astype(np.float32)
     p_points = p_before[(slice(None),) + points]
@@ -281,6 +285,22 @@ def _disease_field(losses: dict[str, float], a: TemplateAnatomy, labels: np.ndar
         ratio = target[hit] / np.maximum(achieved, 1e-3)
         gain[hit] = np.clip(ratio ** CALIBRATION_DAMPING, 0.5, 2.5)
     return points, u, sink, ndi.gaussian_filter(loss_map, 0.5, truncate=2.0)
+
+
+def _hemisphere_taper(a: TemplateAnatomy, losses: dict[str, float]) -> np.ndarray:
+    """1 everywhere, unless every atrophied label lies in one hemisphere: then 1 in
+    that hemisphere, falling to 0 over ``MIDLINE_MM`` before the midline (x = 0), as
+    the falx keeps one hemisphere's atrophy from moving the other."""
+    sides = {"left" if n.startswith("Left_") else "right" if n.startswith("Right_")
+             else "both" for n in losses}
+    out = np.ones((a.shape[0], 1, 1), dtype=np.float32)
+    if len(sides) != 1 or "both" in sides:
+        return out
+    aff = a.grid.affine_array
+    x = aff[0, 0] * (np.arange(a.shape[0]) + a.box[0].start) + aff[0, 3]
+    toward = -x if sides == {"left"} else x
+    out[:, 0, 0] = np.clip(toward / MIDLINE_MM, 0, 1)
+    return out
 
 
 def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
