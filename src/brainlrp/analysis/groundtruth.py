@@ -59,7 +59,7 @@ def ground_truth_files(cohort_root: str | os.PathLike, participant_id: str
                        ) -> tuple[Path, Path]:
     """The tissue-loss map and volume-loss table of one participant.
 
-    The one place that knows the simulator's file names.
+    The simulator's own naming (:func:`brainlrp.simulate.ground_truth.subject_paths`).
 
     Returns
     -------
@@ -69,9 +69,10 @@ def ground_truth_files(cohort_root: str | os.PathLike, participant_id: str
         ``<participant_id>_volume_loss.tsv``: label, index, volume_before_mm3,
         volume_after_mm3, relative_loss.
     """
-    folder = ground_truth_dir(cohort_root)
-    return (folder / f"{participant_id}_tissue_loss.nii.gz",
-            folder / f"{participant_id}_volume_loss.tsv")
+    from brainlrp.simulate.ground_truth import subject_paths
+
+    paths = subject_paths(cohort_root, participant_id)
+    return paths["tissue_loss"], paths["volume_loss"]
 
 
 def load_truth_map(path: Path, grid: Grid) -> np.ndarray:
