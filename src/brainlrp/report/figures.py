@@ -9,6 +9,7 @@ L and R); charts with matplotlib. Colours, names and units come from
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -275,6 +276,28 @@ def group_slices(background: np.ndarray, affine: np.ndarray,
     return fig
 
 
+@contextlib.contextmanager
+def _outline_patches_fast():
+    """Skip matplotlib's data-limit update for each patch while nilearn draws glass brains.
+
+    nilearn's glass-brain outline is about 250 patches per view and nilearn sets the
+    view's limits from the outline's bounds itself afterwards, so the per-patch
+    update (a composite transform each) is wasted work - most of a glass brain's
+    drawing time in a long report. The original method is restored on exit.
+    """
+    from matplotlib.axes import Axes
+
+    original = getattr(Axes, "_update_patch_limits", None)
+    if original is None:  # pragma: no cover - another matplotlib: nothing to skip
+        yield
+        return
+    Axes._update_patch_limits = lambda self, patch: None
+    try:
+        yield
+    finally:
+        Axes._update_patch_limits = original
+
+
 @styled
 def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
                  display_mode: str = "lyrz", row_height: float = 2.2) -> Figure:
@@ -306,7 +329,7 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
         ax = fig.add_axes((left + 0.005, bottom + h * 0.04, w - 0.1, h * 0.8))
         vmax, threshold = bm.scale()
         signed = bm.mode == "signed"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _outline_patches_fast():
             warnings.simplefilter("ignore", UserWarning)
             plotting.plot_glass_brain(
                 _img(bm.data, affine), axes=ax, display_mode=display_mode,
@@ -534,8 +557,14 @@ def _half_violin(ax, values: np.ndarray, pos: float, side: int, color: str,
         if values.size:
             ax.plot([values.mean()] * 2, [pos, pos + side * width * 0.6], color=color, lw=2)
         return
-    parts = ax.violinplot(values, positions=[pos], vert=False, widths=2 * width,
-                          showextrema=False, showmedians=False)
+    import inspect
+
+    # Matplotlib 3.10 renamed ``vert=False`` to ``orientation="horizontal"``.
+    horizontal = ({"orientation": "horizontal"}
+                  if "orientation" in inspect.signature(ax.violinplot).parameters
+                  else {"vert": False})
+    parts = ax.violinplot(values, positions=[pos], widths=2 * width, showextrema=False,
+                          showmedians=False, **horizontal)
     for body in parts["bodies"]:
         verts = body.get_paths()[0].vertices
         if side < 0:

@@ -900,7 +900,7 @@ def methods_section(ctx: Context, extra_notes: list[str]) -> Section:
                                                                   "patience") if k in train)
               or "–")]
     sec.add(heading("Conventions"), key_values(items))
-    notices = list(data.summary.get("notices") or []) + list(data.notes) + list(extra_notes)
+    notices = [*(data.summary.get("notices") or []), *data.notes, *ctx.notes, *extra_notes]
     if notices:
         sec.add(heading("Notes"),
                 Safe("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in dict.fromkeys(notices))
