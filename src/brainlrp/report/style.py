@@ -75,7 +75,9 @@ _SHORTER = (("part of the ", ""), ("superior", "sup."), ("inferior", "inf."),
             ("middle", "mid."), ("anterior", "ant."), ("posterior", "post."),
             ("segment", "seg."), ("medial", "med."), ("lateral", "lat."), ("gyrus", "g."),
             ("cortex", "ctx."), ("occipital", "occ."), ("frontal", "front."),
-            ("temporal", "temp."), ("parietal", "par."))
+            ("temporal", "temp."), ("parietal", "par."), ("triangular", "tri."),
+            ("opercular", "operc."), ("orbital", "orb."), ("postcentral", "postcentr."),
+            ("precentral", "precentr."), ("supramarginal", "supramarg."))
 
 
 def area_label(name: str, max_len: int = 32) -> str:
@@ -116,7 +118,10 @@ def area_label(name: str, max_len: int = 32) -> str:
             break
         words = words.replace(long, short)
     if total() > max_len:
-        words = words[: max(4, max_len - len(suffix) - 1)].rstrip() + "…"
+        cut = words[: max(4, max_len - len(suffix) - 1)]
+        if " " in cut[4:]:  # end on a whole word when one fits
+            cut = cut[: cut.rindex(" ")]
+        words = cut.rstrip(" ,") + "…"
     return words + suffix
 
 
