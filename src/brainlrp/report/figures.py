@@ -835,10 +835,14 @@ def ground_truth_figure(per_scan: pd.DataFrame, summary: pd.DataFrame,
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.3, top=0.88, wspace=0.3)
     rng = np.random.default_rng(0)
     chance = summary.set_index("method")["chance_mass_accuracy"] if len(summary) else None
-    specs = (("mass_accuracy", "relevance mass in atrophy", "fraction of relevance", chance),
-             ("auc", "voxel-wise ROC AUC", "AUC (atrophied vs not)", 0.5),
-             ("topk_recall", "top-k area recall", "recall of the true top-k areas", None))
-    for ax, (col, title, ylabel, ref) in zip(axes, specs, strict=True):
+    k = int(per_scan["k"].iloc[0]) if "k" in per_scan and len(per_scan) else 10
+    specs = (("mass_accuracy", "relevance mass in atrophy", "fraction of relevance", chance,
+              (0, 1.02)),
+             ("auc", "voxel-wise ROC AUC", "AUC (atrophied vs not)", 0.5, (0.4, 1.02)),
+             ("topk_recall", f"top-{k} area recall", f"recall of the true top-{k} areas", None,
+              (0, 1.05)))
+    for ax, (col, title, ylabel, ref, ylim) in zip(axes, specs, strict=True):
+        ax.set_ylim(*ylim)
         data = [per_scan.loc[per_scan["method"] == m, col].dropna().to_numpy(float)
                 for m in methods]
         pos = np.arange(len(methods))

@@ -132,8 +132,11 @@ class Context:
         return [self.template()] * len(scan_ids), reason
 
     def fig(self, fig, alt: str, caption=None, fig_id: str | None = None) -> Safe:
-        """Embed a figure."""
-        return html_figure(fig, alt, caption, fig_id)
+        """Embed a figure, then empty it so that its memory goes at once (a figure's
+        artists form reference cycles that only the cyclic collector would free)."""
+        html = html_figure(fig, alt, caption, fig_id)
+        fig.clear()
+        return html
 
 
 # =========================================================================== helpers
