@@ -267,7 +267,7 @@ def _claims(ctx: Context) -> Safe:
     rows.append({"claim": "LRP is specific to individuals (high inter-patient variability)",
                  "evidence": f"mean cosine similarity of patients' fingerprints "
                              f"{fmt_number(sim)}, lowest {fmt_number(low)} (patients A and B)",
-                 "agrees": "see §6"})
+                 "agrees": Safe('<a href="#fingerprints">see §6</a>')})
     ratio = _summary_value(data, main, "hc_ad_ratio")
     agrees = "–" if ratio is None else ("yes" if ratio < 1 else "no")
     rows.append({"claim": "very little AD relevance in healthy controls",
@@ -291,7 +291,7 @@ def _claims(ctx: Context) -> Safe:
                          "evidence": f"this run ({method_label(main)})",
                          "agrees": "agrees?"},
                  formats={"agrees": lambda v: Safe(f'<span class="{esc(v)}">{esc(v)}</span>')
-                          if v in ("yes", "no") else str(v)},
+                          if v in ("yes", "no") else v},
                  caption="The paper's claims, checked on this run. Hippocampus in the top "
                          "10 gain areas counts as agreement; HC/AD below 1 likewise.",
                  table_id="claims")
@@ -319,7 +319,7 @@ def _split_table(data: RunData) -> pd.DataFrame | None:
 def _timings(run: dict, report_seconds: dict[str, float] | None) -> list[tuple[str, str, str]]:
     rows = []
     for stage, info in (run.get("stages") or {}).items():
-        if not isinstance(info, dict):
+        if not isinstance(info, dict) or stage == "report":  # this run's is added below
             continue
         seconds = info.get("seconds")
         detail = []
@@ -844,8 +844,10 @@ def cards_section(ctx: Context, cards: dict[str, str]) -> Section:
                   "three slices through the relevance peak and the ten areas of highest "
                   "relevance density with their z-score against the healthy controls. Click "
                   "a row's card to open it.")
-    scans = data.test_scans().sort_values(["outcome", "p_ad", "scan_id"],
-                                          ascending=[True, False, True])
+    scans = data.test_scans()
+    order = {o: i for i, o in enumerate(style.OUTCOMES)}
+    scans = scans.assign(_order=scans["outcome"].map(order)).sort_values(
+        ["_order", "p_ad", "scan_id"], ascending=[True, False, True])
     if not cards:
         return sec.add(note("cards were not written (`brainlrp report --no-cards`)"))
     dens = data.area_density(ctx.main)
@@ -859,9 +861,12 @@ def cards_section(ctx: Context, cards: dict[str, str]) -> Section:
     frame = scans.assign(top=tops)
     frame["card"] = [Safe(fmt('<a href="{}">{}</a>', cards[s], "card")) if s in cards else "–"
                      for s in frame["scan_id"]]
-    sec.add(table(frame, {"participant_id": "subject", "scan_id": "scan",
-                          "diagnosis": "diagnosis", "p_ad": "p(AD)", "outcome": "outcome",
-                          "top": "area of highest density", "card": "card"},
+    columns = {"participant_id": "subject", "scan_id": "scan", "diagnosis": "diagnosis",
+               "p_ad": "p(AD)", "outcome": "outcome", "top": "area of highest density",
+               "card": "card"}
+    if (frame["scan_id"] == frame["participant_id"]).all():
+        del columns["scan_id"]
+    sec.add(table(frame, columns,
                   formats={"p_ad": lambda v: f"{float(v):.3f}"},
                   row_class=lambda r: str(r["outcome"]), table_id="cards-table"))
     return sec
