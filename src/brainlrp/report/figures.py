@@ -88,7 +88,18 @@ class BrainMap:
 
 
 def robust_max(data: np.ndarray, percentile: float = 99.5) -> float:
-    """A colour-scale maximum: the ``percentile`` of the non-zero magnitudes (> 0)."""
+    """A colour-scale maximum: the ``percentile`` of the non-zero magnitudes.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+    percentile : float
+
+    Returns
+    -------
+    float
+        Positive; 1.0 for an all-zero map.
+    """
     values = np.abs(np.asarray(data, dtype=np.float32))
     values = values[values > 0]
     if not values.size:
@@ -98,8 +109,22 @@ def robust_max(data: np.ndarray, percentile: float = 99.5) -> float:
 
 
 def peak_coords(data: np.ndarray, affine: np.ndarray, smooth: float = 1.0) -> tuple[float, ...]:
-    """MNI coordinates (mm) of a map's maximum after light smoothing (robust to one
-    bright voxel)."""
+    """MNI coordinates of a map's largest magnitude after light smoothing.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        3D map.
+    affine : numpy.ndarray
+        Voxel-to-MNI affine.
+    smooth : float
+        Gaussian sigma in voxels (0: none); makes the peak robust to one bright voxel.
+
+    Returns
+    -------
+    tuple of float
+        (x, y, z) in mm.
+    """
     from scipy.ndimage import gaussian_filter
 
     d = gaussian_filter(np.abs(np.asarray(data, dtype=np.float32)), smooth) if smooth else data

@@ -194,7 +194,18 @@ def _hc_density(data: RunData, method: str) -> pd.DataFrame:
 
 
 def summary_section(ctx: Context, report_seconds: dict[str, float] | None = None) -> Section:
-    """Run summary: headline numbers, the paper's claims on this run, cohort, grid, timings."""
+    """Run summary: headline numbers, the paper's claims on this run, cohort, grid, timings.
+
+    Parameters
+    ----------
+    ctx : Context
+    report_seconds : dict, optional
+        Seconds spent on the report so far (its row of the timings table).
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("summary", "Run summary",
                   "What was run on which data, and the headline results; the sections below "
@@ -347,7 +358,16 @@ def _timings(run: dict, report_seconds: dict[str, float] | None) -> list[tuple[s
 
 
 def training_section(ctx: Context) -> Section:
-    """Training: metrics (trials mean ± SD), curves, confusion matrix, ROC, p(AD)."""
+    """Training: metrics (trials mean ± SD), curves, confusion matrix, ROC, p(AD).
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("training", "Training and classification",
                   "How well the network tells AD from controls on the held-out test "
@@ -416,7 +436,16 @@ def training_section(ctx: Context) -> Section:
 
 
 def individual_section(ctx: Context) -> Section:
-    """Individual explanations: a TP, FP, TN and FN example, LRP beside the comparison."""
+    """Individual explanations: a TP, FP, TN and FN example, LRP beside the comparison.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("individual", "Individual explanations",
                   "One test subject per outcome - the most confident true positive, false "
@@ -480,7 +509,15 @@ def individual_section(ctx: Context) -> Section:
 def group_section(ctx: Context) -> tuple[Section, dict]:
     """Group means: slices and glass brains per group, AD means per method, the viewer.
 
-    Returns the section and the viewer payload (built here from the same maps).
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    dict
+        The viewer's payload (built from the same maps; empty without mean images).
     """
     from brainlrp.report.viewer import Layer, viewer_html, viewer_payload
 
@@ -557,7 +594,16 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
 
 
 def regions_section(ctx: Context) -> Section:
-    """Region metrics: sum, density, gain (top 25), violins AD vs HC, patients A and B."""
+    """Region metrics: sum, density, gain (top 25), violins AD vs HC, patients A and B.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     main = ctx.main
     unit = _method_unit(data, main)
@@ -624,7 +670,16 @@ def regions_section(ctx: Context) -> Section:
 
 
 def fingerprint_section(ctx: Context) -> Section:
-    """Individual fingerprints: similarity matrix, patients A and B, numbers per method."""
+    """Individual fingerprints: similarity matrix, patients A and B, numbers per method.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     main = ctx.main
     sec = Section("fingerprints", "Individual fingerprints",
@@ -670,7 +725,16 @@ def fingerprint_section(ctx: Context) -> Section:
 
 
 def beta_section(ctx: Context) -> Section:
-    """Beta sensitivity: overlap of the top-10 areas between every pair of betas."""
+    """Beta sensitivity: overlap of the top-10 areas between every pair of betas.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("beta", "Sensitivity to β",
                   "How much do the most relevant areas depend on the LRP rule's β? Overlap of "
@@ -700,7 +764,16 @@ def beta_section(ctx: Context) -> Section:
 
 
 def hippocampus_section(ctx: Context) -> Section:
-    """Hippocampal relevance against hippocampal volume, r and p per method."""
+    """Hippocampal relevance against hippocampal volume, r and p per method.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("hippocampus", "Hippocampus: relevance and volume",
                   "If relevance reflects atrophy, patients with smaller hippocampi should "
@@ -730,7 +803,16 @@ def hippocampus_section(ctx: Context) -> Section:
 
 
 def ground_truth_section(ctx: Context) -> Section:
-    """Ground truth: how well each method recovers the simulated atrophy."""
+    """Ground truth: how well each method recovers the simulated atrophy.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("ground-truth", "Ground truth: recovery of the simulated atrophy",
                   "On a simulated cohort the atrophy of every patient is known. How much of "
@@ -778,7 +860,16 @@ def ground_truth_section(ctx: Context) -> Section:
 
 
 def faithfulness_section(ctx: Context) -> Section:
-    """Faithfulness: region perturbation curves and AOPC per method."""
+    """Faithfulness: region perturbation curves and AOPC per method.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("faithfulness", "Faithfulness: region perturbation",
                   "Does the model rely on what the map marks? The most relevant areas of AD "
@@ -809,7 +900,16 @@ def faithfulness_section(ctx: Context) -> Section:
 
 
 def sanity_section(ctx: Context) -> Section:
-    """Sanity check: cascading randomisation of the model's layers."""
+    """Sanity check: cascading randomisation of the model's layers.
+
+    Parameters
+    ----------
+    ctx : Context
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("sanity", "Sanity check: model randomisation",
                   "Adebayo et al. (2018): re-initialise the network's layers one by one "
@@ -837,7 +937,19 @@ def sanity_section(ctx: Context) -> Section:
 
 
 def cards_section(ctx: Context, cards: dict[str, str]) -> Section:
-    """The list of per-subject cards, linked relatively."""
+    """The list of per-subject cards, linked relatively.
+
+    Parameters
+    ----------
+    ctx : Context
+    cards : dict
+        Relative link (``cards/<scan_id>.png``) per scan id; empty when no cards
+        were written.
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("cards", "Per-subject explanation cards",
                   f"One card per test scan ({method_label(ctx.main)}): AD probability, "
@@ -873,7 +985,18 @@ def cards_section(ctx: Context, cards: dict[str, str]) -> Section:
 
 
 def methods_section(ctx: Context, extra_notes: list[str]) -> Section:
-    """Methods and notes: paper, relevance sign per method, conventions, versions."""
+    """Methods and notes: paper, relevance sign per method, conventions, versions.
+
+    Parameters
+    ----------
+    ctx : Context
+    extra_notes : list of str
+        Further notes to list.
+
+    Returns
+    -------
+    Section
+    """
     data = ctx.data
     sec = Section("methods", "Methods and notes",
                   "How the numbers above were made, and what to keep in mind reading them.")
@@ -940,7 +1063,19 @@ def _current_versions() -> dict[str, str]:
 
 
 def timed(ctx: Context, name: str, func, *args, **kwargs):
-    """Run ``func`` and record its time under ``name``."""
+    """Run ``func(*args, **kwargs)`` and record its time under ``ctx.timings[name]``.
+
+    Parameters
+    ----------
+    ctx : Context
+    name : str
+    func : callable
+
+    Returns
+    -------
+    object
+        What ``func`` returns.
+    """
     tick = time.perf_counter()
     try:
         return func(*args, **kwargs)
