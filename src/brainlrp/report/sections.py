@@ -452,8 +452,9 @@ def individual_section(ctx: Context) -> Section:
                   "positive, true negative and false negative - explained by "
                   f"{method_label(ctx.main)}"
                   + (f" beside {method_label(ctx.compare)}" if ctx.compare else "")
-                  + ". Slices meet at the peak of the LRP map; the "
-                  "three areas of highest LRP relevance density in this subject are outlined.")
+                  + f". Slices meet at the peak of the {method_label(ctx.main)} map; the "
+                  "three areas of highest relevance density in this subject (same method) "
+                  "are outlined.")
     if ctx.compare is None:
         sec.add(note("only one method was analysed - run `brainlrp explain --methods "
                      "lrp-b0,gb` and `brainlrp analyze` to compare LRP with guided "
