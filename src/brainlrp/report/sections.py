@@ -470,14 +470,17 @@ def individual_section(ctx: Context) -> Section:
     atlas = ctx.atlas()
     dens = data.area_density(ctx.main)
     methods = [ctx.main] + ([ctx.compare] if ctx.compare else [])
+    heat = {(o, m): data.heatmap(m, str(row["scan_id"])) for o, row in chosen.items()
+            for m in methods}
+    # One colour scale per method across the examples, so that a control's weak map
+    # looks weak next to a patient's.
+    vmax = {m: max((figs.robust_max(h) for (_, mm), h in heat.items()
+                    if mm == m and h is not None), default=1.0) for m in methods}
     for (outcome, row), bg in zip(chosen.items(), backgrounds, strict=True):
         sid = str(row["scan_id"])
-        maps = []
-        for m in methods:
-            h = data.heatmap(m, sid)
-            if h is not None:
-                maps.append(figs.BrainMap(h, method_label(m), _method_unit(data, m),
-                                          data.mode(m)))
+        maps = [figs.BrainMap(heat[outcome, m], method_label(m), _method_unit(data, m),
+                              data.mode(m), vmax=vmax[m])
+                for m in methods if heat[outcome, m] is not None]
         if not maps:
             sec.add(note(f"{outcome}: no heatmap file for {sid}"))
             continue
@@ -494,9 +497,10 @@ def individual_section(ctx: Context) -> Section:
         title = (f"{outcome} · {row['participant_id']} ({verdict}) · p(AD) = "
                  f"{float(row['p_ad']):.3f}")
         fig = figs.explanation_figure(bg, ctx.affine, maps, cut, contours, title)
-        caption = fmt("{} example: {}, scan {}, p(AD) = {}. Slices at MNI ({}, {}, {}) mm; "
-                      "colour scales: each map's 99.5th percentile, values below 20% of it "
-                      "hidden.", outcome, row["participant_id"], sid,
+        caption = fmt("{} example: {}, scan {}, p(AD) = {}. Slices at MNI ({}, {}, {}) mm. "
+                      "One colour scale per method for all four examples (the largest 99.5th "
+                      "percentile among them); values below 20% of it are transparent.",
+                      outcome, row["participant_id"], sid,
                       f"{float(row['p_ad']):.3f}", *(f"{c:.0f}" for c in cut))
         sec.add(heading(f"{outcome} - {style.GROUP_NAMES[outcome]}"),
                 ctx.fig(fig, f"{outcome} example heatmaps", caption, f"fig-example-{outcome}"))
