@@ -496,11 +496,17 @@ def classification_figure(test: pd.DataFrame) -> Figure:
 
     ax.legend(handles=[Line2D([], [], marker="o", ls="", color=style.GROUP_COLORS[o],
                               mec="black", mew=0.4, label=o) for o in style.OUTCOMES],
-              loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False)
+              loc="center", ncol=4, frameon=False, handletextpad=0.2, columnspacing=1.0)
     return fig
 
 
 # =========================================================================== regions
+
+
+def _per_voxel(unit: str) -> str:
+    """``relevance (a.u.)`` -> ``relevance per voxel (a.u.)``."""
+    return unit.replace(" (a.u.)", " per voxel (a.u.)") if "(a.u.)" in unit else \
+        f"{unit} per voxel"
 
 
 def _barh_panel(ax, labels: Sequence[str], series: Sequence[tuple[str, np.ndarray, str]],
@@ -552,7 +558,7 @@ def region_bars(groups: Mapping[str, pd.DataFrame], unit: str, k: int = 25,
         rank_group = "AD"
         ranker = groups.get("AD")
     specs = (("mean_sum", "relevance sum", f"sum of {unit}", ("AD", "HC")),
-             ("mean_density", "relevance density", f"mean {unit} per voxel", ("AD", "HC")),
+             ("mean_density", "relevance density", _per_voxel(unit), ("AD", "HC")),
              ("gain", "relevance gain", "group mean / HC mean", ("TP", "TN")))
     for ax, (col, title, xlabel, shown) in zip(axes, specs, strict=True):
         if ranker is None or ranker.empty:
@@ -641,7 +647,7 @@ def density_violins(density: pd.DataFrame, diagnosis: pd.Series, areas: Sequence
                    linewidths=0.6, zorder=5, label=f"patient {letter} ({pid})")
     ax.set_yticks(np.arange(n), [area_label(a, 36) for a in areas])
     ax.set_ylim(n - 0.5, -0.6)
-    ax.set_xlabel(f"relevance density: mean {unit} per voxel")
+    ax.set_xlabel(_per_voxel(unit))
     ax.grid(axis="x", color="#eeeeee", lw=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
@@ -910,7 +916,7 @@ def faithfulness_figure(curves: pd.DataFrame, methods: Sequence[str]) -> Figure:
     """
     fig = Figure(figsize=(12, 3.6))
     axes = fig.subplots(1, 2)
-    fig.subplots_adjust(left=0.06, right=0.8, bottom=0.15, top=0.88, wspace=0.25)
+    fig.subplots_adjust(left=0.085, right=0.8, bottom=0.15, top=0.88, wspace=0.32)
     shown = [m for m in methods if m in set(curves["method"])]
     for ax, (col, title, ylabel) in zip(axes, (
             ("p_ad", "p(AD) while areas are replaced", "mean p(AD)"),

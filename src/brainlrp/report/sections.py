@@ -142,7 +142,8 @@ class Context:
 # =========================================================================== helpers
 
 
-def _method_unit(data: RunData, method: str) -> str:
+def method_unit(data: RunData, method: str) -> str:
+    """Colour-bar label of ``method`` with its relevance mode, e.g. ``relevance (a.u.)``."""
     return style.unit_label(method, data.mode(method))
 
 
@@ -180,8 +181,9 @@ def _example_scans(data: RunData) -> dict[str, pd.Series | None]:
     return out
 
 
-def _hc_density(data: RunData, method: str) -> pd.DataFrame:
-    """Healthy controls' area densities, one row per participant."""
+def hc_density(data: RunData, method: str) -> pd.DataFrame:
+    """Healthy controls' area densities (rows: participants, scans averaged; columns:
+    areas): the reference distribution of the cards' z-scores."""
     dens = data.area_density(method)
     sub = data.subjects(method).drop_duplicates("scan_id")[["scan_id", "participant_id",
                                                             "diagnosis"]]
@@ -478,7 +480,7 @@ def individual_section(ctx: Context) -> Section:
                     if mm == m and h is not None), default=1.0) for m in methods}
     for (outcome, row), bg in zip(chosen.items(), backgrounds, strict=True):
         sid = str(row["scan_id"])
-        maps = [figs.BrainMap(heat[outcome, m], method_label(m), _method_unit(data, m),
+        maps = [figs.BrainMap(heat[outcome, m], method_label(m), method_unit(data, m),
                               data.mode(m), vmax=vmax[m])
                 for m in methods if heat[outcome, m] is not None]
         if not maps:
@@ -532,7 +534,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
                   "patients (AD), controls (HC) and the four outcomes, on one colour scale "
                   "so that groups compare directly.")
     main = ctx.main
-    unit = _method_unit(data, main)
+    unit = method_unit(data, main)
     mode = data.mode(main)
     counts = _counts(data, main)
     maps = {g: _mean_map(data, main, g) for g in style.GROUPS}
@@ -563,7 +565,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
     for m in data.methods:
         ad = _mean_map(data, m, "AD")
         if ad is not None:
-            per_method.append(figs.BrainMap(ad, method_label(m), _method_unit(data, m),
+            per_method.append(figs.BrainMap(ad, method_label(m), method_unit(data, m),
                                             data.mode(m)))
     if len(per_method) > 1:
         fig = figs.glass_brains(per_method, ctx.affine, ncols=2, display_mode="ortho",
@@ -582,7 +584,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
                 continue
             scale = vmax if m == main else figs.robust_max(v)
             layers.append(Layer(f"{method_label(m)} · {g} mean (n = {_counts(data, m).get(g, 0)})",
-                                v, _method_unit(data, m), data.mode(m) == "signed", scale))
+                                v, method_unit(data, m), data.mode(m) == "signed", scale))
     atlas = ctx.atlas()
     labels = atlas.codes if atlas is not None else None
     names = ([area_label(n, 80) for n in atlas.labels["region"]] if atlas is not None
@@ -611,7 +613,7 @@ def regions_section(ctx: Context) -> Section:
     """
     data = ctx.data
     main = ctx.main
-    unit = _method_unit(data, main)
+    unit = method_unit(data, main)
     sec = Section("regions", "Relevance per brain area",
                   "Relevance summed over each of the atlas's areas (left and right merged), "
                   "per voxel (density) and relative to the controls (gain = group mean / HC "
@@ -1013,7 +1015,7 @@ def methods_section(ctx: Context, extra_notes: list[str]) -> Section:
     for m in data.methods:
         mode = data.mode(m)
         rows.append({"method": m, "name": method_label(m), "relevance": mode,
-                     "meaning": meaning.get(mode, mode), "unit": _method_unit(data, m)})
+                     "meaning": meaning.get(mode, mode), "unit": method_unit(data, m)})
     sec.add(heading("Relevance per method"),
             table(pd.DataFrame(rows), caption="How each method's heatmap became relevance "
                                               "(analysis/summary.json); every region number "

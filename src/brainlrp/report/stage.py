@@ -210,7 +210,7 @@ def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
     data, main = ctx.data, ctx.main
     scans = data.test_scans()
     dens = data.area_density(main)
-    hc = sec._hc_density(data, main)
+    hc = sec.hc_density(data, main)
     ids = scans["scan_id"].astype(str).tolist()
     if not ids:
         return []
@@ -218,7 +218,7 @@ def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
                                                          min(SCALE_SAMPLE, len(ids))).round())]
     peaks = [robust_max(h) for h in (data.heatmap(main, s) for s in sample) if h is not None]
     vmax = float(np.median(peaks)) if peaks else 1.0
-    renderer = CardRenderer(ctx.affine, ctx.grid.shape, sec._method_unit(data, main),
+    renderer = CardRenderer(ctx.affine, ctx.grid.shape, sec.method_unit(data, main),
                             data.mode(main), style.method_label(main), vmax, ctx.mask())
     rows = scans.set_index("scan_id")
     written = []
