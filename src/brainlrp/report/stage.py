@@ -214,8 +214,11 @@ def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
     ids = scans["scan_id"].astype(str).tolist()
     if not ids:
         return []
-    sample = [ids[int(i)] for i in np.unique(np.linspace(0, len(ids) - 1,
-                                                         min(SCALE_SAMPLE, len(ids))).round())]
+    # The common scale comes from scans called AD: a control's map then looks as weak
+    # as it is (relevance starts at p(AD)) instead of pulling the scale down.
+    called = scans.loc[scans["p_ad"] >= 0.5, "scan_id"].astype(str).tolist() or ids
+    sample = [called[int(i)] for i in np.unique(np.linspace(
+        0, len(called) - 1, min(SCALE_SAMPLE, len(called))).round())]
     peaks = [robust_max(h) for h in (data.heatmap(main, s) for s in sample) if h is not None]
     vmax = float(np.median(peaks)) if peaks else 1.0
     renderer = CardRenderer(ctx.affine, ctx.grid.shape, sec.method_unit(data, main),
