@@ -98,7 +98,7 @@ def test_hippocampus_titles_carry_r_and_p():
     stats = pd.DataFrame({"method": ["lrp-b0"], "r": [-1.0], "p_value": [0.0004],
                           "n_subjects": [3]})
     fig = figs.hippocampus_figure(subj, stats, ["lrp-b0", "gb"])
-    assert "r = -1, p < 0.001, n = 3" in fig.axes[0].get_title(loc="left")
+    assert "r = -1.00, p < 0.001, n = 3" in fig.axes[0].get_title(loc="left")
 
 
 def test_checks_figures():

@@ -264,7 +264,8 @@ class CardRenderer:
                             + (f"  (scan {card.scan_id})" if card.scan_id != card.participant_id
                                else ""))
         dx = "AD" if card.diagnosis == "AD" else "HC"
-        verdict = {"TP": "AD detected", "TN": "control, correctly", "FP": "control called AD",
+        verdict = {"TP": "AD detected", "TN": "control, correctly classified",
+                   "FP": "control, misclassified as AD",
                    "FN": "AD missed"}.get(card.outcome, card.outcome)
         self.subtitle.set_text(f"diagnosis {dx} · {verdict} · slices through the relevance "
                                f"peak, MNI ({xyz[0]:.0f}, {xyz[1]:.0f}, {xyz[2]:.0f}) mm")
@@ -311,7 +312,7 @@ class CardRenderer:
                 line.set_data([], [])
                 mark.set_data([], [])
             text.set_position((0.99, bbox.y1 - (i + 0.5) / N_TOP * bbox.height))
-            text.set_text("–" if not np.isfinite(z[i]) else f"{z[i]:+.1f}")
+            text.set_text(_fmt_z(z[i]))
             text.set_color(_z_color(z[i]) if np.isfinite(z[i]) else "#555555")
 
     def save(self, card: CardData, path: str | os.PathLike, dpi: int = 100) -> None:
@@ -319,6 +320,14 @@ class CardRenderer:
         self.draw(card)
         with atomic_path(path, suffix=".png") as tmp:
             self.fig.savefig(tmp, dpi=dpi, format="png")
+
+
+def _fmt_z(z: float) -> str:
+    """``+2.3``, ``-0.4``, ``0.0`` (never ``-0.0``), ``–`` when undefined."""
+    if not np.isfinite(z):
+        return "–"
+    r = round(float(z), 1)
+    return "0.0" if r == 0 else f"{r:+.1f}"
 
 
 def _z_color(z: float) -> str:

@@ -503,6 +503,40 @@ def classification_figure(test: pd.DataFrame) -> Figure:
 # =========================================================================== regions
 
 
+def scaled_axis(ax, which: str, label: str) -> None:
+    """Label an axis whose values are tiny or huge with a power of ten in the label.
+
+    ``relevance per voxel (a.u.)`` with ticks 0, 5e-06, 1e-05 becomes ticks 0, 0.5, 1
+    and the label ``relevance per voxel (×10⁻⁵ a.u.)``: no offset text that could
+    collide with the label. Call after the data are drawn.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    which : {"x", "y"}
+    label : str
+    """
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+    top = max(abs(lo), abs(hi))
+    exponent = int(np.floor(np.log10(top))) if top > 0 else 0
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if -2 <= exponent <= 3:
+        axis.set_major_formatter(mpl.ticker.ScalarFormatter(useOffset=False))
+        axis.set_label_text(label)
+        return
+    scale = 10.0 ** exponent
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v / scale:g}"))
+    power = f"×10{str(exponent).translate(_SUPERSCRIPT)}"
+    if label.endswith(")"):
+        text = f"{label[:label.rindex('(') + 1]}{power} {label[label.rindex('(') + 1:]}"
+    else:
+        text = f"{label} ({power})"
+    axis.set_label_text(text)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def _per_voxel(unit: str) -> str:
     """``relevance (a.u.)`` -> ``relevance per voxel (a.u.)``."""
     return unit.replace(" (a.u.)", " per voxel (a.u.)") if "(a.u.)" in unit else \
@@ -521,7 +555,7 @@ def _barh_panel(ax, labels: Sequence[str], series: Sequence[tuple[str, np.ndarra
     ax.set_yticks(ypos, [area_label(a, 30) for a in labels])
     ax.invert_yaxis()
     ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xlabel(xlabel)
+    scaled_axis(ax, "x", xlabel)
     ax.set_title(title, loc="left")
     if ref is not None:
         ax.axvline(ref, color="#555555", lw=0.8, ls=":")
@@ -647,7 +681,7 @@ def density_violins(density: pd.DataFrame, diagnosis: pd.Series, areas: Sequence
                    linewidths=0.6, zorder=5, label=f"patient {letter} ({pid})")
     ax.set_yticks(np.arange(n), [area_label(a, 36) for a in areas])
     ax.set_ylim(n - 0.5, -0.6)
-    ax.set_xlabel(_per_voxel(unit))
+    scaled_axis(ax, "x", _per_voxel(unit))
     ax.grid(axis="x", color="#eeeeee", lw=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
@@ -730,7 +764,7 @@ def fingerprint_figure(similarity: pd.DataFrame, profiles: pd.DataFrame,
     ax.set_yticks(y, [area_label(a, 32) for a in areas])
     ax.set_ylim(len(areas) - 0.5, -0.5)
     ax.tick_params(axis="y", length=0)
-    ax.set_xlabel("relevance density (a.u. per voxel)")
+    scaled_axis(ax, "x", "relevance density (a.u. per voxel)")
     ax.set_title("fingerprints of patients A and B", loc="left")
     ax.legend(loc="lower right", frameon=True, framealpha=0.95, edgecolor="none")
     return fig
@@ -829,11 +863,11 @@ def hippocampus_figure(subjects: pd.DataFrame, stats: pd.DataFrame, methods: Seq
             ax.plot(xs, slope * xs + icpt, color="black", lw=1.2)
         r = st.loc[m, "r"] if m in st.index else np.nan
         p = st.loc[m, "p_value"] if m in st.index else np.nan
-        ax.set_title(f"{method_label(m)}\nr = {style.fmt_number(r, 2)}, {fmt_p(p)}, "
+        ax.set_title(f"{method_label(m)}\nr = {style.fmt_r(r)}, {fmt_p(p)}, "
                      f"n = {int(ok.sum())}", loc="left", fontsize=9)
         ax.set_xlabel("hippocampus volume (mm³)")
-        ax.set_ylabel("hippocampus relevance sum (a.u.)", fontsize=8)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+        scaled_axis(ax, "y", "hippocampus relevance sum (a.u.)")
+        ax.yaxis.label.set_fontsize(8)
     for ax in axes[len(methods):]:
         ax.set_axis_off()
     return fig
@@ -928,14 +962,13 @@ def faithfulness_figure(curves: pd.DataFrame, methods: Sequence[str]) -> Figure:
                 continue
             mean = part.groupby("n_areas_replaced")[col].mean()
             if m == "random":
-                ax.plot(mean.index, mean.to_numpy(), color="#777777", ls="--", lw=1.8,
+                ax.plot(mean.index, mean.to_numpy(), color="black", ls="--", lw=1.6,
                         label="random order")
             else:
                 ax.plot(mean.index, mean.to_numpy(), color=style.method_color(m, list(methods)),
                         lw=1.6, marker="o", ms=3, label=method_label(m))
-        ax.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 4))
         ax.set_xlabel("areas replaced (most relevant first)")
-        ax.set_ylabel(ylabel)
+        scaled_axis(ax, "y", ylabel)
         ax.set_title(title, loc="left")
     h, lab = axes[0].get_legend_handles_labels()
     fig.legend(h, lab, loc="center left", bbox_to_anchor=(0.81, 0.5), frameon=False)

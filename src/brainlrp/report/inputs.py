@@ -104,14 +104,33 @@ class RunData:
         g = self.groups(method)
         return tuple(dict.fromkeys(g.loc[g["level"] == "area", "region"]))
 
+    @functools.cached_property
+    def brain(self) -> np.ndarray:
+        """The template brain mask on the grid (the preprocessing's mask)."""
+        from brainlrp.data.grid import brain_mask
+
+        return np.asarray(brain_mask(self.grid))
+
     def mean_image(self, method: str, group: str) -> np.ndarray | None:
         """``means/<method>/<group>.nii.gz`` as float32, or ``None`` when absent."""
         return _read_volume(self.rd.means / method / f"{group}.nii.gz", self.grid)
 
+    def mean_map(self, method: str, group: str) -> np.ndarray | None:
+        """A group's mean map as shown: relevance mode applied, zero outside the brain."""
+        return self._shown(method, self.mean_image(method, group))
+
     def heatmap(self, method: str, scan_id: str) -> np.ndarray | None:
-        """A scan's heatmap with the method's relevance mode applied (``None`` if absent)."""
-        data = _read_volume(self.rd.heatmap(method, scan_id), self.grid)
-        return None if data is None else apply_relevance(data, self.mode(method), out=data)
+        """A scan's heatmap as shown: the method's relevance mode applied, zero outside
+        the brain mask (the scans are zero there; gradients need not be), ``None`` when
+        the file is absent."""
+        return self._shown(method, _read_volume(self.rd.heatmap(method, scan_id), self.grid))
+
+    def _shown(self, method: str, data: np.ndarray | None) -> np.ndarray | None:
+        if data is None:
+            return None
+        data = apply_relevance(data, self.mode(method), out=data)
+        data[~self.brain] = 0
+        return data
 
     # ----------------------------------------------------------------- subjects
 

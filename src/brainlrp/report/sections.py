@@ -147,13 +147,6 @@ def method_unit(data: RunData, method: str) -> str:
     return style.unit_label(method, data.mode(method))
 
 
-def _mean_map(data: RunData, method: str, group: str) -> np.ndarray | None:
-    from brainlrp.analysis.metrics import apply_relevance
-
-    m = data.mean_image(method, group)
-    return None if m is None else apply_relevance(m, data.mode(method), out=m)
-
-
 def _counts(data: RunData, method: str) -> dict[str, int]:
     g = data.groups(method)
     area = g[g["level"] == "area"]
@@ -230,7 +223,7 @@ def summary_section(ctx: Context, report_seconds: dict[str, float] | None = None
                   f"mean cosine over {_summary_value(data, main, 'fingerprint_n_patients') or 0}"
                   " confident patients"))
     r = _summary_value(data, main, "hippocampus_r")
-    items.append(("hippocampus r", fmt_number(r, 2),
+    items.append(("hippocampus r", style.fmt_r(r),
                   f"{fmt_p(_summary_value(data, main, 'hippocampus_p'))}; paper −0.56 at β=0"))
     mass = _summary_value(data, main, "gt_mass_accuracy")
     if mass is not None:
@@ -474,14 +467,16 @@ def individual_section(ctx: Context) -> Section:
     methods = [ctx.main] + ([ctx.compare] if ctx.compare else [])
     heat = {(o, m): data.heatmap(m, str(row["scan_id"])) for o, row in chosen.items()
             for m in methods}
-    # One colour scale per method across the examples, so that a control's weak map
-    # looks weak next to a patient's.
+    # LRP conserves relevance from p(AD) down: one colour scale per LRP method across the
+    # examples shows a control's weak map as weak. Gradient-based maps are not on a
+    # common footing between scans, so each keeps its own scale.
     vmax = {m: max((figs.robust_max(h) for (_, mm), h in heat.items()
-                    if mm == m and h is not None), default=1.0) for m in methods}
+                    if mm == m and h is not None), default=1.0)
+            for m in methods if style.is_lrp(m)}
     for (outcome, row), bg in zip(chosen.items(), backgrounds, strict=True):
         sid = str(row["scan_id"])
         maps = [figs.BrainMap(heat[outcome, m], method_label(m), method_unit(data, m),
-                              data.mode(m), vmax=vmax[m])
+                              data.mode(m), vmax=vmax.get(m))
                 for m in methods if heat[outcome, m] is not None]
         if not maps:
             sec.add(note(f"{outcome}: no heatmap file for {sid}"))
@@ -500,8 +495,10 @@ def individual_section(ctx: Context) -> Section:
                  f"{float(row['p_ad']):.3f}")
         fig = figs.explanation_figure(bg, ctx.affine, maps, cut, contours, title)
         caption = fmt("{} example: {}, scan {}, p(AD) = {}. Slices at MNI ({}, {}, {}) mm. "
-                      "One colour scale per method for all four examples (the largest 99.5th "
-                      "percentile among them); values below 20% of it are transparent.",
+                      "LRP: one colour scale for all four examples (the largest 99.5th "
+                      "percentile among them); other methods: each map's own 99.5th "
+                      "percentile. Values below 20% of the scale are transparent; maps are "
+                      "shown inside the template brain mask.",
                       outcome, row["participant_id"], sid,
                       f"{float(row['p_ad']):.3f}", *(f"{c:.0f}" for c in cut))
         sec.add(heading(f"{outcome} - {style.GROUP_NAMES[outcome]}"),
@@ -537,7 +534,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
     unit = method_unit(data, main)
     mode = data.mode(main)
     counts = _counts(data, main)
-    maps = {g: _mean_map(data, main, g) for g in style.GROUPS}
+    maps = {g: data.mean_map(main, g) for g in style.GROUPS}
     if all(v is None for v in maps.values()):
         sec.add(note(f"no mean images in means/{main}/ - run `brainlrp analyze` again"))
         return sec, {}
@@ -563,7 +560,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
                     "top views), on the same colour scale.", "fig-group-glass"))
     per_method = []
     for m in data.methods:
-        ad = _mean_map(data, m, "AD")
+        ad = data.mean_map(m, "AD")
         if ad is not None:
             per_method.append(figs.BrainMap(ad, method_label(m), method_unit(data, m),
                                             data.mode(m)))
@@ -579,7 +576,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
     for m in data.methods:
         groups = style.GROUPS if m == main else ("AD",)
         for g in groups:
-            v = maps[g] if m == main else _mean_map(data, m, g)
+            v = maps[g] if m == main else data.mean_map(m, g)
             if v is None:
                 continue
             scale = vmax if m == main else figs.robust_max(v)
@@ -804,7 +801,8 @@ def hippocampus_section(ctx: Context) -> Section:
     frame["method"] = [method_label(m) for m in frame["method"]]
     sec.add(table(frame, {"method": "method", "n_subjects": "n", "r": "r", "p_value": "p",
                           "n_permutations": "permutations", "paper r": "paper r"},
-                  formats={"p_value": lambda v: fmt_p(v).replace("p = ", "").replace("p ", "")},
+                  formats={"p_value": lambda v: fmt_p(v).replace("p = ", "").replace("p ", ""),
+                           "r": style.fmt_r, "paper r": style.fmt_r},
                   table_id="hippocampus-table"))
     return sec
 
@@ -1026,7 +1024,8 @@ def methods_section(ctx: Context, extra_notes: list[str]) -> Section:
              ("display", "neurological convention: the subject's left is on the left (L/R "
                          "marked); slices are MNI mm"),
              ("colour maps", "black-red-yellow (hot) for non-negative relevance, blue-red for "
-                             "signed maps; values below the marked threshold are transparent"),
+                             "signed maps; values below the marked threshold are transparent; "
+                             "maps are shown inside the template brain mask"),
              ("atlas", f"{data.summary.get('atlas')}: left and right labels merged into "
                        f"{data.summary.get('n_areas')} areas; density = sum / voxels; "
                        "gain = group mean / HC mean"),

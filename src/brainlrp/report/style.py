@@ -140,6 +140,15 @@ def fmt_number(value, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+def fmt_r(r) -> str:
+    """A correlation with two decimals (``-0.80``); ``–`` when missing."""
+    try:
+        v = float(r)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if v != v else f"{v:.2f}"
+
+
 def fmt_p(p) -> str:
     """A p-value as ``p = 0.012`` or ``p < 0.001``."""
     try:
