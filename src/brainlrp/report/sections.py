@@ -210,10 +210,10 @@ def summary_section(ctx: Context, report_seconds: dict[str, float] | None = None
     m_test = (data.metrics or {}).get("test", {})
     items = []
     if m_test:
-        items.append(("balanced accuracy (test)", fmt_number(m_test.get("balanced_accuracy")),
-                      f"sensitivity {fmt_number(m_test.get('sensitivity'))}, specificity "
-                      f"{fmt_number(m_test.get('specificity'))}"))
-        items.append(("ROC AUC (test)", fmt_number(m_test.get("roc_auc")),
+        items.append(("balanced accuracy (test)", _fixed(m_test.get("balanced_accuracy")),
+                      f"sensitivity {_fixed(m_test.get('sensitivity'))}, specificity "
+                      f"{_fixed(m_test.get('specificity'))}"))
+        items.append(("ROC AUC (test)", _fixed(m_test.get("roc_auc")),
                       f"n = {m_test.get('n', len(test))} scans"))
     ratio = _summary_value(data, main, "hc_ad_ratio")
     items.append(("HC / AD relevance", fmt_number(ratio),
@@ -288,7 +288,8 @@ def _claims(ctx: Context) -> Safe:
             "tmp_", "planum", "ttg_")))
         rank = hip[0] + 1 if hip else None
         rows.append({"claim": "most gain in the temporal lobe and hippocampus",
-                     "evidence": f"{temporal} of the top-10 gain areas (TP/HC) are temporal; "
+                     "evidence": f"{temporal} of the top-10 gain areas (TP/HC) lie in the "
+                             "temporal lobe (medial temporal lobe included); "
                                  f"hippocampus rank {rank if rank else '–'} of {len(top)}; top 3: "
                                  + ", ".join(area_label(a, 40) for a in top[:3]),
                      "agrees": "yes" if rank and rank <= 10 else "no"})
@@ -301,6 +302,15 @@ def _claims(ctx: Context) -> Safe:
                  caption="The paper's claims, checked on this run. Hippocampus in the top "
                          "10 gain areas counts as agreement; HC/AD below 1 likewise.",
                  table_id="claims")
+
+
+def _fixed(value, digits: int = 3) -> str:
+    """A metric with fixed decimals (``0.975``, ``1.000``); ``–`` when missing."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if v != v else f"{v:.{digits}f}"
 
 
 def _split_table(data: RunData) -> pd.DataFrame | None:
@@ -374,9 +384,9 @@ def training_section(ctx: Context) -> Section:
                      "the figures below use predictions.tsv only"))
     else:
         test = metrics.get("test", {})
-        rows = [{"metric": k.replace("_", " "), "test": test.get(k)}
-                for k in ("balanced_accuracy", "sensitivity", "specificity", "roc_auc",
-                          "accuracy")]
+        names = {"balanced_accuracy": "balanced accuracy", "sensitivity": "sensitivity",
+                 "specificity": "specificity", "roc_auc": "ROC AUC", "accuracy": "accuracy"}
+        rows = [{"metric": name, "test": test.get(k)} for k, name in names.items()]
         frame = pd.DataFrame(rows)
         summ = metrics.get("trials_summary")
         cols = {"metric": "metric", "test": "kept model (test)"}
@@ -386,7 +396,7 @@ def training_section(ctx: Context) -> Section:
                                for k in ("balanced_accuracy", "sensitivity", "specificity",
                                          "roc_auc", "accuracy")]
             cols["trials"] = f"{len(metrics.get('trials', []))} trials, mean ± SD"
-        sec.add(table(frame, cols, formats={"test": lambda v: fmt_number(v)},
+        sec.add(table(frame, cols, formats={"test": _fixed},
                       caption=f"Test split, n = {test.get('n', '?')} scans. The kept model is "
                               f"the trial with the best validation balanced accuracy "
                               f"(trial {metrics.get('selected_trial', '?')}).",
@@ -590,7 +600,7 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
     sec.add(heading("Interactive viewer", ident="viewer-heading"),
             fmt("<p>Click or drag in a view, or move the sliders, to navigate; the readout "
                 "gives the MNI coordinate, the map's value under the cross and the "
-                "{} label there. Other maps (every group of {}, the AD mean of every "
+                "atlas label ({}) there. Other maps (every group of {}, the AD mean of every "
                 "method) are in the menu. Works offline.</p>",
                 data.summary.get("atlas", "atlas"), method_label(main)),
             Safe(viewer_html(payload, "viewer")))

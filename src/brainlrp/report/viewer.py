@@ -22,6 +22,7 @@ from importlib import resources
 
 import matplotlib as mpl
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 #: Voxel size (mm) the viewer data are reduced to when the grid is finer.
 VIEWER_RESOLUTION = 2.0
@@ -137,7 +138,8 @@ def viewer_payload(background: np.ndarray, mask: np.ndarray, affine: np.ndarray,
             q = np.clip(np.round(np.maximum(values, 0) / scale * 255), 0, 255).astype(np.uint8)
         full = np.zeros(m.shape, np.float32)
         full[m] = np.abs(values)
-        peak = np.unravel_index(int(np.argmax(full)), m.shape)
+        # Lightly smoothed, as in the figures: a peak region, not one outlier voxel.
+        peak = np.unravel_index(int(np.argmax(gaussian_filter(full, 1.0))), m.shape)
         overlays.append({"name": lay.name, "unit": lay.unit, "signed": bool(lay.signed),
                          "scale": scale, "vmax": float(lay.vmax),
                          "threshold_fraction": float(lay.threshold_fraction),
