@@ -72,6 +72,8 @@ class Context:
     inputs_fn: InputsFn | None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Per scan: the top-10 area with the largest z-score against the controls (cards).
+    raised: dict[str, tuple[str, float]] = field(default_factory=dict)
     _atlas: object = None
     _atlas_failed: bool = False
     _inputs_failed: str = ""
@@ -986,11 +988,14 @@ def cards_section(ctx: Context, cards: dict[str, str]) -> Section:
         else:
             tops.append("–")
     frame = scans.assign(top=tops)
+    frame["raised"] = [
+        f"{area_label(ctx.raised[s][0], 30)} (z = {ctx.raised[s][1]:+.1f})"
+        if s in ctx.raised else "–" for s in frame["scan_id"]]
     frame["card"] = [Safe(fmt('<a href="{}">{}</a>', cards[s], "card")) if s in cards else "–"
                      for s in frame["scan_id"]]
     columns = {"participant_id": "subject", "scan_id": "scan", "diagnosis": "diagnosis",
                "p_ad": "p(AD)", "outcome": "outcome", "top": "area of highest density",
-               "card": "card"}
+               "raised": "most raised vs HC (top 10)", "card": "card"}
     if (frame["scan_id"] == frame["participant_id"]).all():
         del columns["scan_id"]
     sec.add(table(frame, columns,

@@ -242,6 +242,10 @@ def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
                             outcome=str(row["outcome"]), p_ad=float(row["p_ad"]),
                             background=bg, relevance=heat, top=top_areas(density, hc),
                             background_note="template" if reason else "")
+            z = card.top["z"].to_numpy(float)
+            if np.isfinite(z).any():
+                best = int(np.nanargmax(z))
+                ctx.raised[sid] = (str(card.top["area"].iloc[best]), float(z[best]))
             path = folder / f"{sid}.png"
             renderer.save(card, path)
             written.append(path)
