@@ -349,6 +349,27 @@ def simulate(
          f"{result.root / 'derivatives' / 'ground_truth'}")
 
 
+@app.command()
+@cli_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory after `brainlrp analyze`.")],
+    methods: Annotated[list[str] | None, typer.Option(
+        "--methods", "-m", help="Methods to show (repeat or comma-separate); default: every "
+                                "analysed method.")] = None,
+    cards: Annotated[bool, typer.Option(help="Write a PNG explanation card per test scan.")
+                     ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """The self-contained HTML report (report/index.html) and per-subject cards."""
+    from brainlrp.report import report as run_report
+
+    result = run_report(run, methods=methods, cards=cards, progress=not quiet)
+    for notice in result.notes:
+        _say(f"note: {notice}")
+    _say(f"wrote {result.index} ({result.size_bytes / 1e6:.1f} MB) and {len(result.cards)} "
+         f"card(s) in {result.seconds:.1f} s")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

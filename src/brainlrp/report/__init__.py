@@ -1,1 +1,29 @@
-"""brainlrp.report."""
+"""The HTML report and figures of a run (``brainlrp report``).
+
+:func:`report` reads a run directory after ``brainlrp analyze`` and writes
+
+``report/index.html``
+    One self-contained page (figures embedded as PNG, style and scripts inline, no
+    network): run summary, training, individual explanations (TP, FP, TN, FN; LRP
+    beside guided backpropagation), group means (slices, glass brains and an offline
+    slice viewer), region metrics (sum, density, gain; violins AD vs HC; patients A
+    and B), fingerprints, beta sensitivity, hippocampus, ground truth, faithfulness,
+    sanity, the list of cards, and methods/notes. Section ids: ``summary``,
+    ``training``, ``individual``, ``group-means``, ``regions``, ``fingerprints``,
+    ``beta``, ``hippocampus``, ``ground-truth``, ``faithfulness``, ``sanity``,
+    ``cards``, ``methods``.
+``report/cards/<scan_id>.png``
+    A card per test scan: AD probability, three slices through the relevance peak
+    and the top-10 areas with their z-scores against the healthy controls.
+
+Modules: :mod:`~brainlrp.report.inputs` (reading the run),
+:mod:`~brainlrp.report.style` (names, colours, units), :mod:`~brainlrp.report.figures`
+(pure plotting functions), :mod:`~brainlrp.report.cards`,
+:mod:`~brainlrp.report.viewer` (the offline slice viewer),
+:mod:`~brainlrp.report.html` (page assembly), :mod:`~brainlrp.report.sections` and
+:mod:`~brainlrp.report.stage`.
+"""
+
+from brainlrp.report.stage import ReportResult, report
+
+__all__ = ["ReportResult", "report"]

@@ -1,0 +1,259 @@
+"""The ``report`` stage: a run directory in, ``report/index.html`` and the cards out."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from brainlrp._io import write_text
+from brainlrp.analysis.metrics import beta_of
+from brainlrp.report import sections as sec
+from brainlrp.report import style
+from brainlrp.report.inputs import RunData, load_run
+
+#: Scans sampled to set the cards' common colour scale.
+SCALE_SAMPLE = 8
+#: Scans read at a time for the cards.
+CARD_BATCH = 8
+
+
+@dataclass
+class ReportResult:
+    """What :func:`report` wrote.
+
+    Attributes
+    ----------
+    run : Path
+    index : Path
+        ``report/index.html``.
+    cards : list of Path
+        ``report/cards/<scan_id>.png``, one per test scan.
+    sections : list of str
+        Section ids, in page order.
+    methods : list of str
+    main_method : str
+    notes : list of str
+        What was missing or replaced (also listed on the page).
+    seconds : float
+    timings : dict
+        Seconds per section, cards and writing.
+    size_bytes : int
+        Size of ``index.html``.
+    """
+
+    run: Path
+    index: Path
+    cards: list[Path]
+    sections: list[str]
+    methods: list[str]
+    main_method: str
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    size_bytes: int = 0
+
+
+def choose_methods(methods: Sequence[str]) -> tuple[str, str | None]:
+    """The method shown in depth (LRP, lowest beta first) and its comparison (GB first).
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Analysed methods, in the contract's order.
+
+    Returns
+    -------
+    (str, str or None)
+    """
+    methods = list(methods)
+    lrp = [m for m in methods if style.is_lrp(m)]
+    betas = sorted((beta_of(m), m) for m in lrp if beta_of(m) is not None)
+    main = betas[0][1] if betas else (lrp[0] if lrp else methods[0])
+    others = [m for m in methods if m != main]
+    if "gb" in others:
+        return main, "gb"
+    non_lrp = [m for m in others if not style.is_lrp(m)]
+    return main, (non_lrp or others or [None])[0]
+
+
+def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: bool = True,
+           inputs_fn=None, progress: bool = False) -> ReportResult:
+    """Write a run's self-contained HTML report and per-subject explanation cards.
+
+    Parameters
+    ----------
+    run : path-like
+        Run directory after ``brainlrp analyze``.
+    methods : sequence of str, optional
+        Methods shown (default: every analysed method).
+    cards : bool
+        Write ``report/cards/<scan_id>.png`` for every test scan.
+    inputs_fn : callable, optional
+        ``inputs_fn(scan_ids) -> (n, 1, X, Y, Z)``: the subjects' preprocessed scans,
+        drawn beneath their heatmaps. Default: ``brainlrp.training.load_inputs`` (the
+        run's cohort and preprocessing cache); the template when that fails.
+    progress : bool
+        Print one line per step.
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    BrainLRPError
+        When the run has no analysis outputs (run ``brainlrp analyze`` first).
+    """
+    start = time.perf_counter()
+    matplotlib.use("Agg", force=False)
+    data = load_run(run, methods)
+    main, compare = choose_methods(data.methods)
+    if inputs_fn is None:
+        inputs_fn = _default_inputs(data)
+    ctx = sec.Context(data=data, main=main, compare=compare, inputs_fn=inputs_fn)
+    ctx.timings["read"] = time.perf_counter() - start
+    out = data.rd.report
+    out.mkdir(parents=True, exist_ok=True)
+
+    def say(text: str) -> None:
+        if progress:
+            print(f"report: {text}", flush=True)
+
+    built: list = []
+    steps = [("training", sec.training_section), ("individual", sec.individual_section)]
+    for name, func in steps:
+        say(name)
+        built.append(sec.timed(ctx, name, func, ctx))
+    say("group means")
+    group, _payload = sec.timed(ctx, "group-means", sec.group_section, ctx)
+    built.append(group)
+    for name, func in (("regions", sec.regions_section),
+                       ("fingerprints", sec.fingerprint_section), ("beta", sec.beta_section),
+                       ("hippocampus", sec.hippocampus_section),
+                       ("ground-truth", sec.ground_truth_section),
+                       ("faithfulness", sec.faithfulness_section),
+                       ("sanity", sec.sanity_section)):
+        say(name)
+        built.append(sec.timed(ctx, name, func, ctx))
+    card_links: dict[str, str] = {}
+    card_paths: list[Path] = []
+    if cards:
+        say("cards")
+        tick = time.perf_counter()
+        card_paths = write_cards(ctx, out / "cards")
+        card_links = {p.name[: -len(".png")]: "cards/" + urllib.parse.quote(p.name)
+                      for p in card_paths}
+        ctx.timings["cards"] = time.perf_counter() - tick
+    built.append(sec.timed(ctx, "cards-list", sec.cards_section, ctx, card_links))
+    built.append(sec.timed(ctx, "methods", sec.methods_section, ctx, []))
+    summary = sec.timed(ctx, "summary", sec.summary_section, ctx, dict(ctx.timings))
+    pages = [summary, *built]
+    from brainlrp.report.html import page
+    from brainlrp.report.viewer import viewer_script
+
+    tick = time.perf_counter()
+    title = f"brainlrp report: {data.rd.root.resolve().name}"
+    cohort = (data.run.get("cohort") or {}).get("source") or "cohort not recorded"
+    names = ", ".join(style.method_label(m) for m in data.methods)
+    subtitle = (f"{len(data.test_scans())} test scans · {names} · {data.grid.describe()} · "
+                f"cohort {cohort}")
+    text = page(title, subtitle, pages, scripts=[viewer_script()],
+                footer=f"Self-contained page: all images and scripts are embedded; the cards "
+                       f"are in {out / 'cards'}.")
+    index = out / "index.html"
+    write_text(index, text)
+    ctx.timings["write"] = time.perf_counter() - tick
+    seconds = time.perf_counter() - start
+    data.rd.record("report", {"methods": data.methods, "main_method": main,
+                              "n_cards": len(card_paths), "seconds": round(seconds, 2),
+                              "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
+                              "notes": list(dict.fromkeys(ctx.notes))})
+    return ReportResult(run=data.rd.root, index=index, cards=card_paths,
+                        sections=[s.id for s in pages], methods=data.methods, main_method=main,
+                        notes=list(dict.fromkeys(ctx.notes)), seconds=seconds,
+                        timings=dict(ctx.timings), size_bytes=index.stat().st_size)
+
+
+def _default_inputs(data: RunData):
+    """The run's preprocessed scans through the training stage's loader."""
+    try:
+        from brainlrp.training import load_inputs
+    except ImportError:  # pragma: no cover - training is part of the package
+        return None
+    root = data.rd.root
+    return lambda ids: load_inputs(root, ids)
+
+
+def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
+    """Write one card per test scan of the main method; remove stale cards.
+
+    Parameters
+    ----------
+    ctx : Context
+    folder : Path
+        ``report/cards``.
+
+    Returns
+    -------
+    list of Path
+    """
+    from brainlrp.report.cards import CardData, CardRenderer, top_areas
+    from brainlrp.report.figures import robust_max
+
+    data, main = ctx.data, ctx.main
+    scans = data.test_scans()
+    dens = data.area_density(main)
+    hc = sec.hc_density(data, main)
+    ids = scans["scan_id"].astype(str).tolist()
+    if not ids:
+        return []
+    # The common scale comes from scans called AD: a control's map then looks as weak
+    # as it is (relevance starts at p(AD)) instead of pulling the scale down.
+    called = scans.loc[scans["p_ad"] >= 0.5, "scan_id"].astype(str).tolist() or ids
+    sample = [called[int(i)] for i in np.unique(np.linspace(
+        0, len(called) - 1, min(SCALE_SAMPLE, len(called))).round())]
+    peaks = [robust_max(h) for h in (data.heatmap(main, s) for s in sample) if h is not None]
+    vmax = float(np.median(peaks)) if peaks else 1.0
+    renderer = CardRenderer(ctx.affine, ctx.grid.shape, sec.method_unit(data, main),
+                            data.mode(main), style.method_label(main), vmax, ctx.mask())
+    rows = scans.set_index("scan_id")
+    written = []
+    missing = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for startix in range(0, len(ids), CARD_BATCH):
+        batch = ids[startix: startix + CARD_BATCH]
+        backgrounds, reason = ctx.scans(batch)
+        for sid, bg in zip(batch, backgrounds, strict=True):
+            heat = data.heatmap(main, sid)
+            if heat is None:
+                missing.append(sid)
+                continue
+            row = rows.loc[sid]
+            density = dens.loc[sid] if sid in dens.index else dens.iloc[:0].mean()
+            card = CardData(scan_id=sid, participant_id=str(row["participant_id"]),
+                            diagnosis="AD" if int(row["label"]) == 1 else "CN",
+                            outcome=str(row["outcome"]), p_ad=float(row["p_ad"]),
+                            background=bg, relevance=heat, top=top_areas(density, hc),
+                            background_note="template" if reason else "")
+            z = card.top["z"].to_numpy(float)
+            if np.isfinite(z).any():
+                best = int(np.nanargmax(z))
+                ctx.raised[sid] = (str(card.top["area"].iloc[best]), float(z[best]))
+            path = folder / f"{sid}.png"
+            renderer.save(card, path)
+            written.append(path)
+    if missing:
+        ctx.notes.append(f"{len(missing)} test scan(s) have no {main} heatmap and no card "
+                         f"(e.g. {missing[0]})")
+    keep = {p.name for p in written}
+    for old in folder.glob("*.png"):
+        if old.name not in keep:
+            old.unlink()
+    return written

@@ -1,0 +1,47 @@
+"""Per-subject cards: z-scores against the controls and the drawing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from brainlrp.data.grid import Grid, brain_mask, template
+from brainlrp.report.cards import CardData, CardRenderer, top_areas
+
+
+def test_top_areas_zscores():
+    density = pd.Series({"Hip": 5.0, "Amy": 3.0, "Ent": 1.0, "Cun": np.nan})
+    hc = pd.DataFrame({"Hip": [1.0, 2.0, 3.0], "Amy": [3.0, 3.0, 3.0], "Ent": [0.0, 1.0, 2.0]})
+    top = top_areas(density, hc, k=2)
+    assert list(top["area"]) == ["Hip", "Amy"]
+    assert top.loc[0, "z"] == pytest.approx((5 - 2) / 1)
+    assert np.isnan(top.loc[1, "z"])  # the controls do not vary
+    assert top.loc[0, "hc_mean"] == 2.0 and top.loc[0, "hc_sd"] == 1.0
+    alone = top_areas(density, hc.iloc[:1])
+    assert alone["z"].isna().all() and len(alone) == 3
+
+
+def test_card_renders_peak_and_saves(tmp_path):
+    grid = Grid.from_resolution(6.0)
+    mask = np.asarray(brain_mask(grid))
+    rel = np.zeros(grid.shape, np.float32)
+    rel[10, 20, 15] = 1.0
+    renderer = CardRenderer(grid.affine_array, grid.shape, "relevance (a.u.)", "positive",
+                            "LRP β=0", vmax=1.0, mask=mask)
+    top = pd.DataFrame({"area": ["Hippocampus", "Amygdala"], "density": [2.0, 1.0],
+                        "hc_mean": [1.0, 1.0], "hc_sd": [0.5, 0.0], "z": [2.0, np.nan]})
+    card = CardData("sub-01_ses-1", "sub-01", "AD", "TP", 0.93, np.asarray(template(grid)),
+                    rel, top)
+    fig = renderer.draw(card)
+    texts = " ".join(t.get_text() for t in fig.texts)
+    x, y, z = (grid.affine_array[:3, :3] @ [10, 20, 15] + grid.affine_array[:3, 3]).round()
+    assert f"MNI ({x:.0f}, {y:.0f}, {z:.0f}) mm" in texts
+    assert "p(AD) = 0.930" in texts and "+2.0" in texts and "(scan sub-01_ses-1)" in texts
+    labels = [t.get_text() for t in renderer.bars_ax.get_yticklabels()]
+    assert labels[:2] == ["Hippocampus", "Amygdala"] and labels[2] == ""
+    path = tmp_path / "card.png"
+    renderer.save(card, path)
+    with Image.open(path) as img:
+        assert img.size == (1100, 390)

@@ -1,0 +1,140 @@
+"""The plotting functions: right data in the right place, on small inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from brainlrp.data.grid import Grid, template
+from brainlrp.report import figures as figs
+
+
+def _texts(fig: Figure) -> str:
+    out = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out += [t.get_text() for t in ax.texts]
+        out += [ax.get_title(loc="left"), ax.get_xlabel(), ax.get_ylabel()]
+        out += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return Grid.from_resolution(6.0)
+
+
+def _groups():
+    areas = ["Hippocampus", "Amygdala", "PHG_parahippocampal_gyrus", "CSF"]
+    rows = []
+    for g, scale in (("AD", 3.0), ("HC", 1.0), ("TP", 4.0), ("TN", 1.0)):
+        for k, a in enumerate(areas):
+            sum_ = scale * (k + 1) if g != "TP" else scale * (4 - k)
+            rows.append({"group": g, "level": "area", "region": a, "n_subjects": 3,
+                         "mean_sum": sum_, "mean_density": sum_ / (k + 1),
+                         "gain": sum_ / (k + 1)})
+    frame = pd.DataFrame(rows)
+    return {g: part.reset_index(drop=True) for g, part in frame.groupby("group")}
+
+
+def test_region_bars_rank_by_true_positives():
+    fig = figs.region_bars(_groups(), "relevance (a.u.)", k=3)
+    sum_ax = fig.axes[0]
+    labels = [t.get_text() for t in sum_ax.get_yticklabels()]
+    assert labels == ["Hippocampus", "Amygdala", "parahippocampal gyrus (PHG)"]
+    assert "top 3 by TP" in sum_ax.get_title(loc="left")
+    assert "TP/HC (n=3)" in _texts(fig) or any(
+        "TP/HC" in t.get_text() for t in fig.axes[2].get_legend().get_texts())
+
+
+def test_density_violins_mark_patients():
+    rng = np.random.default_rng(0)
+    areas = ["Hippocampus", "Amygdala"]
+    dens = pd.DataFrame(rng.random((6, 2)), columns=areas,
+                        index=[f"sub-{i}" for i in range(6)])
+    dx = pd.Series(["AD"] * 3 + ["HC"] * 3, index=dens.index)
+    fig = figs.density_violins(dens, dx, areas, "relevance (a.u.)",
+                               {"A": ("sub-0", dens.loc["sub-0"]),
+                                "B": ("sub-1", dens.loc["sub-1"])})
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "patient A (sub-0)" in legend and "patient B (sub-1)" in legend
+    assert any(t.startswith("AD (n=3)") for t in legend)
+
+
+def test_training_curves_star_the_kept_checkpoint():
+    log = pd.DataFrame({"trial": [0] * 3 + [1] * 3, "epoch": [1, 2, 3] * 2,
+                        "train_loss": [0.7, 0.5, 0.4, 0.7, 0.6, 0.5],
+                        "train_bacc": [0.6, 0.7, 0.8, 0.6, 0.65, 0.7],
+                        "val_loss": [0.7, 0.6, 0.6, 0.7, 0.65, 0.6],
+                        "val_bacc": [0.55, 0.8, 0.7, 0.5, 0.6, 0.65]})
+    fig = figs.training_curves(log, selected_trial=0, early_stopping_start=2)
+    stars = [line for line in fig.axes[1].lines if line.get_marker() == "*"]
+    assert len(stars) == 1 and stars[0].get_xdata()[0] == 2
+
+
+def test_classification_counts():
+    test = pd.DataFrame({"label": [1, 1, 1, 0, 0], "p_ad": [0.9, 0.8, 0.2, 0.1, 0.7]})
+    text = _texts(figs.classification_figure(test))
+    for cell in ("2\nTP", "1\nFN", "1\nTN", "1\nFP"):
+        assert cell in text
+
+
+def test_beta_overlap_annotations():
+    rows = []
+    for measure, n in (("sum", 7), ("density", 9), ("gain", 5)):
+        rows.append({"method_a": "lrp-b0", "method_b": "lrp-b1", "beta_a": 0.0,
+                     "beta_b": 1.0, "measure": measure, "group": "TP", "k": 10,
+                     "n_shared": n, "overlap": n / 10, "shared_areas": "Hippocampus"})
+    fig = figs.beta_overlap_figure(pd.DataFrame(rows))
+    for ax, n in zip(fig.axes[:3], (7, 9, 5), strict=True):
+        assert sorted(t.get_text() for t in ax.texts) == sorted(["10", "10", str(n), str(n)])
+
+
+def test_hippocampus_titles_carry_r_and_p():
+    subj = pd.DataFrame({"method": "lrp-b0", "participant_id": ["a", "b", "c"],
+                         "hippocampus_relevance": [3.0, 2.0, 1.0],
+                         "hippocampus_volume": [2000.0, 2500.0, 3000.0]})
+    stats = pd.DataFrame({"method": ["lrp-b0"], "r": [-1.0], "p_value": [0.0004],
+                          "n_subjects": [3]})
+    fig = figs.hippocampus_figure(subj, stats, ["lrp-b0", "gb"])
+    assert "r = -1.00, p < 0.001, n = 3" in fig.axes[0].get_title(loc="left")
+
+
+def test_checks_figures():
+    curves = pd.DataFrame({"method": ["lrp-b0"] * 3 + ["random"] * 3, "scan_id": "s",
+                           "order": ["relevance"] * 3 + ["random"] * 3,
+                           "step": [0, 1, 2] * 2, "n_areas_replaced": [0, 1, 2] * 2,
+                           "p_ad": [0.9, 0.5, 0.3, 0.9, 0.85, 0.8],
+                           "p_ad_drop": [0, 0.4, 0.6, 0, 0.05, 0.1]})
+    fig = figs.faithfulness_figure(curves, ["lrp-b0"])
+    assert [line.get_label() for line in fig.axes[0].lines] == ["LRP β=0", "random order"]
+    sanity = pd.DataFrame({"method": "lrp-b0", "scan_id": "s", "stage": [1, 2],
+                           "layer": ["classifier.5", "features.0"], "spearman": [0.5, 0.1]})
+    fig = figs.sanity_figure(sanity, ["lrp-b0", "gb"])
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["trained", "+classifier.5", "+features.0"]
+
+
+def test_brain_figures(grid):
+    bg = np.asarray(template(grid))
+    heat = np.zeros(grid.shape, np.float32)
+    heat[15:18, 20:23, 10:13] = 1.0
+    cut = figs.peak_coords(heat, grid.affine_array)
+    ijk = np.linalg.solve(grid.affine_array, [*cut, 1])[:3]
+    assert np.allclose(ijk, [16, 21, 11])
+    maps = [figs.BrainMap(heat, "LRP β=0", "relevance (a.u.)"),
+            figs.BrainMap(-heat, "IG", "IG attribution (a.u.)", "signed")]
+    mask = np.zeros(grid.shape, bool)
+    mask[14:19, 19:24, 9:14] = True
+    fig = figs.explanation_figure(bg, grid.affine_array, maps, cut, [(mask, "Hippocampus")],
+                                  "TP · sub-01")
+    text = _texts(fig)
+    assert "TP · sub-01" in text and "■ Hippocampus" in text and "IG" in text
+    fig = figs.group_slices(bg, grid.affine_array, {"AD": heat, "FP": None}, {"AD": 3},
+                            "relevance (a.u.)", "positive", [-10, 10])
+    text = _texts(fig)
+    assert "no false positives (HC called AD) in the test set" in text and "n = 3" in text
+    fig = figs.glass_brains(maps, grid.affine_array, ncols=2)
+    assert "relevance (a.u.)" in [ax.get_ylabel() for ax in fig.axes]
+    assert figs.robust_max(np.zeros(3)) == 1.0
