@@ -370,6 +370,28 @@ def report(
          f"card(s) in {result.seconds:.1f} s")
 
 
+@app.command()
+@cli_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cohort/ and run/.")
+                   ] = Path("brainlrp-demo"),
+    quick: Annotated[bool, typer.Option(help="Small cohort, few epochs, five methods "
+                                             "(a few minutes).")] = False,
+    seed: SeedOpt = 0,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for simulation "
+                                             "and preprocessing (default: all CPUs).")] = None,
+    quiet: Annotated[bool, typer.Option(help="Stage lines only.")] = False,
+) -> None:
+    """Simulate a cohort, train, explain, analyze and report: the whole pipeline."""
+    from brainlrp.demo import demo as run_demo
+
+    result = run_demo(out, quick=quick, seed=seed, jobs=jobs, progress=not quiet, say=_say)
+    total = sum(result.timings.values())
+    _say("stage times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in
+                                     result.timings.items()) + f"; total {total / 60:.1f} min")
+    _say(f"report: {result.report}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
