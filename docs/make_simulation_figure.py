@@ -106,17 +106,19 @@ def main() -> None:
         (f"{patient.participant_id} rendered without the disease", t1_well, None),
         (f"{patient.participant_id}: ground truth (tissue lost)", t1_ad, loss),
     ]
-    fig, axes = plt.subplots(len(views), len(columns), figsize=(16, 11.5),
+    fig, axes = plt.subplots(len(views), len(columns), figsize=(16, 9.2),
                              facecolor="black",
                              gridspec_kw={"wspace": 0.03, "hspace": 0.08})
+    heat = None
     for c, (title, t1, overlay) in enumerate(columns):
         for r, (name, cut) in enumerate(views):
             ax = axes[r, c]
             ax.imshow(cut(t1), cmap="gray", origin="lower", vmin=0, vmax=1.0,
                       interpolation="bilinear")
             if overlay is not None:
-                ax.imshow(np.ma.masked_less(cut(overlay), 0.1), cmap="hot", origin="lower",
-                          vmin=0, vmax=0.6, alpha=0.85, interpolation="nearest")
+                heat = ax.imshow(np.ma.masked_less(cut(overlay), 0.1), cmap="hot",
+                                 origin="lower", vmin=0, vmax=0.6, alpha=0.85,
+                                 interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
@@ -125,6 +127,9 @@ def main() -> None:
                 ax.set_title(title, color="white", fontsize=10)
             if c == 0:
                 ax.set_ylabel(name, color="white", fontsize=10)
+    bar = fig.colorbar(heat, ax=axes[:, -1], shrink=0.6, pad=0.02)
+    bar.set_label("fraction of the voxel's tissue lost (shown from 0.1)", color="white")
+    bar.ax.tick_params(colors="white")
     fig.suptitle("brainlrp simulate, default disease model, 2 mm ICBM 2009c grid: medial "
                  f"temporal lobes through MNI {CUT} (left hemisphere on the left)",
                  color="white", fontsize=12)

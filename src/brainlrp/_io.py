@@ -1,7 +1,8 @@
 """Atomic file output: every file is written to a temporary name, then renamed.
 
 A killed process therefore leaves either the old file or the new one, never half of
-one; temporary names start with ``.tmp-`` so readers and resumption skip them.
+one. Temporary names are ``.tmp-<final name>-<random>``: readers and resumption skip
+them, and :func:`remove_temporaries` clears what a killed writer left behind.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name.split(".")[0] + "-",
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path),
                                suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -50,6 +51,30 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def temporary_prefix(path: str | os.PathLike) -> str:
+    """Name prefix of :func:`atomic_path`'s temporary files for the final file ``path``."""
+    return f"{TMP_PREFIX}{Path(path).name}-"
+
+
+def remove_temporaries(folder: str | os.PathLike, final_name: str | None = None) -> int:
+    """Delete temporary files a killed writer left in ``folder``; return how many.
+
+    With ``final_name`` only the temporaries of that one output are removed (safe
+    while other processes write other outputs into the same folder); call it only
+    where no live process can be writing the same output.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = (temporary_prefix(final_name) + "*") if final_name else TMP_PREFIX + "*"
+    n = 0
+    for stale in folder.glob(pattern):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            n += 1
+    return n
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -46,24 +47,43 @@ class RunDir:
         """Contents of run.json (empty when absent)."""
         return read_json(self.run_json) if self.run_json.is_file() else {}
 
-    def record(self, stage: str, info: dict) -> None:
-        """Store ``info`` under ``stages[stage]`` in run.json (atomic read-modify-write)."""
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold an exclusive lock on run.json's lock file (concurrent processes, e.g.
+        two ``explain`` job-array tasks, then never lose each other's updates)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".run.json.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def record(self, stage: str, info: dict, merge: bool = False) -> None:
+        """Store ``info`` under ``stages[stage]`` in run.json (locked, atomic
+        read-modify-write); ``merge`` updates the stage's existing entry instead."""
         from brainlrp import __version__
 
-        data = self.read_run()
-        data.setdefault("brainlrp_version", __version__)
-        data.setdefault("created", _now())
-        data["updated"] = _now()
-        data.setdefault("host", {"python": platform.python_version(),
-                                 "platform": platform.platform()})
-        data.setdefault("stages", {})[stage] = info
-        write_json(self.run_json, data)
+        with self._locked():
+            data = self.read_run()
+            data.setdefault("brainlrp_version", __version__)
+            data.setdefault("created", _now())
+            data["updated"] = _now()
+            data.setdefault("host", {"python": platform.python_version(),
+                                     "platform": platform.platform()})
+            stages = data.setdefault("stages", {})
+            stages[stage] = (stages.get(stage, {}) | info) if merge else info
+            write_json(self.run_json, data)
 
     def set_cohort(self, summary: dict) -> None:
         """Record the cohort this run was made from (``run.json["cohort"]``)."""
-        data = self.read_run()
-        data["cohort"] = summary
-        write_json(self.run_json, data)
+        with self._locked():
+            data = self.read_run()
+            data["cohort"] = summary
+            write_json(self.run_json, data)
 
     def cohort_source(self) -> Path | None:
         """The cohort folder or table recorded in run.json, if any."""

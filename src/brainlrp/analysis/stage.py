@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainlrp._io import read_json, write_json, write_table
+from brainlrp._io import read_json, remove_temporaries, write_json, write_table
 from brainlrp._progress import progress_bar
 from brainlrp.analysis import groundtruth as gt
 from brainlrp.analysis import metrics
@@ -188,6 +188,10 @@ def analyze(run: str | os.PathLike, atlas="neuromorphometrics",
     scans_of = {}
     for method in chosen:
         scans_of[method] = _scans_with_heatmaps(rd, method, predictions, notices)
+
+    # Temporary files of a killed earlier analysis (every output is rewritten below).
+    for folder in (rd.analysis, *(rd.regions / m for m in chosen), *(rd.means / m for m in chosen)):
+        remove_temporaries(folder)
 
     hip_area = _hippocampus_area(subjects, atlas_regions, notices)
     truth_ctx = _prepare_truth(cohort_root, scans_of, atlas_regions, threshold, top_k, notices)

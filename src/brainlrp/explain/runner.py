@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainlrp._io import save_nifti, write_json
+from brainlrp._io import remove_temporaries, save_nifti, write_json
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
@@ -165,6 +165,10 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
             x, ids = batch
             mine = [i for i, s in enumerate(ids) if self.claims.acquire(s)]
             try:
+                for i in mine:  # what a killed process left half-written for these scans
+                    for method in methods:
+                        path = run.heatmap(method, ids[i])
+                        remove_temporaries(path.parent, path.name)
                 with torch.enable_grad():
                     for method in methods:
                         todo = [i for i in mine if not run.heatmap(method, ids[i]).is_file()]
@@ -262,13 +266,16 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
                              enable_progress_bar=progress, enable_model_summary=False,
                              enable_checkpointing=False, default_root_dir=run.root)
         trainer.predict(module, loader, return_predictions=False)
+        # Under DDP every rank writes its own scans; rank 0 counts the finished ones
+        # only after all ranks are through.
+        trainer.strategy.barrier("explain-done")
         written = module.written
     seconds = time.perf_counter() - start
     done = len(scan_ids) - len(_pending(run, scan_ids, methods))
     info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
             "seconds": round(seconds, 1), "batch_size": batch_size}
     if _is_main():
-        run.record("explain", run.read_run().get("stages", {}).get("explain", {}) | info)
+        run.record("explain", info, merge=True)
     return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
                          n_written=written, n_skipped=len(scan_ids) - len(todo),
                          seconds=seconds)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainlrp._io import atomic_path, read_json, write_json, write_table
+from brainlrp._io import atomic_path, read_json, remove_temporaries, write_json, write_table
 from brainlrp._progress import progress_bar
 from brainlrp.data.grid import TEMPLATE_NAME, Grid
 from brainlrp.errors import BrainLRPError
@@ -312,6 +312,8 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
     t1 = scanner_effects(images.t1, images.brain, anatomy.wm_intensity, spec.scanner_seed)
     loss = images.tissue_loss
     paths = gt.subject_paths(Path(root), participant_id)
+    for path in paths.values():  # left by a killed run
+        remove_temporaries(path.parent, path.name)
     affine = grid.affine_array
     write_nifti(paths["t1"], anatomy.paste(t1), affine, np.int16, "brainlrp simulated T1w")
     write_nifti(paths["tissue_loss"], anatomy.paste(loss), affine, np.float32,

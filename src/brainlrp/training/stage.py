@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainlrp._io import write_json, write_table
+from brainlrp._io import read_json, write_json, write_table
 from brainlrp.data.cohort import CLASS_NAMES
 from brainlrp.data.prepare import PreparedCohort, prepare_cohort, write_splits
 from brainlrp.data.splits import read_splits
@@ -230,8 +230,18 @@ def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial
     trial_dir = run.model_dir / "lightning" / f"trial-{trial}"
     module = ADClassifier(config.arch, prepared.prep.grid.shape, lr=config.lr,
                           weight_decay=config.weight_decay, model_kwargs=config.model_kwargs)
+    done = trial_dir / "done.json"
+    if done.is_file() and (trial_dir / "best.ckpt").is_file():
+        # Finished before an interruption: fitting again from last.ckpt would run
+        # extra epochs past an early stop.
+        return read_json(done) | {"best_checkpoint": str(trial_dir / "best.ckpt"),
+                                  "is_main": _global_rank() == 0}
+    # Checkpoints are saved at the end of the training epoch, after the epoch's log row
+    # (Lightning runs checkpoint callbacks last): a run killed at any moment resumes
+    # from a checkpoint whose epochs are all in training_log.csv.
     best = ModelCheckpoint(dirpath=trial_dir, filename="best", monitor="val_bacc", mode="max",
-                           save_last=True, save_top_k=1, enable_version_counter=False)
+                           save_last=True, save_top_k=1, enable_version_counter=False,
+                           save_on_train_epoch_end=True)
     callbacks = [best, _delayed_early_stopping("val_loss", config.patience,
                                                config.early_stopping_start),
                  _batch_seeder(seed), _epoch_log(run.root / "training_log.csv", trial, progress)]
@@ -254,6 +264,9 @@ def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial
             "seconds": round(seconds, 1), "is_main": trainer.is_global_zero,
             "best_val_bacc": float(best.best_model_score) if best.best_model_score is not None
             else float("nan"), "best_checkpoint": best.best_model_path}
+    if trainer.is_global_zero:
+        write_json(done, {k: v for k, v in info.items()
+                          if k not in ("best_checkpoint", "is_main")})
     return info
 
 
