@@ -106,7 +106,7 @@ def main() -> None:
         (f"{patient.participant_id} rendered without the disease", t1_well, None),
         (f"{patient.participant_id}: ground truth (tissue lost)", t1_ad, loss),
     ]
-    fig, axes = plt.subplots(len(views), len(columns), figsize=(16, 9.2),
+    fig, axes = plt.subplots(len(views), len(columns), figsize=(16.5, 8.4),
                              facecolor="black",
                              gridspec_kw={"wspace": 0.03, "hspace": 0.08})
     heat = None
@@ -127,12 +127,12 @@ def main() -> None:
                 ax.set_title(title, color="white", fontsize=10)
             if c == 0:
                 ax.set_ylabel(name, color="white", fontsize=10)
-    bar = fig.colorbar(heat, ax=axes[:, -1], shrink=0.6, pad=0.02)
+    bar = fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.5, pad=0.015, fraction=0.02)
     bar.set_label("fraction of the voxel's tissue lost (shown from 0.1)", color="white")
     bar.ax.tick_params(colors="white")
     fig.suptitle("brainlrp simulate, default disease model, 2 mm ICBM 2009c grid: medial "
                  f"temporal lobes through MNI {CUT} (left hemisphere on the left)",
-                 color="white", fontsize=12)
+                 color="white", fontsize=12, y=0.95)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110, facecolor="black", bbox_inches="tight")
     print(f"wrote {args.out} (CN {control.participant_id}, AD {patient.participant_id}, "
