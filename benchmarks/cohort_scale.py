@@ -119,6 +119,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--analyze-only", action="store_true",
+                        help="time analyze again on the runs an earlier call explained")
     args = parser.parse_args(argv)
 
     work = args.workdir
@@ -127,10 +129,14 @@ def main(argv=None) -> None:
     cohort, run = base_run(work, args.base, args.seed)
     results = []
     for size in args.sizes:
-        target = scaled_copy(cohort, run, size, work)
-        explain = run_measured(brainlrp("explain", target, "--split", "all", "--methods",
-                                        args.methods, "--batch-size", args.batch_size,
-                                        "--quiet"), work / f"explain-{size}.log")
+        if args.analyze_only:
+            target = work / f"run-{size}"
+            explain = {"seconds": float("nan"), "peak_rss_mib": float("nan")}
+        else:
+            target = scaled_copy(cohort, run, size, work)
+            explain = run_measured(brainlrp("explain", target, "--split", "all", "--methods",
+                                            args.methods, "--batch-size", args.batch_size,
+                                            "--quiet"), work / f"explain-{size}.log")
         analyze = run_measured(brainlrp("analyze", target, "--no-faithfulness", "--no-sanity"),
                                work / f"analyze-{size}.log")
         row = {"subjects": size,

@@ -110,12 +110,13 @@ class TruthMasks:
     threshold : float
         A voxel is atrophied when its tissue loss exceeds this fraction.
     max_bytes : int
-        Masks beyond this budget are dropped (least recently used) and re-read on
-        demand, so memory does not grow with the cohort.
+        Masks are kept bit-packed (an eighth of a boolean array); beyond this
+        budget the least recently used are dropped and re-read on demand, so memory
+        does not grow with the cohort.
     """
 
     def __init__(self, cohort_root: Path, grid: Grid, threshold: float = DEFAULT_THRESHOLD,
-                 max_bytes: int = 256 * 2**20):
+                 max_bytes: int = 64 * 2**20):
         self.cohort_root = Path(cohort_root)
         self.grid = grid
         self.threshold = float(threshold)
@@ -124,12 +125,14 @@ class TruthMasks:
 
     def mask(self, participant_id: str) -> np.ndarray:
         """Boolean atrophy mask of ``participant_id`` on the grid."""
+        n = int(np.prod(self.grid.shape))
         if participant_id in self._cache:
             self._cache.move_to_end(participant_id)
-            return self._cache[participant_id]
+            packed = self._cache[participant_id]
+            return np.unpackbits(packed, count=n).view(bool).reshape(self.grid.shape)
         path, _ = ground_truth_files(self.cohort_root, participant_id)
         mask = load_truth_map(path, self.grid) > self.threshold
-        self._cache[participant_id] = mask
+        self._cache[participant_id] = np.packbits(mask)
         while len(self._cache) > 1 and sum(m.nbytes for m in self._cache.values()) \
                 > self.max_bytes:
             self._cache.popitem(last=False)
