@@ -103,6 +103,28 @@ def test_rerun_refuses_without_overwrite(trained, cohort):
     assert (trained / "model" / "best.ckpt").read_bytes() == before
 
 
+def test_finished_trials_are_not_trained_again(tmp_path, cohort):
+    """Killed after an early-stopped trial finished but before the run's files were
+    written: the rerun evaluates that trial instead of training on past its stop."""
+    out = tmp_path / "run"
+    args = ["train", str(cohort), "--out", str(out), "--resolution", "6", "--arch", "tiny",
+            "--epochs", "12", "--patience", "1", "--early-stopping-start", "0", "--test", "2",
+            "--val", "2", "--quiet"]
+    assert runner.invoke(app, args).exit_code == 0
+    log = (out / "training_log.csv").read_bytes()
+    assert pd.read_csv(out / "training_log.csv")["epoch"].max() < 12  # it stopped early
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    last = out / "model" / "lightning" / "trial-0" / "last.ckpt"
+    stamp = last.stat().st_mtime_ns
+    for name in ("model/best.ckpt", "model/card.json", "predictions.tsv", "metrics.json"):
+        (out / name).unlink()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "training_log.csv").read_bytes() == log
+    assert last.stat().st_mtime_ns == stamp  # Lightning did not fit the trial again
+    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.tsv", sep="\t"), predictions)
+
+
 def test_overwrite_retrains(tmp_path, cohort):
     out = tmp_path / "run"
     assert runner.invoke(app, ["train", str(cohort), "--out", str(out), *TINY]).exit_code == 0
