@@ -36,7 +36,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path),
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-",
                                suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -53,24 +53,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
-def temporary_prefix(path: str | os.PathLike) -> str:
-    """Name prefix of :func:`atomic_path`'s temporary files for the final file ``path``."""
-    return f"{TMP_PREFIX}{Path(path).name}-"
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files a killed writer left in ``folder``; return how many.
 
-
-def remove_temporaries(folder: str | os.PathLike, final_name: str | None = None) -> int:
-    """Delete temporary files a killed writer left in ``folder``; return how many.
-
-    With ``final_name`` only the temporaries of that one output are removed (safe
-    while other processes write other outputs into the same folder); call it only
-    where no live process can be writing the same output.
+    Call it only where no live process can be writing into ``folder``.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    pattern = (temporary_prefix(final_name) + "*") if final_name else TMP_PREFIX + "*"
     n = 0
-    for stale in folder.glob(pattern):
+    for stale in Path(folder).glob(TMP_PREFIX + "*"):
         with contextlib.suppress(OSError):
             stale.unlink()
             n += 1

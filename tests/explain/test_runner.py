@@ -13,6 +13,7 @@ from brainlrp._io import save_nifti
 from brainlrp.atlas import RegionReducer
 from brainlrp.cli import app
 from brainlrp.data.grid import Grid
+from brainlrp.explain.runner import ScanClaims
 from tests.conftest import make_bids_cohort, make_scan, write_scan
 
 runner = CliRunner()
@@ -71,6 +72,24 @@ def test_resume_fills_in_missing_heatmaps(run):
     result = _ok(["explain", str(run), "--methods", "lrp-b1", "--quiet"])
     assert "1 heatmaps written" in result.output
     assert files[1].is_file() and files[0].read_bytes() == kept
+
+
+def test_stale_temporaries_are_removed_unless_their_scan_is_claimed(run):
+    _ok(["explain", str(run), "--methods", "lrp-b0.5", "--quiet"])
+    folder = run / "heatmaps" / "lrp-b0.5"
+    dead, live = sorted(p.name[: -len(".nii.gz")] for p in folder.glob("sub-*.nii.gz"))[:2]
+    stale = folder / f".tmp-{dead}.nii.gz-k1ll3d.nii.gz"  # its writer was killed
+    busy = folder / f".tmp-{live}.nii.gz-w0rk1n.nii.gz"  # another process is writing it
+    stale.write_bytes(b"half")
+    busy.write_bytes(b"half")
+    claims = ScanClaims(run / "heatmaps" / ".claims")
+    assert claims.acquire(live)
+    try:
+        _ok(["explain", str(run), "--methods", "lrp-b0.5", "--quiet"])
+    finally:
+        claims.release(live)
+    assert not stale.exists() and busy.exists()
+    busy.unlink()
 
 
 def test_one_new_scan(run, tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainlrp._io import remove_temporaries, save_nifti, write_json
+from brainlrp._io import TMP_PREFIX, save_nifti, write_json
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
@@ -147,6 +147,25 @@ class ScanClaims:
             os.close(fd)
 
 
+def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
+    """Delete half-written heatmaps of killed processes, once per call.
+
+    A heatmap's temporary is written only under its scan's claim, so a temporary
+    whose scan can be claimed now belongs to a process that died.
+    """
+    for method in methods:
+        folder = run.heatmaps / method
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(TMP_PREFIX + "*"):
+            scan_id = tmp.name[len(TMP_PREFIX):].split(".nii.gz-")[0]
+            if claims.acquire(scan_id):
+                try:
+                    tmp.unlink(missing_ok=True)
+                finally:
+                    claims.release(scan_id)
+
+
 def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None):
     import lightning.pytorch as pl
 
@@ -165,10 +184,6 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
             x, ids = batch
             mine = [i for i, s in enumerate(ids) if self.claims.acquire(s)]
             try:
-                for i in mine:  # what a killed process left half-written for these scans
-                    for method in methods:
-                        path = run.heatmap(method, ids[i])
-                        remove_temporaries(path.parent, path.name)
                 with torch.enable_grad():
                     for method in methods:
                         todo = [i for i in mine if not run.heatmap(method, ids[i]).is_file()]
@@ -249,6 +264,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         for m in methods:
             for s in scan_ids:
                 run.heatmap(m, s).unlink(missing_ok=True)
+    _remove_stale_temporaries(run, methods, ScanClaims(run.heatmaps / ".claims"))
     todo = _pending(run, scan_ids, methods)
     start = time.perf_counter()
     written = 0

@@ -276,6 +276,8 @@ def _prepare_folder(root: Path, config: dict, overwrite: bool) -> None:
     write_json(folder / "disease_model.json", config["disease_model"])
     write_table(folder / "labels.tsv", gt.label_table())
     write_json(record, config)
+    for stale in (root, folder):  # left by a killed run; subject folders: simulate_subject
+        remove_temporaries(stale)
 
 
 def _jsonable(obj):
@@ -312,8 +314,7 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
     t1 = scanner_effects(images.t1, images.brain, anatomy.wm_intensity, spec.scanner_seed)
     loss = images.tissue_loss
     paths = gt.subject_paths(Path(root), participant_id)
-    for path in paths.values():  # left by a killed run
-        remove_temporaries(path.parent, path.name)
+    remove_temporaries(paths["t1"].parent)  # left by a killed run
     affine = grid.affine_array
     write_nifti(paths["t1"], anatomy.paste(t1), affine, np.int16, "brainlrp simulated T1w")
     write_nifti(paths["tissue_loss"], anatomy.paste(loss), affine, np.float32,
