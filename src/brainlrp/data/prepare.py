@@ -139,3 +139,17 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
                          n_scans=len(prepared.scans), counts=prepared.cohort.counts(),
                          split_counts=split_counts, seconds=prepared.seconds,
                          notices=prepared.notices)
+
+
+def run_scan_paths(run: RunDir, scan_ids, cohort: str | os.PathLike | None = None) -> list[Path]:
+    """The NIfTI file of each of a run's scans, from its cohort (default: run.json's)."""
+    source = cohort or run.cohort_source()
+    if source is None:
+        raise BrainLRPError(f"{run.run_json} does not name the cohort", "pass --cohort DIR")
+    scans = load_cohort(source, allow_external_paths=True).scans.set_index("scan_id")
+    missing = [s for s in scan_ids if s not in scans.index]
+    if missing:
+        raise BrainLRPError(f"scan {missing[0]} of predictions.tsv is not in the cohort {source}",
+                            "pass the cohort the model was trained on with --cohort")
+    return [Path(scans.loc[s, "path"]) for s in scan_ids]
+

@@ -89,22 +89,15 @@ def check_scan_grid(card: dict, path, resample: bool) -> None:
 
 def _scan_arrays(run: RunDir, scan_ids, cohort, cache_dir, prep, card=None,
                  resample: bool = False) -> list[Path]:
-    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.prepare import run_scan_paths
     from brainlrp.data.preprocess import PreprocessCache
 
-    source = cohort or run.cohort_source()
-    if source is None:
-        raise BrainLRPError(f"{run.run_json} does not name the cohort", "pass --cohort DIR")
-    scans = load_cohort(source, allow_external_paths=True).scans.set_index("scan_id")
-    missing = [s for s in scan_ids if s not in scans.index]
-    if missing:
-        raise BrainLRPError(f"scan {missing[0]} of predictions.tsv is not in the cohort {source}",
-                            "pass the cohort the model was trained on with --cohort")
-    cache = PreprocessCache(cache_dir)
+    paths = run_scan_paths(run, scan_ids, cohort)
     if card is not None:
-        for s in scan_ids:
-            check_scan_grid(card, scans.loc[s, "path"], resample)
-    return [cache.get(scans.loc[s, "path"], prep) for s in scan_ids]
+        for path in paths:
+            check_scan_grid(card, path, resample)
+    cache = PreprocessCache(cache_dir)
+    return [cache.get(path, prep) for path in paths]
 
 
 class ScanClaims:

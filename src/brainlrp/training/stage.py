@@ -432,23 +432,14 @@ def _config_dict(config: TrainConfig) -> dict:
 def load_inputs(run_dir: str | os.PathLike, scan_ids, cohort: str | os.PathLike | None = None,
                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Preprocessed inputs ``(n, 1, X, Y, Z)`` of a run's scans, as the model saw them."""
-    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.prepare import run_scan_paths
     from brainlrp.data.preprocess import PreprocessCache, load_arrays
     from brainlrp.training.checkpoint import card_preprocessing, read_card
 
-    card = read_card(run_dir)
-    prep = card_preprocessing(card)
-    source = cohort or RunDir(run_dir).cohort_source()
-    if source is None:
-        raise BrainLRPError(f"{run_dir}/run.json does not name the cohort",
-                            "pass --cohort")
-    scans = load_cohort(source, allow_external_paths=True).scans.set_index("scan_id")
-    missing = [s for s in scan_ids if s not in scans.index]
-    if missing:
-        raise BrainLRPError(f"scan {missing[0]} is not in the cohort {source}",
-                            "pass the cohort the model was trained on with --cohort")
+    prep = card_preprocessing(read_card(run_dir))
     cache = PreprocessCache(cache_dir)
-    return load_arrays([cache.get(scans.loc[s, "path"], prep) for s in scan_ids])
+    return load_arrays([cache.get(path, prep)
+                        for path in run_scan_paths(RunDir(run_dir), scan_ids, cohort)])
 
 
 __all__ = ["TrainConfig", "TrainResult", "load_inputs", "train"]
