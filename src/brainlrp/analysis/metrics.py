@@ -339,6 +339,13 @@ KNOWN_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-
                  "gradient", "ig", "smoothgrad", "occlusion")
 
 
+def split_method_names(value: str | Sequence[str] | None) -> list[str]:
+    """Method names from ``"lrp-b0,gb"`` or ``["lrp-b0", "gb,ig"]``, in order, once each."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return list(dict.fromkeys(n.strip() for item in items for n in str(item).split(",")
+                              if n.strip()))
+
+
 def ordered(methods: Sequence[str]) -> list[str]:
     """Methods in the contract's order (LRP betas ascending, then the others, then unknown)."""
     others = [m for m in KNOWN_METHODS if beta_of(m) is None]

@@ -358,7 +358,7 @@ def select_methods(available: list[str], requested: Sequence[str] | None) -> lis
     """The requested methods (comma lists allowed), checked against the available ones."""
     if not requested:
         return available
-    names = [n.strip() for item in requested for n in str(item).split(",") if n.strip()]
+    names = metrics.split_method_names(requested)
     unknown = [n for n in names if n not in available]
     if unknown:
         raise BrainLRPError(f"no heatmaps for method(s) {', '.join(unknown)}; this run has "

@@ -39,15 +39,15 @@ class ExplainResult:
 
 
 def _validate_methods(methods) -> list[str]:
+    from brainlrp.analysis.metrics import split_method_names
     from brainlrp.explain import get_method
 
-    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)
-             if m.strip()]
+    names = split_method_names(methods)
     if not names:
         raise BrainLRPError("no method given", "e.g. --methods lrp-b0,gb")
     for name in names:
         get_method(name)  # raises with the list of known methods
-    return list(dict.fromkeys(names))
+    return names
 
 
 def _select_scans(run: RunDir, split: str) -> pd.DataFrame:

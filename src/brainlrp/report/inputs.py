@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from brainlrp._io import read_json
-from brainlrp.analysis.metrics import apply_relevance
+from brainlrp.analysis.metrics import apply_relevance, split_method_names
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
@@ -192,7 +192,7 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
                             f"run `brainlrp analyze {rd.root}` first")
     analysed = ordered(analysed)
     if methods:
-        names = [n.strip() for item in methods for n in str(item).split(",") if n.strip()]
+        names = split_method_names(methods)
         unknown = [n for n in names if n not in analysed]
         if unknown:
             raise BrainLRPError(f"method(s) {', '.join(unknown)} not analysed in {rd.root}; "
