@@ -69,3 +69,19 @@ def make_bids_cohort(root: Path, grid: Grid, n_cn: int = 6, n_ad: int = 6,
 @pytest.fixture
 def bids_cohort(tmp_path, grid) -> Path:
     return make_bids_cohort(tmp_path / "cohort", grid)
+
+
+def one_line_error(args: list[str]) -> str:
+    """Run the CLI with ``args``; assert exit code 2 and one ``error: ...`` line, no
+    traceback; return that line."""
+    from typer.testing import CliRunner
+
+    from brainlrp.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+

@@ -6,6 +6,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from brainlrp.cli import app
+from tests.conftest import one_line_error
 
 runner = CliRunner()
 
@@ -39,29 +40,20 @@ def test_prepare_writes_splits(tmp_path, bids_cohort):
     pd.testing.assert_frame_equal(pd.read_csv(out / "splits.tsv", sep="\t"), splits)
 
 
-def _one_line_error(args) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 def test_prepare_missing_cohort(tmp_path):
-    assert "cohort not found" in _one_line_error(["prepare", str(tmp_path / "x"), "--out",
+    assert "cohort not found" in one_line_error(["prepare", str(tmp_path / "x"), "--out",
                                                   str(tmp_path / "r")])
 
 
 def test_prepare_too_few_subjects(tmp_path, bids_cohort):
-    line = _one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
+    line = one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
                             "--resolution", "6"])
     assert "too few CN subjects" in line
 
 
 def test_prepare_bad_scan_names_the_file(tmp_path, bids_cohort):
     (bids_cohort / "sub-003" / "anat" / "sub-003_T1w.nii.gz").write_bytes(b"not a nifti")
-    line = _one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
+    line = one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
                             "--resolution", "6", "--test", "2", "--val", "1"])
     assert "sub-003_T1w.nii.gz" in line
     assert not (tmp_path / "r" / "splits.tsv").exists()

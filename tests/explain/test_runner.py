@@ -14,7 +14,7 @@ from brainlrp.atlas import RegionReducer
 from brainlrp.cli import app
 from brainlrp.data.grid import Grid
 from brainlrp.explain.runner import ScanClaims
-from tests.conftest import make_bids_cohort, make_scan, write_scan
+from tests.conftest import make_bids_cohort, make_scan, one_line_error, write_scan
 
 runner = CliRunner()
 TINY = ["--resolution", "6", "--arch", "tiny", "--epochs", "1", "--test", "2", "--val", "2",
@@ -35,14 +35,6 @@ def _ok(args):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return result
-
-
-def _one_line_error(args) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def test_heatmaps_on_the_model_grid_with_its_affine(run):
@@ -108,7 +100,7 @@ def test_one_new_scan(run, tmp_path):
 def test_scan_on_another_grid_needs_resample(run, tmp_path):
     fine = Grid.from_resolution(4)
     scan = write_scan(tmp_path / "fine.nii.gz", make_scan(fine, seed=5), fine.affine_array)
-    line = _one_line_error(["explain", str(run), "--scan", str(scan), "--out",
+    line = one_line_error(["explain", str(run), "--scan", str(scan), "--out",
                             str(tmp_path / "o")])
     assert "fine.nii.gz" in line and "--resample" in line
     _ok(["explain", str(run), "--scan", str(scan), "--out", str(tmp_path / "o"),
@@ -116,12 +108,12 @@ def test_scan_on_another_grid_needs_resample(run, tmp_path):
 
 
 def test_unknown_method_lists_the_known_ones(run):
-    line = _one_line_error(["explain", str(run), "--methods", "lrp-b0,magic"])
+    line = one_line_error(["explain", str(run), "--methods", "lrp-b0,magic"])
     assert "'magic'" in line and "lrp-b0" in line and "gb" in line
 
 
 def test_run_without_model(tmp_path):
-    assert "model card" in _one_line_error(["explain", str(tmp_path)])
+    assert "model card" in one_line_error(["explain", str(tmp_path)])
 
 
 def test_planted_left_relevance_is_found_under_a_left_label(tmp_path):

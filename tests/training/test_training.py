@@ -20,7 +20,7 @@ from brainlrp.errors import BrainLRPError
 from brainlrp.training import load_model
 from brainlrp.training.checkpoint import check_grid
 from brainlrp.training.data import RandomShift, Shift, paper_augmentation
-from tests.conftest import make_bids_cohort
+from tests.conftest import make_bids_cohort, one_line_error
 
 runner = CliRunner()
 TINY = ["--resolution", "6", "--arch", "tiny", "--epochs", "2", "--test", "2", "--val", "2",
@@ -133,23 +133,15 @@ def test_overwrite_retrains(tmp_path, cohort):
     assert result.exit_code == 0, result.output
 
 
-def _one_line_error(args) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
-
-
 def test_one_class_only(tmp_path):
     cohort = make_bids_cohort(tmp_path / "c", Grid.from_resolution(6), 6, 0)
-    line = _one_line_error(["train", str(cohort), "--out", str(tmp_path / "r"), *TINY])
+    line = one_line_error(["train", str(cohort), "--out", str(tmp_path / "r"), *TINY])
     assert "no AD subjects" in line
 
 
 def test_too_few_subjects(tmp_path):
     cohort = make_bids_cohort(tmp_path / "c", Grid.from_resolution(6), 3, 3)
-    line = _one_line_error(["train", str(cohort), "--out", str(tmp_path / "r"), *TINY])
+    line = one_line_error(["train", str(cohort), "--out", str(tmp_path / "r"), *TINY])
     assert "too few" in line
 
 
