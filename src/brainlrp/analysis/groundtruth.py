@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from brainlrp.analysis import metrics
-from brainlrp.analysis.regions import AtlasRegions
+from brainlrp.analysis.regions import AtlasRegions, read_volume
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 
@@ -77,24 +77,16 @@ def ground_truth_files(cohort_root: str | os.PathLike, participant_id: str
 
 def load_truth_map(path: Path, grid: Grid) -> np.ndarray:
     """A tissue-loss map on ``grid`` (resampled linearly when its grid differs)."""
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:
-        raise BrainLRPError(f"cannot read the ground-truth map {path} ({exc})",
-                            "re-run `brainlrp simulate` to rewrite it") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-        img = nib.Nifti1Image(data, img.affine)
+    data, affine = read_volume(path, "ground-truth map",
+                               "re-run `brainlrp simulate` to rewrite it")
     if data.ndim != 3:
         raise BrainLRPError(f"the ground-truth map {path} is {data.ndim}D",
                             "expected a 3D tissue-loss map")
-    if not grid.same_as(data.shape, img.affine):
+    if not grid.same_as(data.shape, affine):
+        import nibabel as nib
         from nilearn.image import resample_img
 
-        data = resample_img(nib.Nifti1Image(data, img.affine), target_affine=grid.affine_array,
+        data = resample_img(nib.Nifti1Image(data, affine), target_affine=grid.affine_array,
                             target_shape=grid.shape, interpolation="linear",
                             force_resample=True, copy_header=True).get_fdata(dtype=np.float32)
     return np.nan_to_num(data, nan=0.0)

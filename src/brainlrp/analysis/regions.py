@@ -109,23 +109,30 @@ class AtlasRegions:
         return lower.index(name.lower()) if name.lower() in lower else None
 
 
-def read_heatmap(path: Path, grid: Grid) -> np.ndarray:
-    """Read one heatmap as float32 and check it lies on ``grid`` and is finite."""
+def read_volume(path: Path, what: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI volume as float32 and its affine (a 4-D file with one volume is squeezed);
+    an unreadable file is a one-line error naming ``what`` it should have been."""
     import nibabel as nib
 
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
-        raise BrainLRPError(f"cannot read the heatmap {path} ({' '.join(str(exc).split())[:100]})",
-                            "re-run `brainlrp explain` to rewrite it") from None
+        raise BrainLRPError(f"cannot read the {what} {path} ({' '.join(str(exc).split())[:100]})",
+                            fix) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
-    if not grid.same_as(data.shape, img.affine):
+    return data, img.affine
+
+
+def read_heatmap(path: Path, grid: Grid) -> np.ndarray:
+    """Read one heatmap as float32 and check it lies on ``grid`` and is finite."""
+    data, affine = read_volume(path, "heatmap", "re-run `brainlrp explain` to rewrite it")
+    if not grid.same_as(data.shape, affine):
         shape = " x ".join(map(str, data.shape))
         raise BrainLRPError(
             f"the heatmap {path} is on a {shape} grid (affine diagonal "
-            f"{np.round(np.diag(img.affine)[:3], 3).tolist()}), not the model grid "
+            f"{np.round(np.diag(affine)[:3], 3).tolist()}), not the model grid "
             f"{grid.describe()} of model/card.json",
             "re-run `brainlrp explain` for this run so every heatmap is on the model grid")
     if not np.isfinite(data).all():
