@@ -224,25 +224,23 @@ def linear_basis(n_out: int, n_in: int) -> np.ndarray:
     """Matrix ``(n_out, n_in)`` of linear interpolation from ``n_in`` samples spread
     over the same extent as ``n_out`` (pixel centres aligned as in ``grid_mode``)."""
     pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = pos - lo
-    out = np.zeros((n_out, n_in))
-    out[np.arange(n_out), lo] += 1 - frac
-    out[np.arange(n_out), hi] += frac
-    return out
+    return _interpolation_matrix(pos, n_in)
 
 
 def point_basis(n_out: int, n_in: int, step: int) -> np.ndarray:
     """Matrix ``(n_out, n_in)`` of linear interpolation from samples taken every
     ``step`` voxels (``x[::step]``) back to every voxel."""
-    pos = np.minimum(np.arange(n_out) / step, n_in - 1)
-    lo = np.minimum(np.floor(pos).astype(int), n_in - 1)
+    return _interpolation_matrix(np.minimum(np.arange(n_out) / step, n_in - 1), n_in)
+
+
+def _interpolation_matrix(pos: np.ndarray, n_in: int) -> np.ndarray:
+    """Rows of linear-interpolation weights at positions ``pos`` in ``[0, n_in - 1]``."""
+    lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, n_in - 1)
     frac = pos - lo
-    out = np.zeros((n_out, n_in))
-    out[np.arange(n_out), lo] += 1 - frac
-    out[np.arange(n_out), hi] += frac
+    out = np.zeros((len(pos), n_in))
+    out[np.arange(len(pos)), lo] += 1 - frac
+    out[np.arange(len(pos)), hi] += frac
     return out
 
 
