@@ -36,6 +36,40 @@ def _is_nonnegative(x: Tensor) -> bool:
     return bool(x.min() >= 0)
 
 
+Parts = tuple[Tensor, Tensor] | None
+
+
+def _split_signs(x: Tensor) -> Parts:
+    """``(x+, x-)``, or None when ``x >= 0`` everywhere (the usual case after a ReLU)."""
+    return None if _is_nonnegative(x) else (x.clamp(min=0), x.clamp(max=0))
+
+
+def _signed_forward(ops: LayerOps, x: Tensor, parts: Parts, w1: Tensor, w2: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``z1 = x+ w1 + x- w2`` and ``z2 = x+ w2 + x- w1``, with forward_many's stacked
+    output (None unless ``x >= 0``, where z1 and z2 are its views)."""
+    if parts is None:
+        (z1, z2), stacked = ops.forward_many(x, [w1, w2])
+        return z1, z2, stacked
+    xp, xn = parts
+    (a, b), _ = ops.forward_many(xp, [w1, w2])
+    (c, d), _ = ops.forward_many(xn, [w1, w2])
+    return a + d, b + c, None
+
+
+def _signed_transpose(ops: LayerOps, x: Tensor, parts: Parts, s1: Tensor, s2: Tensor,
+                      w1: Tensor, w2: Tensor, stacked: Tensor | None = None) -> Tensor:
+    """The input relevance of :func:`_signed_forward`'s two maps given their scaled
+    relevance ``s1, s2``: ``x+ (w1' s1 + w2' s2) + x- (w2' s1 + w1' s2)``."""
+    if parts is None:
+        return ops.transpose_many([s1, s2], [w1, w2], x, stacked).mul_(x)
+    xp, xn = parts
+    if stacked is None and ops.groups == 1:
+        stacked = torch.cat([s1, s2], dim=ops.channel_dim)
+    return (xp * ops.transpose_many([s1, s2], [w1, w2], x, stacked)
+            + xn * ops.transpose_many([s1, s2], [w2, w1], x, stacked))
+
+
 class AlphaBeta(LinearRule):
     r"""The alpha-beta rule, the paper's "beta rule" (Bach et al. 2015; Böhle et al. 2019).
 
@@ -84,16 +118,10 @@ class AlphaBeta(LinearRule):
                   relevance: Tensor) -> Tensor:
         w = ops.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        nonneg = _is_nonnegative(x)
+        parts = _split_signs(x)
         if self.beta == 0:
-            return self._zplus(ops, x, relevance, wp, wn, nonneg)
-        if nonneg:
-            (pos, neg), stacked = ops.forward_many(x, [wp, wn])
-        else:
-            xp, xn = x.clamp(min=0), x.clamp(max=0)
-            (a, b), _ = ops.forward_many(xp, [wp, wn])
-            (c, d), _ = ops.forward_many(xn, [wp, wn])
-            pos, neg, stacked = a + d, b + c, None
+            return self._zplus(ops, x, relevance, wp, wn, parts)
+        pos, neg, stacked = _signed_forward(ops, x, parts, wp, wn)
         pos_only, neg_only = neg == 0, pos == 0
         # From here on pos/neg are overwritten in place with the scaled relevance
         # ratios: for a full-size first layer these are the largest tensors there are.
@@ -104,23 +132,18 @@ class AlphaBeta(LinearRule):
         # and 0 where nothing negative exists (no contributions to weight).
         scaled = torch.where(neg_only, relevance, relevance * -self.beta)
         torch.div(scaled.masked_fill_(pos_only, 0.0), neg, out=neg)
-        if nonneg:
-            return ops.transpose_many([pos, neg], [wp, wn], x, stacked).mul_(x)
-        if stacked is None and ops.groups == 1:
-            stacked = torch.cat([pos, neg], dim=ops.channel_dim)
-        return (xp * ops.transpose_many([pos, neg], [wp, wn], x, stacked)
-                + xn * ops.transpose_many([pos, neg], [wn, wp], x, stacked))
+        return _signed_transpose(ops, x, parts, pos, neg, wp, wn, stacked)
 
     def _zplus(self, ops: LayerOps, x: Tensor, relevance: Tensor, wp: Tensor, wn: Tensor,
-               nonneg: bool) -> Tensor:
+               parts: Parts) -> Tensor:
         # beta = 0: only z+ is needed, one extra forward map and one transpose.
-        if nonneg:
+        if parts is None:
             pos = ops.forward(x, wp)
         else:
-            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            xp, xn = parts
             pos = ops.forward(xp, wp) + ops.forward(xn, wn)
         ratio = torch.div(relevance, pos.add_(self.epsilon), out=pos)
-        if nonneg:
+        if parts is None:
             return ops.transpose(ratio, wp, x).mul_(x)
         return (xp * ops.transpose(ratio, wp, x)
                 + xn * ops.transpose(ratio, wn, x))
@@ -258,20 +281,11 @@ class Gamma(LinearRule):
         b_up = None if b is None else b + g * b.clamp(min=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
         sign_of = ops.forward(x, w) if self.zero_bias else y
-        nonneg = _is_nonnegative(x)
-        if nonneg:
-            (z_up, z_down), _ = ops.forward_many(x, [w_up, w_down])
-        else:
-            xp, xn = x.clamp(min=0), x.clamp(max=0)
-            (a, bb), _ = ops.forward_many(xp, [w_up, w_down])
-            (c, d), _ = ops.forward_many(xn, [w_up, w_down])
-            z_up, z_down = a + d, bb + c
+        parts = _split_signs(x)
+        z_up, z_down, _ = _signed_forward(ops, x, parts, w_up, w_down)
         s_up = (sign_of > 0) * relevance / stabilize(ops.add_bias(z_up, b_up), self.epsilon)
         s_down = (sign_of < 0) * relevance / stabilize(ops.add_bias(z_down, b_down), self.epsilon)
-        if nonneg:
-            return x * ops.transpose_many([s_up, s_down], [w_up, w_down], x)
-        return (xp * ops.transpose_many([s_up, s_down], [w_up, w_down], x)
-                + xn * ops.transpose_many([s_up, s_down], [w_down, w_up], x))
+        return _signed_transpose(ops, x, parts, s_up, s_down, w_up, w_down)
 
 
 class Pass(Rule):
