@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
 import platform
@@ -47,28 +46,29 @@ class RunDir:
         """Contents of run.json (empty when absent)."""
         return read_json(self.run_json) if self.run_json.is_file() else {}
 
-    @contextlib.contextmanager
-    def _locked(self):
-        """Hold an exclusive lock on run.json's lock file (concurrent processes, e.g.
-        two ``explain`` job-array tasks, then never lose each other's updates)."""
+    def _update(self, change) -> None:
+        """Apply ``change(data)`` to run.json under an exclusive lock (concurrent
+        processes, e.g. two ``explain`` job-array tasks, never lose each other's
+        updates) and write it atomically."""
         import fcntl
 
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".run.json.lock", os.O_CREAT | os.O_RDWR, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            data = self.read_run()
+            change(data)
+            write_json(self.run_json, data)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
     def record(self, stage: str, info: dict, merge: bool = False) -> None:
-        """Store ``info`` under ``stages[stage]`` in run.json (locked, atomic
-        read-modify-write); ``merge`` updates the stage's existing entry instead."""
+        """Store ``info`` under ``stages[stage]`` in run.json; ``merge`` updates the
+        stage's existing entry instead."""
         from brainlrp import __version__
 
-        with self._locked():
-            data = self.read_run()
+        def change(data: dict) -> None:
             data.setdefault("brainlrp_version", __version__)
             data.setdefault("created", _now())
             data["updated"] = _now()
@@ -76,14 +76,12 @@ class RunDir:
                                      "platform": platform.platform()})
             stages = data.setdefault("stages", {})
             stages[stage] = (stages.get(stage, {}) | info) if merge else info
-            write_json(self.run_json, data)
+
+        self._update(change)
 
     def set_cohort(self, summary: dict) -> None:
         """Record the cohort this run was made from (``run.json["cohort"]``)."""
-        with self._locked():
-            data = self.read_run()
-            data["cohort"] = summary
-            write_json(self.run_json, data)
+        self._update(lambda data: data.__setitem__("cohort", summary))
 
     def cohort_source(self) -> Path | None:
         """The cohort folder or table recorded in run.json, if any."""

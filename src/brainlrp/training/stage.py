@@ -225,17 +225,17 @@ def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial
     from brainlrp.training.module import ADClassifier
 
     _quiet_lightning()  # after the import: Lightning sets its loggers up when imported
-    seed = config.seed + trial
-    pl.seed_everything(seed, workers=True, verbose=False)
     trial_dir = run.model_dir / "lightning" / f"trial-{trial}"
-    module = ADClassifier(config.arch, prepared.prep.grid.shape, lr=config.lr,
-                          weight_decay=config.weight_decay, model_kwargs=config.model_kwargs)
     done = trial_dir / "done.json"
     if done.is_file() and (trial_dir / "best.ckpt").is_file():
         # Finished before an interruption: fitting again from last.ckpt would run
         # extra epochs past an early stop.
         return read_json(done) | {"best_checkpoint": str(trial_dir / "best.ckpt"),
                                   "is_main": _global_rank() == 0}
+    seed = config.seed + trial
+    pl.seed_everything(seed, workers=True, verbose=False)
+    module = ADClassifier(config.arch, prepared.prep.grid.shape, lr=config.lr,
+                          weight_decay=config.weight_decay, model_kwargs=config.model_kwargs)
     # Checkpoints are saved at the end of the training epoch, after the epoch's log row
     # (Lightning runs checkpoint callbacks last): a run killed at any moment resumes
     # from a checkpoint whose epochs are all in training_log.csv.
