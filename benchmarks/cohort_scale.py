@@ -78,6 +78,7 @@ def scaled_copy(cohort: Path, run: Path, size: int, work: Path) -> Path:
     base = pd.read_csv(cohort / "participants.tsv", sep="\t", dtype={"participant_id": str})
     pred = pd.read_csv(run / "predictions.tsv", sep="\t",
                        dtype={"participant_id": str, "scan_id": str})
+    pred_of = {row["participant_id"]: row for row in pred.to_dict("records")}
     out_cohort, out_run = work / f"cohort-{size}", work / f"run-{size}"
     shutil.rmtree(out_run, ignore_errors=True)
     width = max(5, len(str(size)))
@@ -90,8 +91,7 @@ def scaled_copy(cohort: Path, run: Path, size: int, work: Path) -> Path:
         for key in old:
             _link(old[key], new[key])
         rows.append(src.to_dict() | {"participant_id": pid})
-        p = pred[pred["participant_id"] == src["participant_id"]].iloc[0].to_dict()
-        pred_rows.append(p | {"participant_id": pid, "scan_id": pid})
+        pred_rows.append(pred_of[src["participant_id"]] | {"participant_id": pid, "scan_id": pid})
     for name in ("dataset_description.json", "participants.json"):
         _link(cohort / name, out_cohort / name)
     truth = gt.folder(cohort)
