@@ -236,7 +236,7 @@ def explain(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
-    from brainlrp.explain.runner import explain_run, explain_scan
+    from brainlrp.explain.stage import explain_run, explain_scan
 
     if start not in ("probability", "logit"):
         raise BrainLRPError(f"--start {start!r} is unknown", "use probability or logit")

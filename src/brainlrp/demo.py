@@ -79,7 +79,7 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
         Overrides the sizes chosen by ``quick`` (e.g. a tiny grid in tests).
     """
     from brainlrp.analysis import analyze
-    from brainlrp.explain.runner import explain_run
+    from brainlrp.explain.stage import explain_run
     from brainlrp.report import report
     from brainlrp.simulate import simulate
     from brainlrp.training import TrainConfig, train

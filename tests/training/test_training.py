@@ -18,7 +18,7 @@ from brainlrp.cli import app
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 from brainlrp.training import load_model
-from brainlrp.training.checkpoint import check_grid
+from brainlrp.card import read_card
 from brainlrp.training.data import RandomShift, Shift, paper_augmentation
 from tests.conftest import make_bids_cohort, one_line_error
 
@@ -146,9 +146,9 @@ def test_too_few_subjects(tmp_path):
 
 
 def test_checkpoint_from_another_grid(tmp_path, trained):
-    card = json.loads((trained / "model" / "card.json").read_text())
     with pytest.raises(BrainLRPError, match="model expects 33 x 39 x 33"):
-        check_grid(card, Grid.from_resolution(7), "the cohort")
+        read_card(trained).check_grid(Grid.from_resolution(7), "the cohort")
+    card = json.loads((trained / "model" / "card.json").read_text())
     # A checkpoint trained for another grid dropped into this run is refused.
     other = tmp_path / "other"
     (other / "model").mkdir(parents=True)

@@ -230,6 +230,34 @@ class MethodRegions:
         g = self.groups
         return g[(g["group"] == group) & (g["level"] == "area")].reset_index(drop=True)
 
+    def ranking_group(self) -> str:
+        """The group areas are ranked by: the true positives, as in the paper; AD without TPs."""
+        return "TP" if self.weights["TP"].sum() > 0 else "AD"
+
+
+def subject_means(values: np.ndarray, scans: pd.DataFrame, select: np.ndarray
+                  ) -> tuple[list[str], np.ndarray]:
+    """Average the selected scan rows per participant (participants in sorted order).
+
+    Parameters
+    ----------
+    values : array (n_scans, ...)
+    scans : pandas.DataFrame
+        The scans of ``values``' rows, with ``participant_id``.
+    select : bool array (n_scans,)
+
+    Returns
+    -------
+    participant_ids : list of str
+    means : array (n_participants, ...)
+    """
+    pids = scans.loc[select, "participant_id"].to_numpy()
+    if not len(pids):
+        return [], np.zeros((0, *np.shape(values)[1:]))
+    frame = pd.DataFrame(np.asarray(values)[select].reshape(len(pids), -1))
+    means = frame.groupby(pids, sort=True).mean()
+    return means.index.tolist(), means.to_numpy().reshape(len(means), *np.shape(values)[1:])
+
 
 def stream_method(method: str, paths: Sequence[Path], scans: pd.DataFrame, atlas: AtlasRegions,
                   relevance: str, subjects_path: Path, means_dir: Path, batch_size: int = 8,

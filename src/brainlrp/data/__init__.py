@@ -9,8 +9,9 @@ from brainlrp.data.preprocess import (
                                       preprocess_image,
                                       preprocess_paths,
 )
+from brainlrp.data.prepare import load_inputs
 from brainlrp.data.splits import make_splits, read_splits
 
 __all__ = ["CLASS_NAMES", "Cohort", "Grid", "PreprocessCache", "Preprocessing", "brain_mask",
-           "check_mni_space", "load_cohort", "load_scan", "make_splits", "preprocess_image",
+           "check_mni_space", "load_cohort", "load_inputs", "load_scan", "make_splits", "preprocess_image",
            "preprocess_paths", "read_splits", "template"]

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from brainlrp._io import write_table
@@ -153,3 +154,19 @@ def run_scan_paths(run: RunDir, scan_ids, cohort: str | os.PathLike | None = Non
                             "pass the cohort the model was trained on with --cohort")
     return [Path(scans.loc[s, "path"]) for s in scan_ids]
 
+
+
+def load_inputs(run_dir: str | os.PathLike, scan_ids, cohort: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """Preprocessed inputs ``(n, 1, X, Y, Z)`` of a run's scans, as the model saw them.
+
+    The preprocessing is the model card's; arrays come from the cache (computed on
+    a miss), scans from the run's cohort (or ``cohort``).
+    """
+    from brainlrp.card import read_card
+    from brainlrp.data.preprocess import load_arrays
+
+    run = RunDir(run_dir)
+    prep = read_card(run.root).prep
+    cache = PreprocessCache(cache_dir)
+    return load_arrays([cache.get(path, prep) for path in run_scan_paths(run, scan_ids, cohort)])

@@ -1,138 +1,107 @@
 """Explanation methods by name, and the one entry point :func:`explain`.
 
-Names (the heatmap folder names of a run directory):
-
-- ``lrp-b<beta>``: the paper's beta rule with any ``beta >= 0``; ``lrp-b0``,
-  ``lrp-b0.25``, ``lrp-b0.5``, ``lrp-b0.75`` and ``lrp-b1`` are listed;
-- ``lrp-bn-merged-b<beta>``: the same after merging BatchNorm into the
-  convolutions (``lrp-bn-merged-b0`` is listed);
-- ``lrp-eps``, ``lrp-epsilon-plus``: the epsilon and epsilon-plus composites;
-- ``gb``, ``gradient``, ``gxi``, ``ig``, ``smoothgrad``, ``occlusion``: Captum
-  baselines (:mod:`brainlrp.explain.baselines`).
-
-A new method is one :func:`register_method` call (or one family pattern); the
-CLI's choices come from :func:`available_methods`.
+What a method *is* (its family, parameters, label, default relevance) lives in
+:mod:`brainlrp.catalog`; this module attaches a runner to each catalog entry:
+LRP methods run the engine's composite named by the entry, the others a
+function of :mod:`brainlrp.explain.baselines` (Captum). A new method is one
+catalog entry plus, outside the LRP family, one line in :data:`RUNNERS`.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from brainlrp import catalog
 from brainlrp.errors import BrainLRPError
 from brainlrp.explain import baselines
 from brainlrp.explain.lrp import COMPOSITES, lrp
 
 Runner = Callable[..., tuple[Tensor, Tensor]]
 
+#: Runners of the methods outside the LRP family, by catalog name.
+RUNNERS: dict[str, Runner] = {
+    "gb": baselines.guided_backprop,
+    "gradient": baselines.gradient,
+    "gxi": baselines.gradient_x_input,
+    "ig": baselines.integrated_gradients,
+    "smoothgrad": baselines.smoothgrad,
+    "occlusion": baselines.occlusion,
+}
+
 
 @dataclass(frozen=True)
 class Method:
-    """An explanation method.
+    """An explanation method with its runner.
 
     Attributes
     ----------
-    name : str
-        Canonical name, e.g. ``"lrp-b0.5"``.
+    info : catalog.MethodInfo
+        The catalog entry.
     run : callable
         ``run(model, x, target=..., **options) -> (attribution, probabilities)``.
     options : tuple of str
         Keyword options ``run`` accepts besides ``target``.
-    description : str
-        One line for help texts.
     """
 
-    name: str
+    info: catalog.MethodInfo
     run: Runner
     options: tuple[str, ...]
-    description: str
 
+    @property
+    def name(self) -> str:
+        """The catalog name."""
+        return self.info.name
 
-METHODS: dict[str, Method] = {}
-#: Parametrised names: (pattern, factory from the match, example for messages).
-METHOD_FAMILIES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Method], str]] = []
-
-
-def register_method(method: Method) -> Method:
-    """Add ``method`` to the registry under its name."""
-    METHODS[method.name] = method
-    return method
-
-
-def register_family(pattern: str, factory: Callable[[re.Match[str]], Method],
-                    example: str) -> None:
-    """Add parametrised names: ``factory(match)`` builds the method for a full match."""
-    METHOD_FAMILIES.append((re.compile(pattern), factory, example))
+    @property
+    def description(self) -> str:
+        """One line for help texts."""
+        return self.info.description
 
 
 def available_methods() -> list[str]:
-    """Listed method names, in registry order (families accept more, see the module doc)."""
-    return list(METHODS)
+    """Listed method names, in catalog order (families accept more, see the catalog)."""
+    return [m for m in catalog.listed() if _runnable(catalog.lookup(m))]
+
+
+def _runnable(info: catalog.MethodInfo) -> bool:
+    return (info.is_lrp and info.composite in COMPOSITES) or info.name in RUNNERS
 
 
 def get_method(name: str) -> Method:
-    """The method called ``name``.
+    """The method called ``name``, with its runner.
 
     Raises
     ------
     BrainLRPError
-        For an unknown name, listing the known ones.
+        For an unknown name (listing the known ones) or a catalog entry with no runner.
     """
-    if name in METHODS:
-        return METHODS[name]
-    for pattern, factory, _ in METHOD_FAMILIES:
-        match = pattern.fullmatch(str(name))
-        if match:
-            return factory(match)
-    families = ", ".join(example for _, _, example in METHOD_FAMILIES)
-    raise BrainLRPError(f"unknown explanation method {name!r}",
-                        f"choose one of {', '.join(METHODS)} (or {families})")
+    info = catalog.lookup(name)
+    if info.is_lrp and info.composite in COMPOSITES:
+        return _lrp_method(info)
+    if info.name in RUNNERS:
+        function = RUNNERS[info.name]
+        skip = {"model", "x", "target"}
+        options = tuple(p for p in inspect.signature(function).parameters if p not in skip)
+        return Method(info, function, options)
+    raise BrainLRPError(f"the explanation method {name!r} has no runner in this version",
+                        f"choose one of {', '.join(available_methods())}")
 
 
-def _lrp_method(name: str, composite: str, description: str, **fixed) -> Method:
+def _lrp_method(info: catalog.MethodInfo) -> Method:
+    fixed = dict(info.params)
+    composite = info.composite
+
     def run(model: nn.Module, x: Tensor, target=1, start: str = "probability",
             **params) -> tuple[Tensor, Tensor]:
         result = lrp(model, x, composite, target=target, start=start, **fixed, **params)
         return result.relevance, result.probabilities
 
     params = [p for p in inspect.signature(COMPOSITES[composite]).parameters if p not in fixed]
-    return Method(name, run, ("start", *params), description)
-
-
-def _beta_method(prefix: str, composite: str, beta: float) -> Method:
-    what = "BatchNorm merged, then the beta rule" if composite == "paper-bn-merged" else (
-        "the paper's beta rule")
-    return _lrp_method(f"{prefix}{beta:g}", composite, f"LRP: {what}, beta={beta:g}",
-                       beta=beta)
-
-
-def _baseline_method(name: str, function: Runner, description: str) -> Method:
-    skip = {"model", "x", "target"}
-    options = tuple(p for p in inspect.signature(function).parameters if p not in skip)
-    return Method(name, function, options, description)
-
-
-for _beta in (0.0, 0.25, 0.5, 0.75, 1.0):
-    register_method(_beta_method("lrp-b", "paper", _beta))
-register_method(_beta_method("lrp-bn-merged-b", "paper-bn-merged", 0.0))
-register_method(_lrp_method("lrp-eps", "epsilon", "LRP: epsilon rule, BatchNorm merged"))
-register_method(_lrp_method("lrp-epsilon-plus", "epsilon-plus",
-                            "LRP: epsilon (dense), z+ (conv), box (input layer)"))
-register_family(r"lrp-b(\d+(?:\.\d+)?)",
-                lambda m: _beta_method("lrp-b", "paper", float(m.group(1))), "lrp-b<beta>")
-register_family(r"lrp-bn-merged-b(\d+(?:\.\d+)?)",
-                lambda m: _beta_method("lrp-bn-merged-b", "paper-bn-merged", float(m.group(1))),
-                "lrp-bn-merged-b<beta>")
-register_method(_baseline_method("gb", baselines.guided_backprop, "guided backpropagation"))
-register_method(_baseline_method("gradient", baselines.gradient, "gradient (saliency, signed)"))
-register_method(_baseline_method("gxi", baselines.gradient_x_input, "gradient x input"))
-register_method(_baseline_method("ig", baselines.integrated_gradients, "integrated gradients"))
-register_method(_baseline_method("smoothgrad", baselines.smoothgrad, "SmoothGrad"))
-register_method(_baseline_method("occlusion", baselines.occlusion, "3-D occlusion"))
+    return Method(info, run, ("start", *params))
 
 
 def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int] | Tensor = 1,
@@ -196,5 +165,4 @@ def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int
     return heatmap
 
 
-__all__ = ["METHODS", "METHOD_FAMILIES", "Method", "available_methods", "explain", "get_method",
-           "register_family", "register_method"]
+__all__ = ["RUNNERS", "Method", "available_methods", "explain", "get_method"]

@@ -1,6 +1,7 @@
-"""Training: the LightningModule, fit/evaluate, checkpoints and the model card."""
+"""Training: the LightningModule, fit/evaluate, checkpoints (the card is :mod:`brainlrp.card`)."""
 
-from brainlrp.training.checkpoint import load_model, read_card
-from brainlrp.training.stage import TrainConfig, TrainResult, load_inputs, train
+from brainlrp.card import read_card
+from brainlrp.training.checkpoint import load_model
+from brainlrp.training.stage import TrainConfig, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "load_inputs", "load_model", "read_card", "train"]
+__all__ = ["TrainConfig", "TrainResult", "load_model", "read_card", "train"]

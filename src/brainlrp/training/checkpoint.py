@@ -3,8 +3,7 @@
 ``model/best.ckpt`` holds only tensors and plain values (architecture name, input
 shape, model arguments, state dict), so it loads with ``torch.load(...,
 weights_only=True)``: a checkpoint is data, never code. ``model/card.json`` says how
-the model was made: architecture, grid (shape and MNI affine), preprocessing,
-classes, training cohort, metrics, library versions, seeds.
+the model was made (:mod:`brainlrp.card`).
 """
 
 from __future__ import annotations
@@ -12,14 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from brainlrp._io import atomic_path, read_json
-from brainlrp.data.grid import Grid
-from brainlrp.data.preprocess import Preprocessing
+from brainlrp._io import atomic_path
+from brainlrp.card import ModelCard, read_card
 from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
 from brainlrp.models import build_model
 
 CHECKPOINT_FORMAT = "brainlrp-checkpoint-1"
@@ -68,44 +66,16 @@ def model_from_checkpoint(payload: dict) -> nn.Module:
     return model.eval()
 
 
-def read_card(run_dir: str | os.PathLike) -> dict:
-    """Read ``model/card.json`` of a run."""
-    path = Path(run_dir) / "model" / "card.json"
-    if not path.is_file():
-        raise BrainLRPError(f"no model card in {run_dir} ({path} is missing)",
-                            "train a model first with `brainlrp train COHORT --out RUN`")
-    try:
-        return read_json(path)
-    except Exception:
-        raise BrainLRPError(f"cannot read the model card {path}",
-                            "retrain with `brainlrp train --overwrite`") from None
-
-
-def card_preprocessing(card: dict) -> Preprocessing:
-    """The preprocessing the model was trained with."""
-    return Preprocessing.from_dict(card["preprocessing"])
-
-
-def check_grid(card: dict, grid: Grid, what: str) -> None:
-    """Fail clearly when ``grid`` (of ``what``) differs from the model's grid."""
-    model_grid = Grid.from_dict(card["grid"])
-    if model_grid.shape != grid.shape or not np.allclose(model_grid.affine_array,
-                                                         grid.affine_array, atol=1e-3):
-        raise BrainLRPError(
-            f"{what} is on the {grid.describe()} grid but the model expects "
-            f"{model_grid.describe()}",
-            f"use --resolution {model_grid.resolution:g} (or retrain on this grid)")
-
-
 def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu"
-               ) -> tuple[nn.Module, dict]:
+               ) -> tuple[nn.Module, ModelCard]:
     """The trained model of a run (eval mode, on ``device``) and its card.
 
     A checkpoint whose input shape differs from the card's grid is refused.
     """
+    run_dir = run_dir.root if isinstance(run_dir, RunDir) else Path(run_dir)
     card = read_card(run_dir)
-    payload = read_checkpoint(Path(run_dir) / "model" / "best.ckpt")
-    grid = Grid.from_dict(card["grid"])
+    payload = read_checkpoint(run_dir / "model" / "best.ckpt")
+    grid = card.grid
     if tuple(payload["input_shape"]) != grid.shape:
         raise BrainLRPError(
             f"the checkpoint in {run_dir} was made for a "

@@ -7,11 +7,9 @@ train and return.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from brainlrp._io import read_json, write_json, write_table
 from brainlrp.data.cohort import CLASS_NAMES
 from brainlrp.data.prepare import PreparedCohort, prepare_cohort, write_splits
 from brainlrp.data.splits import read_splits
+from brainlrp._lightning import global_rank, quiet_lightning
+from brainlrp.card import ModelCard
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir, library_versions
 from brainlrp.training.checkpoint import read_checkpoint, save_checkpoint
@@ -101,13 +101,6 @@ class TrainResult:
     selected_trial: int
     notices: list[str]
     is_main: bool = True
-
-
-def _global_rank() -> int:
-    for key in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
 
 
 def _delayed_early_stopping(monitor: str, patience: int, start_epoch: int):
@@ -203,18 +196,6 @@ def _loader(prepared: PreparedCohort, split: str, config: TrainConfig, seed: int
                       drop_last=False)
 
 
-def _quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*number of training batches.*")
-    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
-    warnings.filterwarnings("ignore", message=".*predict returned None.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
-
-
 def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial: int,
                progress: bool) -> dict:
     import sys
@@ -224,14 +205,14 @@ def _fit_trial(prepared: PreparedCohort, config: TrainConfig, run: RunDir, trial
 
     from brainlrp.training.module import ADClassifier
 
-    _quiet_lightning()  # after the import: Lightning sets its loggers up when imported
+    quiet_lightning()  # after the import: Lightning sets its loggers up when imported
     trial_dir = run.model_dir / "lightning" / f"trial-{trial}"
     done = trial_dir / "done.json"
     if done.is_file() and (trial_dir / "best.ckpt").is_file():
         # Finished before an interruption: fitting again from last.ckpt would run
         # extra epochs past an early stop.
         return read_json(done) | {"best_checkpoint": str(trial_dir / "best.ckpt"),
-                                  "is_main": _global_rank() == 0}
+                                  "is_main": global_rank() == 0}
     seed = config.seed + trial
     pl.seed_everything(seed, workers=True, verbose=False)
     module = ADClassifier(config.arch, prepared.prep.grid.shape, lr=config.lr,
@@ -308,8 +289,8 @@ def train(cohort: str | os.PathLike, out: str | os.PathLike,
     """
     config = config or TrainConfig()
     run = RunDir(out)
-    is_main = _global_rank() == 0
-    _quiet_lightning()
+    is_main = global_rank() == 0
+    quiet_lightning()
     if config.trials < 1:
         raise BrainLRPError(f"--trials must be at least 1, got {config.trials}", "use 1-10")
     if is_main:
@@ -383,23 +364,16 @@ def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: 
     # scan on another grid would be preprocessed differently from the training data.
     preprocessing["training_scans_on_grid"] = all(on_grid(p, prepared.prep.grid)
                                                   for p in scans["path"])
-    card = {
-        "architecture": {"name": config.arch, "kwargs": config.model_kwargs,
-                         "input_shape": list(prepared.prep.grid.shape)},
-        "grid": prepared.prep.grid.to_dict(),
-        "resolution": prepared.prep.grid.resolution,
-        "preprocessing": preprocessing,
-        "normalisation": "template brain mask, then min-max to [0, 1] per scan",
-        "classes": list(CLASS_NAMES), "target_class": 1,
-        "training_cohort": prepared.cohort.summary()
+    ModelCard(
+        architecture=config.arch, model_kwargs=config.model_kwargs, preprocessing=preprocessing,
+        classes=list(CLASS_NAMES), target_class=1,
+        training_cohort=prepared.cohort.summary()
         | {"split_counts": prepared.splits.groupby(["split", "diagnosis"]).size()
            .unstack(fill_value=0).to_dict(orient="index")},
-        "training": _config_dict(config),
-        "metrics": {"test": metrics["test"], "val": trials[selected]["val"]},
-        "selected_trial": selected, "seed": config.seed + selected,
-        "libraries": library_versions(),
-    }
-    write_json(run.card, card)
+        training=_config_dict(config),
+        metrics={"test": metrics["test"], "val": trials[selected]["val"]},
+        selected_trial=selected, seed=config.seed + selected, libraries=library_versions(),
+    ).write(run.root)
     run.record("train", {"status": "done", "config": _config_dict(config),
                          "grid": prepared.prep.grid.to_dict(), "seconds": round(seconds, 1),
                          "preprocess_seconds": round(prep_seconds, 1),
@@ -429,17 +403,4 @@ def _config_dict(config: TrainConfig) -> dict:
     return d
 
 
-def load_inputs(run_dir: str | os.PathLike, scan_ids, cohort: str | os.PathLike | None = None,
-                cache_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """Preprocessed inputs ``(n, 1, X, Y, Z)`` of a run's scans, as the model saw them."""
-    from brainlrp.data.prepare import run_scan_paths
-    from brainlrp.data.preprocess import PreprocessCache, load_arrays
-    from brainlrp.training.checkpoint import card_preprocessing, read_card
-
-    prep = card_preprocessing(read_card(run_dir))
-    cache = PreprocessCache(cache_dir)
-    return load_arrays([cache.get(path, prep)
-                        for path in run_scan_paths(RunDir(run_dir), scan_ids, cohort)])
-
-
-__all__ = ["TrainConfig", "TrainResult", "load_inputs", "train"]
+__all__ = ["TrainConfig", "TrainResult", "train"]

@@ -13,7 +13,7 @@ from brainlrp._io import save_nifti
 from brainlrp.atlas import RegionReducer
 from brainlrp.cli import app
 from brainlrp.data.grid import Grid
-from brainlrp.explain.runner import ScanClaims
+from brainlrp.explain.stage import ScanClaims
 from tests.conftest import make_bids_cohort, make_scan, one_line_error, write_scan
 
 runner = CliRunner()

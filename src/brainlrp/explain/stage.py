@@ -19,6 +19,8 @@ import pandas as pd
 import torch
 
 from brainlrp._io import TMP_PREFIX, save_nifti, write_json
+from brainlrp._lightning import is_main_process
+from brainlrp.card import ModelCard
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
@@ -39,10 +41,10 @@ class ExplainResult:
 
 
 def _validate_methods(methods) -> list[str]:
-    from brainlrp.analysis.metrics import split_method_names
+    from brainlrp.catalog import parse
     from brainlrp.explain import get_method
 
-    names = split_method_names(methods)
+    names = parse(methods)
     if not names:
         raise BrainLRPError("no method given", "e.g. --methods lrp-b0,gb")
     for name in names:
@@ -63,18 +65,17 @@ def _pending(run: RunDir, scan_ids, methods) -> list[str]:
     return [s for s in scan_ids if not all(run.heatmap(m, s).is_file() for m in methods)]
 
 
-def check_scan_grid(card: dict, path, resample: bool) -> None:
+def check_scan_grid(card: ModelCard, path, resample: bool) -> None:
     """Refuse a scan that training-time preprocessing would not have resampled.
 
     When every training scan already lay on the model grid, preprocessing never
     resampled; a scan on another grid would then be prepared differently from the
     training data, so it needs an explicit ``--resample``.
     """
-    from brainlrp.data.grid import Grid
     from brainlrp.data.nifti import on_grid, ras_geometry
 
-    grid = Grid.from_dict(card["grid"])
-    if resample or not card.get("preprocessing", {}).get("training_scans_on_grid", False):
+    grid = card.grid
+    if resample or not card.training_scans_on_grid:
         return
     if on_grid(path, grid):
         return
@@ -242,15 +243,15 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     """
     import lightning.pytorch as pl
 
-    from brainlrp.training.checkpoint import card_preprocessing, load_model
-    from brainlrp.training.stage import _quiet_lightning
+    from brainlrp.training.checkpoint import load_model
+    from brainlrp._lightning import quiet_lightning
 
     run = RunDir(run_dir)
     methods = _validate_methods(methods)
     if batch_size < 1:
         raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
     model, card = load_model(run)
-    prep = card_preprocessing(card)
+    prep = card.prep
     selected = _select_scans(run, split)
     scan_ids = selected["scan_id"].tolist()
     if overwrite:
@@ -269,7 +270,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
                                    method_options)
         import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
-        _quiet_lightning()
+        quiet_lightning()
         trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
                              num_nodes=num_nodes, logger=False, inference_mode=False,
                              enable_progress_bar=progress, enable_model_summary=False,
@@ -283,17 +284,11 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     done = len(scan_ids) - len(_pending(run, scan_ids, methods))
     info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
             "seconds": round(seconds, 1), "batch_size": batch_size}
-    if _is_main():
+    if is_main_process():
         run.record("explain", info, merge=True)
     return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
                          n_written=written, n_skipped=len(scan_ids) - len(todo),
                          seconds=seconds)
-
-
-def _is_main() -> bool:
-    from brainlrp.training.stage import _global_rank
-
-    return _global_rank() == 0
 
 
 @dataclass
@@ -316,7 +311,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     from brainlrp.data.nifti import load_scan
     from brainlrp.data.preprocess import preprocess_image
     from brainlrp.explain import explain
-    from brainlrp.training.checkpoint import card_preprocessing, load_model
+    from brainlrp.training.checkpoint import load_model
 
     methods = _validate_methods(methods)
     out = Path(out)
@@ -324,7 +319,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         raise BrainLRPError(f"{out} already holds an explanation",
                             "pass --overwrite or choose another --out")
     model, card = load_model(run_dir, device=device)
-    prep = card_preprocessing(card)
+    prep = card.prep
     check_scan_grid(card, scan, resample)
     img = load_scan(scan)
     x = torch.from_numpy(preprocess_image(img, prep))[None, None].to(device)

@@ -1,0 +1,152 @@
+"""The model card (``model/card.json``): how a run's model was made, read and written here.
+
+Every stage that needs to know the model's architecture, grid, preprocessing or
+classes reads a :class:`ModelCard` through :func:`read_card`; only the training
+stage (and model import) writes one, through :meth:`ModelCard.write`. The JSON
+keeps the run-directory contract's names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brainlrp._io import read_json, write_json
+from brainlrp.data.grid import Grid
+from brainlrp.data.preprocess import Preprocessing
+from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
+
+CARD_PATH = Path("model") / "card.json"
+
+
+@dataclass
+class ModelCard:
+    """What a trained model is and how its inputs were prepared.
+
+    Attributes
+    ----------
+    architecture : str
+        Registered architecture name (:func:`brainlrp.models.build_model`).
+    model_kwargs : dict
+        Keyword arguments of the architecture.
+    preprocessing : dict
+        :meth:`Preprocessing.to_dict` plus ``training_scans_on_grid`` (whether every
+        training scan already lay on the model grid, i.e. was never resampled).
+    classes : list of str
+        Class names by output index.
+    target_class : int
+        Index of the class explained (AD).
+    normalisation : str
+        One line for readers.
+    training_cohort, training, metrics, libraries : dict
+        Cohort summary, training configuration, test/validation metrics, versions.
+    selected_trial, seed : int
+    """
+
+    architecture: str
+    model_kwargs: dict[str, Any]
+    preprocessing: dict[str, Any]
+    classes: list[str] = field(default_factory=lambda: ["CN", "AD"])
+    target_class: int = 1
+    normalisation: str = "template brain mask, then min-max to [0, 1] per scan"
+    training_cohort: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    selected_trial: int = 0
+    seed: int = 0
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def prep(self) -> Preprocessing:
+        """The preprocessing the model was trained with."""
+        return Preprocessing.from_dict(self.preprocessing)
+
+    @property
+    def grid(self) -> Grid:
+        """The model grid."""
+        return Grid.from_dict(self.preprocessing["grid"])
+
+    @property
+    def training_scans_on_grid(self) -> bool:
+        """Whether every training scan already lay on the model grid."""
+        return bool(self.preprocessing.get("training_scans_on_grid", False))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the contract's keys, in their order)."""
+        grid = self.grid
+        return {
+            "architecture": {"name": self.architecture, "kwargs": self.model_kwargs,
+                             "input_shape": list(grid.shape)},
+            "grid": grid.to_dict(), "resolution": grid.resolution,
+            "preprocessing": self.preprocessing, "normalisation": self.normalisation,
+            "classes": list(self.classes), "target_class": self.target_class,
+            "training_cohort": self.training_cohort, "training": self.training,
+            "metrics": self.metrics, "selected_trial": self.selected_trial, "seed": self.seed,
+            "libraries": self.libraries}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """Rebuild from :meth:`to_dict` (``KeyError``/``TypeError`` when malformed)."""
+        arch = data["architecture"]
+        preprocessing = dict(data["preprocessing"])
+        preprocessing["grid"] = data["grid"]  # the top-level grid is authoritative
+        card = cls(architecture=arch["name"] if isinstance(arch, dict) else str(arch),
+                   model_kwargs=dict((arch.get("kwargs") if isinstance(arch, dict) else None)
+                                     or {}),
+                   preprocessing=preprocessing,
+                   classes=list(data.get("classes", ["CN", "AD"])),
+                   target_class=int(data.get("target_class", 1)),
+                   normalisation=str(data.get("normalisation", "")),
+                   training_cohort=dict(data.get("training_cohort") or {}),
+                   training=dict(data.get("training") or {}),
+                   metrics=dict(data.get("metrics") or {}),
+                   selected_trial=int(data.get("selected_trial", 0) or 0),
+                   seed=int(data.get("seed", 0) or 0),
+                   libraries=dict(data.get("libraries") or {}))
+        card.grid  # noqa: B018  (validates the grid now, not at first use)
+        return card
+
+    def write(self, run_dir: str | os.PathLike) -> Path:
+        """Write ``model/card.json`` of ``run_dir`` atomically."""
+        path = Path(run_dir) / CARD_PATH
+        write_json(path, self.to_dict())
+        return path
+
+    def check_grid(self, grid: Grid, what: str) -> None:
+        """Fail clearly when ``grid`` (of ``what``) differs from the model's grid."""
+        model_grid = self.grid
+        if model_grid.shape != grid.shape or not np.allclose(model_grid.affine_array,
+                                                             grid.affine_array, atol=1e-3):
+            raise BrainLRPError(
+                f"{what} is on the {grid.describe()} grid but the model expects "
+                f"{model_grid.describe()}",
+                f"use --resolution {model_grid.resolution:g} (or retrain on this grid)")
+
+
+def read_card(run_dir: str | os.PathLike) -> ModelCard:
+    """Read ``model/card.json`` of a run.
+
+    Raises
+    ------
+    BrainLRPError
+        When the card is missing, unreadable or malformed.
+    """
+    root = run_dir.root if isinstance(run_dir, RunDir) else Path(run_dir)
+    path = root / CARD_PATH
+    if not path.is_file():
+        raise BrainLRPError(f"no model card in {root} ({path} is missing)",
+                            "train a model first with `brainlrp train COHORT --out RUN`")
+    try:
+        return ModelCard.from_dict(read_json(path))
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:100] or type(exc).__name__
+        raise BrainLRPError(f"cannot read the model card {path} ({reason})",
+                            "retrain with `brainlrp train --overwrite`") from None
+
+
+__all__ = ["CARD_PATH", "ModelCard", "read_card"]

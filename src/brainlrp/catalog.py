@@ -1,0 +1,273 @@
+"""What every explanation method is: one entry per method, known to every stage.
+
+This module is the one place that knows method names. It imports neither torch
+nor any other stage, so analysis and report can look methods up without loading
+the explanation engine; :mod:`brainlrp.explain.methods` attaches a runner to
+each entry.
+
+An entry (:class:`MethodInfo`) says a method's family, its parameters (the
+paper's beta, the LRP composite), its label in figures and tables, what its
+values mean (the colour-bar quantity), which sign the analyses use by default
+and where it stands in tables. Parametrised names (``lrp-b<beta>``,
+``lrp-bn-merged-b<beta>``) come from families: a pattern and a factory.
+
+Adding a method is one :func:`register` call here (plus its runner in
+:mod:`brainlrp.explain.methods`)::
+
+    register(MethodInfo("deeplift", family="attribution", label="DeepLIFT",
+                        quantity="DeepLIFT attribution", relevance="positive",
+                        description="DeepLIFT (rescale) from a reference"))
+
+Names nobody registered (a heatmap folder written by hand) are still described
+by :func:`describe`, as an ``"other"`` method with positive relevance, sorted last.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from brainlrp.errors import BrainLRPError
+
+#: Families of methods. ``lrp`` runs brainlrp's own engine; ``gradient`` methods are
+#: sensitivities (their sign says in which direction the intensity would have to
+#: change, not whether a voxel supports AD); ``attribution`` methods give signed
+#: evidence for or against the target; ``perturbation`` methods measure output drops.
+FAMILIES = ("lrp", "gradient", "attribution", "perturbation", "other")
+#: How a heatmap is turned into "relevance" before it is summed.
+RELEVANCE_MODES = ("positive", "signed", "absolute")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """An explanation method, as every stage sees it.
+
+    Attributes
+    ----------
+    name : str
+        The method's name: the ``--methods`` choice and the heatmap folder.
+    family : str
+        One of :data:`FAMILIES`.
+    label : str
+        Display name in figures and tables, e.g. ``"LRP β=0"``.
+    quantity : str
+        What a heatmap value is, for colour-bar labels (``"relevance"``,
+        ``"guided backprop"``, ...).
+    relevance : str
+        Default relevance mode of the analyses (:data:`RELEVANCE_MODES`): LRP,
+        integrated gradients and occlusion give evidence for or against AD, so
+        their positive part is kept; sensitivities (gradient, guided backprop,
+        SmoothGrad) use their magnitude.
+    description : str
+        One line for help texts.
+    composite : str or None
+        The LRP engine's composite (LRP family only).
+    params : tuple of (str, float)
+        Fixed parameters passed to the composite or runner, e.g. ``(("beta", 0.5),)``.
+    paper_beta : float or None
+        The beta of the paper's beta rule (``lrp-b<beta>`` only): these methods are
+        compared with each other (beta overlap) and with the paper's numbers.
+    paper_comparison : bool
+        The paper's comparison method (guided backpropagation).
+    order : int
+        Position group in tables (see :meth:`sort_key`).
+    """
+
+    name: str
+    family: str
+    label: str
+    quantity: str
+    relevance: str
+    description: str = ""
+    composite: str | None = None
+    params: tuple[tuple[str, float], ...] = ()
+    paper_beta: float | None = None
+    paper_comparison: bool = False
+    order: int = 100
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.relevance not in RELEVANCE_MODES:
+            raise ValueError(f"relevance must be one of {', '.join(RELEVANCE_MODES)}, "
+                             f"got {self.relevance!r}")
+
+    @property
+    def is_lrp(self) -> bool:
+        """Whether the method is a layer-wise relevance propagation variant."""
+        return self.family == "lrp"
+
+    def sort_key(self) -> tuple:
+        """Table order: the paper's betas ascending, then registered methods, then others."""
+        if self.paper_beta is not None:
+            return (0, self.paper_beta, self.name)
+        return (1, self.order, self.name)
+
+
+@dataclass(frozen=True)
+class _Family:
+    pattern: re.Pattern[str]
+    factory: Callable[[re.Match[str]], MethodInfo]
+    example: str
+
+
+_METHODS: dict[str, MethodInfo] = {}
+_FAMILIES: list[_Family] = []
+_LISTED: list[str] = []
+
+
+def register(info: MethodInfo, listed: bool = True) -> MethodInfo:
+    """Add ``info`` to the catalog under its name (``listed``: shown as a CLI choice)."""
+    _METHODS[info.name] = info
+    if listed and info.name not in _LISTED:
+        _LISTED.append(info.name)
+    return info
+
+
+def register_family(pattern: str, factory: Callable[[re.Match[str]], MethodInfo],
+                    example: str) -> None:
+    """Add parametrised names: ``factory(match)`` describes the method for a full match."""
+    _FAMILIES.append(_Family(re.compile(pattern), factory, example))
+
+
+def listed() -> list[str]:
+    """Listed method names, in registration order (families accept more)."""
+    return list(_LISTED)
+
+
+def find(name: str) -> MethodInfo | None:
+    """The catalog entry of ``name``, or ``None`` for a name the catalog does not know."""
+    name = str(name)
+    if name in _METHODS:
+        return _METHODS[name]
+    for family in _FAMILIES:
+        match = family.pattern.fullmatch(name)
+        if match:
+            return family.factory(match)
+    return None
+
+
+def lookup(name: str) -> MethodInfo:
+    """The catalog entry of ``name``.
+
+    Raises
+    ------
+    BrainLRPError
+        For an unknown name, listing the known ones.
+    """
+    info = find(name)
+    if info is None:
+        families = ", ".join(f.example for f in _FAMILIES)
+        raise BrainLRPError(f"unknown explanation method {name!r}",
+                            f"choose one of {', '.join(_LISTED)} (or {families})")
+    return info
+
+
+def describe(name: str) -> MethodInfo:
+    """The entry of ``name``; an ``"other"`` entry (positive relevance) for unknown names."""
+    return find(name) or MethodInfo(name, "other", label=str(name), quantity="attribution",
+                                    relevance="positive", order=1000)
+
+
+def parse(value: str | Iterable[str] | None) -> list[str]:
+    """Method names from ``"lrp-b0,gb"`` or ``["lrp-b0", "gb,ig"]``, in order, once each."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return list(dict.fromkeys(n.strip() for item in items for n in str(item).split(",")
+                              if n.strip()))
+
+
+def ordered(methods: Sequence[str]) -> list[str]:
+    """Methods in table order (the paper's betas ascending, then the catalog's order)."""
+    return sorted(dict.fromkeys(methods), key=lambda m: describe(m).sort_key())
+
+
+def paper_betas(methods: Iterable[str]) -> list[tuple[str, float]]:
+    """``(name, beta)`` of the paper's beta-rule methods among ``methods``, in given order."""
+    out = []
+    for m in methods:
+        beta = describe(m).paper_beta
+        if beta is not None:
+            out.append((m, beta))
+    return out
+
+
+def choose_main_and_comparison(methods: Sequence[str]) -> tuple[str, str | None]:
+    """The method shown in depth and the one beside it.
+
+    The paper's LRP with the lowest beta (any LRP method otherwise, else the first
+    method) is shown in depth, beside the paper's comparison method (guided
+    backpropagation) or, without it, the first method of another family.
+    """
+    methods = list(methods)
+    lrp = [m for m in methods if describe(m).is_lrp]
+    betas = sorted((b, m) for m, b in paper_betas(lrp))
+    main = betas[0][1] if betas else (lrp[0] if lrp else methods[0])
+    others = [m for m in methods if m != main]
+    paper = [m for m in others if describe(m).paper_comparison]
+    if paper:
+        return main, paper[0]
+    non_lrp = [m for m in others if not describe(m).is_lrp]
+    return main, (non_lrp or others or [None])[0]
+
+
+def unit_label(method: str, mode: str | None = None) -> str:
+    """Colour-bar label with units, e.g. ``relevance (a.u.)`` or ``|gradient| (a.u.)``."""
+    info = describe(method)
+    quantity = info.quantity
+    if mode == "absolute":
+        quantity = f"|{quantity}|"
+    elif mode == "positive" and not info.is_lrp:
+        quantity = f"positive {quantity}"
+    return f"{quantity} (a.u.)"
+
+
+# --------------------------------------------------------------------------- entries
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def _paper_beta(beta: float) -> MethodInfo:
+    return MethodInfo(f"lrp-b{beta:g}", "lrp", label=f"LRP β={beta:g}", quantity="relevance",
+                      relevance="positive", description=f"LRP: the paper's beta rule, "
+                      f"beta={beta:g}", composite="paper", params=(("beta", beta),),
+                      paper_beta=beta)
+
+
+def _merged_beta(beta: float) -> MethodInfo:
+    return MethodInfo(f"lrp-bn-merged-b{beta:g}", "lrp", label=f"LRP β={beta:g} (BN merged)",
+                      quantity="relevance", relevance="positive",
+                      description=f"LRP: BatchNorm merged, then the beta rule, beta={beta:g}",
+                      composite="paper-bn-merged", params=(("beta", beta),))
+
+
+for _beta in (0.0, 0.25, 0.5, 0.75, 1.0):
+    register(_paper_beta(_beta))
+register(_merged_beta(0.0))
+register(MethodInfo("lrp-eps", "lrp", label="LRP-ε", quantity="relevance", relevance="positive",
+                    description="LRP: epsilon rule, BatchNorm merged", composite="epsilon",
+                    order=1))
+register(MethodInfo("lrp-epsilon-plus", "lrp", label="LRP ε-plus", quantity="relevance",
+                    relevance="positive", composite="epsilon-plus",
+                    description="LRP: epsilon (dense), z+ (conv), box (input layer)"))
+register_family(rf"lrp-b{_NUMBER}", lambda m: _paper_beta(float(m.group(1))), "lrp-b<beta>")
+register_family(rf"lrp-bn-merged-b{_NUMBER}", lambda m: _merged_beta(float(m.group(1))),
+                "lrp-bn-merged-b<beta>")
+register(MethodInfo("gb", "gradient", label="Guided backprop", quantity="guided backprop",
+                    relevance="absolute", description="guided backpropagation",
+                    paper_comparison=True, order=2))
+register(MethodInfo("gradient", "gradient", label="Gradient", quantity="gradient",
+                    relevance="absolute", description="gradient (saliency, signed)", order=3))
+register(MethodInfo("gxi", "attribution", label="Gradient × input", quantity="attribution",
+                    relevance="positive", description="gradient x input"))
+register(MethodInfo("ig", "attribution", label="Integrated gradients", quantity="IG attribution",
+                    relevance="positive", description="integrated gradients", order=4))
+register(MethodInfo("smoothgrad", "gradient", label="SmoothGrad", quantity="SmoothGrad",
+                    relevance="absolute", description="SmoothGrad", order=5))
+register(MethodInfo("occlusion", "perturbation", label="Occlusion", quantity="occlusion",
+                    relevance="positive", description="3-D occlusion", order=6))
+
+
+__all__ = ["FAMILIES", "RELEVANCE_MODES", "MethodInfo", "choose_main_and_comparison", "describe",
+           "find", "listed", "lookup", "ordered", "paper_betas", "parse", "register",
+           "register_family", "unit_label"]
