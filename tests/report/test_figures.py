@@ -38,12 +38,18 @@ def _groups():
     return {g: part.reset_index(drop=True) for g, part in frame.groupby("group")}
 
 
-def test_region_bars_rank_by_true_positives():
-    fig = figs.region_bars(_groups(), "relevance (a.u.)", k=3)
+def test_region_bars_draw_the_given_top_areas():
+    """The areas and their order come from analysis/top_areas.tsv, the values from the
+    group tables."""
+    top = {"sum": ["Hippocampus", "Amygdala", "PHG_parahippocampal_gyrus"],
+           "density": ["CSF", "Hippocampus"], "gain": ["Amygdala"]}
+    fig = figs.region_bars(_groups(), "relevance (a.u.)", top, "TP")
     sum_ax = fig.axes[0]
     labels = [t.get_text() for t in sum_ax.get_yticklabels()]
     assert labels == ["Hippocampus", "Amygdala", "parahippocampal gyrus (PHG)"]
     assert "top 3 by TP" in sum_ax.get_title(loc="left")
+    assert "top 2 by TP" in fig.axes[1].get_title(loc="left")
+    assert [t.get_text() for t in fig.axes[2].get_yticklabels()] == ["Amygdala"]
     assert "TP/HC (n=3)" in _texts(fig) or any(
         "TP/HC" in t.get_text() for t in fig.axes[2].get_legend().get_texts())
 

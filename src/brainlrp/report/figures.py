@@ -565,51 +565,49 @@ def _barh_panel(ax, labels: Sequence[str], series: Sequence[tuple[str, np.ndarra
 
 
 @styled
-def region_bars(groups: Mapping[str, pd.DataFrame], unit: str, k: int = 25,
-                rank_group: str = "TP") -> Figure:
-    """Relevance sum, density and gain of the top-``k`` areas (as in the paper).
+def region_bars(groups: Mapping[str, pd.DataFrame], unit: str,
+                top: Mapping[str, Sequence[str]], rank_group: str = "TP") -> Figure:
+    """Relevance sum, density and gain of the top areas (as in the paper).
 
     Parameters
     ----------
     groups : mapping of group -> area rows of ``groups.tsv``
-        Needs AD, HC and the ranking group; TP and TN for the gain.
+        Needs AD and HC; TP and TN for the gain.
     unit : str
         Relevance unit (e.g. ``relevance (a.u.)``).
-    k : int
+    top : mapping of measure -> area names
+        The top areas of ``sum``, ``density`` and ``gain``, highest first
+        (``analysis/top_areas.tsv``).
     rank_group : str
-        Group whose values rank the areas (the paper: true positives).
+        Group whose values ranked the areas (the paper: true positives).
 
     Returns
     -------
     Figure
     """
-    fig = Figure(figsize=(12, 0.21 * k + 1.4))
+    k = max((len(v) for v in top.values()), default=0)
+    fig = Figure(figsize=(12, 0.21 * max(k, 1) + 1.4))
     axes = fig.subplots(1, 3)
     fig.subplots_adjust(left=0.155, right=0.99, bottom=0.72 / fig.get_figheight(),
                         top=1 - 0.55 / fig.get_figheight(), wspace=1.02)
-    ranker = groups.get(rank_group)
-    if ranker is None or ranker.empty:
-        rank_group = "AD"
-        ranker = groups.get("AD")
-    specs = (("mean_sum", "relevance sum", f"sum of {unit}", ("AD", "HC")),
-             ("mean_density", "relevance density", _per_voxel(unit), ("AD", "HC")),
-             ("gain", "relevance gain", "group mean / HC mean", ("TP", "TN")))
-    for ax, (col, title, xlabel, shown) in zip(axes, specs, strict=True):
-        if ranker is None or ranker.empty:
+    specs = (("sum", "mean_sum", "relevance sum", f"sum of {unit}", ("AD", "HC")),
+             ("density", "mean_density", "relevance density", _per_voxel(unit), ("AD", "HC")),
+             ("gain", "gain", "relevance gain", "group mean / HC mean", ("TP", "TN")))
+    for ax, (measure, col, title, xlabel, shown) in zip(axes, specs, strict=True):
+        areas = list(top.get(measure) or [])
+        if not areas:
             _message(fig, "no AD group", ax)
             continue
-        order = ranker.sort_values(col, ascending=False, na_position="last")["region"]
-        top = list(order.head(k))
         series = []
         for g in shown:
             table = groups.get(g)
             if table is None or table.empty:
                 continue
-            vals = table.set_index("region")[col].reindex(top).to_numpy(float)
+            vals = table.set_index("region")[col].reindex(areas).to_numpy(float)
             name = f"{g}/HC" if col == "gain" else g
             series.append((f"{name} (n={int(table['n_subjects'].max())})", vals,
                            style.GROUP_COLORS[g]))
-        _barh_panel(ax, top, series, xlabel, f"{title}\n(top {len(top)} by {rank_group})",
+        _barh_panel(ax, areas, series, xlabel, f"{title}\n(top {len(areas)} by {rank_group})",
                     ref=1.0 if col == "gain" else None)
         ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="none")
     return fig
