@@ -348,10 +348,13 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
 
         model, _card = load_model(rd.root)
     if inputs_fn is None:
+        from brainlrp.card import read_card
         from brainlrp.data import load_inputs
 
+        prep = read_card(rd.root).prep
+
         def inputs_fn(ids):
-            return load_inputs(rd.root, ids)
+            return load_inputs(rd.root, ids, prep)
     if explain_fn is None and config.sanity:
         from brainlrp.explain import explain as explain_fn
     return model_checks(results, atlas, atlas.grid, modes, notices, config, model=model,
