@@ -4,7 +4,7 @@ Seven methods x 60 heatmaps (random smooth maps), a simulated-style cohort with
 ground truth for the 30 AD subjects, and the paper's model at 2 mm with random
 weights for the faithfulness and sanity checks. The explain function is an input
 gradient (times the input for the ``lrp-*`` names): the real LRP should cost about
-1.3x a gradient (see DESIGN.md), so sanity time scales by about that much.
+1.3x a gradient (docs/architecture.md, Performance), so sanity time scales by about that much.
 
 Usage::
 

@@ -12,7 +12,7 @@ from brainlrp.errors import BrainLRPError
 
 
 class RunDir:
-    """Named paths inside a run directory (see DESIGN.md's contract).
+    """Named paths inside a run directory (the contract in docs/architecture.md).
 
     Parameters
     ----------

@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 import torch
 
-from brainlrp._io import save_nifti, write_json
+from brainlrp._io import save_nifti
 from brainlrp.analysis.regions import AtlasRegions
 from brainlrp.atlas import Atlas
 from brainlrp.atlas.builtin import label_table
+from brainlrp.card import ModelCard
 from brainlrp.data.grid import Grid, brain_mask, template
+from brainlrp.data.preprocess import Preprocessing
 from brainlrp.models import build_model
 from brainlrp.run import RunDir
 
@@ -152,7 +154,7 @@ def make_run(base: Path, grid: Grid, atlas: AtlasRegions, methods=METHODS,
                 save_nifti(rd.heatmap(method, sid), heat, grid.affine_array)
     pd.DataFrame(covariates).to_csv(cohort / "participants.tsv", sep="\t", index=False)
     pd.DataFrame(rows).to_csv(root / "predictions.tsv", sep="\t", index=False)
-    write_json(rd.card, {"architecture": "tiny", "grid": grid.to_dict()})
+    ModelCard("tiny", {}, Preprocessing(grid).to_dict()).write(root)
     rd.set_cohort({"source": str(cohort)})
     torch.manual_seed(0)
     model = build_model("tiny", grid.shape).eval()

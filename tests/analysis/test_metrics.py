@@ -22,16 +22,6 @@ def test_relevance_modes():
         metrics.apply_relevance(x, "squared")
 
 
-def test_default_relevance_per_method():
-    assert metrics.default_relevance("lrp-b0") == "positive"
-    assert metrics.default_relevance("lrp-b0.75") == "positive"
-    assert metrics.default_relevance("lrp-eps") == "positive"
-    assert metrics.default_relevance("gb") == "absolute"
-    assert metrics.default_relevance("gradient") == "absolute"
-    assert metrics.default_relevance("smoothgrad") == "absolute"
-    assert metrics.default_relevance("ig") == "positive"
-
-
 def test_density_and_gain_by_hand():
     sums = np.array([[2.0, 6.0, 0.0]])
     np.testing.assert_allclose(metrics.density(sums, [1, 3, 0]), [[2.0, 2.0, np.nan]])
@@ -127,9 +117,3 @@ def test_aopc_by_hand():
     # Steps 0, 1, 2: drops 0, 0.3, 0.6 -> mean 0.3.
     assert metrics.aopc(np.array([0.9, 0.6, 0.3])) == pytest.approx(0.3)
     np.testing.assert_allclose(metrics.aopc(np.array([[1.0, 1.0], [1.0, 0.0]])), [0.0, 0.5])
-
-
-def test_method_order_and_beta():
-    assert metrics.beta_of("lrp-b0.25") == 0.25 and metrics.beta_of("gb") is None
-    assert metrics.ordered(["gb", "lrp-b1", "lrp-b0", "gradient", "lrp-eps"]) == [
-        "lrp-b0", "lrp-b1", "lrp-eps", "gb", "gradient"]

@@ -14,11 +14,11 @@ import torch
 import torchio as tio
 from typer.testing import CliRunner
 
+from brainlrp.card import read_card
 from brainlrp.cli import app
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 from brainlrp.training import load_model
-from brainlrp.card import read_card
 from brainlrp.training.data import RandomShift, Shift, paper_augmentation
 from tests.conftest import make_bids_cohort, one_line_error
 

@@ -10,9 +10,10 @@ Relevance
 ---------
 A heatmap becomes relevance by one of three modes (``--relevance``): ``positive``
 (keep values > 0), ``absolute`` or ``signed``. ``auto`` (default) picks per method:
-positive for LRP (``lrp-b*``, ``lrp-eps``; beta = 0 is non-negative anyway and the
-paper summed it), ``ig`` and ``occlusion`` (signed attributions: the positive part
-is evidence for AD); absolute for ``gb``, ``gradient`` and ``smoothgrad``
+the catalog's default of each method (:attr:`brainlrp.catalog.MethodInfo.relevance`):
+positive for LRP (beta = 0 is non-negative anyway and the paper summed it),
+integrated gradients and occlusion (signed attributions: the positive part is
+evidence for AD); absolute for guided backpropagation, the gradient and SmoothGrad
 (sensitivities, whose sign is a direction, not evidence). Every number below uses
 the method's mode. Relevance sum = sum over a region's voxels; density = sum /
 n_voxels; gain = group mean / HC mean (NaN when the HC mean is 0).
@@ -35,9 +36,9 @@ Files and columns (the contract)
 ``analysis/summary.json``
     atlas, n_labels, n_areas, relevance (method -> mode), top_k, threshold, seed,
     disease_model_top_areas, notices, and ``methods``: per method the keys of
-    :data:`~brainlrp.analysis.stage.SUMMARY_KEYS` (null when not computed).
+    :data:`~brainlrp.analysis.summary.SUMMARY_KEYS` (null when not computed).
 ``analysis/summary.tsv``
-    method + :data:`~brainlrp.analysis.stage.SUMMARY_KEYS`: relevance, n_scans, n_ad,
+    method + :data:`~brainlrp.analysis.summary.SUMMARY_KEYS`: relevance, n_scans, n_ad,
     n_hc, hc_ad_ratio, fingerprint_n_patients, fingerprint_mean_similarity,
     fingerprint_min_similarity, patient_a, patient_b, hippocampus_n, hippocampus_r,
     hippocampus_p, gt_n_subjects, gt_mass_accuracy, gt_chance_mass_accuracy, gt_auc,
@@ -71,6 +72,13 @@ Files and columns (the contract)
     chance_mass_accuracy, auc_mean, auc_sd, spearman_regions_mean, topk_recall_mean,
     group_topk_shared, group_topk_overlap, group_topk_areas, disease_topk_areas, k.
     One row per method: the comparison table.
+``analysis/top_areas.tsv``
+    method, group (TP, or AD without TPs), measure (sum | density | gain), rank, area,
+    value: the 25 areas ranked highest by each measure in that group.
+``analysis/claims.tsv``
+    method, claim (individual | hc_low | temporal), statement, evidence, verdict
+    (yes | no | – when not judged): the paper's claims on this run
+    (:mod:`brainlrp.analysis.claims`).
 ``analysis/faithfulness.tsv``
     method (``random`` = the random-order baseline), scan_id, order (relevance |
     random), step, n_areas_replaced, p_ad, p_ad_drop.
@@ -81,6 +89,8 @@ Files and columns (the contract)
     re-initialised, cumulatively).
 """
 
-from brainlrp.analysis.stage import AnalysisResult, analyze
+from brainlrp.analysis.stage import AnalysisConfig, AnalysisResult, analyze
+from brainlrp.analysis.summary import AnalysisSummary, MethodSummary, read_summary
 
-__all__ = ["AnalysisResult", "analyze"]
+__all__ = ["AnalysisConfig", "AnalysisResult", "AnalysisSummary", "MethodSummary", "analyze",
+           "read_summary"]

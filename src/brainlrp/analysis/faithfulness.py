@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from brainlrp import catalog
 from brainlrp.analysis import metrics
 from brainlrp.atlas import region_sums
 
@@ -259,7 +260,7 @@ def faithfulness(model: nn.Module, inputs: np.ndarray, baseline: np.ndarray, cod
             raise ValueError(f"no relevance for {method!r} and no explain_fn to compute it")
         heat = explain_fn(model, torch.from_numpy(inputs), method)
         heat = heat.detach().cpu().numpy().reshape(n_subjects, *codes.shape).astype(np.float32)
-        mode = (relevance or {}).get(method, metrics.default_relevance(method))
+        mode = (relevance or {}).get(method, catalog.describe(method).relevance)
         metrics.apply_relevance(heat, mode, out=heat)
         density[method] = metrics.density(region_sums(heat, codes, n_regions), counts)
     steps = min(int(steps), n_regions)

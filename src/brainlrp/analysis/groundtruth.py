@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from brainlrp.analysis import metrics
-from brainlrp.analysis.regions import AtlasRegions, read_volume
-from brainlrp.data.grid import Grid
+from brainlrp.analysis.regions import AtlasRegions, MethodRegions, read_volume
+from brainlrp.data.grid import Grid, brain_mask
 from brainlrp.errors import BrainLRPError
 
 GROUND_TRUTH_DIR = Path("derivatives") / "ground_truth"
@@ -295,3 +296,87 @@ def summarise(per_scan: pd.DataFrame, method: str, relevance: str, group_gain: n
         "group_topk_areas": ";".join(area_names[i] for i in group_top),
         "disease_topk_areas": ";".join(area_names[i] for i in disease_top),
         "k": k}
+
+
+@dataclass(frozen=True)
+class GroundTruthSummary:
+    """A method's summary part: means over AD scans of the recovery scores."""
+
+    gt_n_subjects: int
+    gt_mass_accuracy: float
+    gt_chance_mass_accuracy: float
+    gt_auc: float
+    gt_spearman_regions: float
+    gt_topk_recall: float
+    gt_group_topk_overlap: float
+
+
+@dataclass
+class Truth:
+    """Ground truth prepared once for all methods: masks, true area loss, disease top-k."""
+
+    root: Path
+    masks: TruthMasks
+    brain: np.ndarray
+    area_loss: dict[str, np.ndarray]
+    disease_top: np.ndarray
+    k: int
+
+    def scorer(self) -> GroundTruthScorer:
+        """A fresh voxel scorer for one method's pass."""
+        return GroundTruthScorer(self.masks, self.brain, set(self.area_loss))
+
+    def finish(self, method: str, mr: MethodRegions, scorer: GroundTruthScorer,
+               atlas: AtlasRegions) -> tuple[pd.DataFrame, dict, GroundTruthSummary]:
+        """The per-scan ground-truth table of a method, its summary row and summary part."""
+        area_names = atlas.areas["region"].tolist()
+        voxel = pd.DataFrame(scorer.rows, columns=["participant_id", "scan_id", "outcome",
+                                                   "n_atrophied_voxels", "atrophied_fraction",
+                                                   "mass_accuracy", "auc"])
+        regional = region_scores(mr.scans, mr.area_density(atlas), self.area_loss, self.k)
+        per_scan = voxel.merge(regional, on=["participant_id", "scan_id"], how="left")
+        per_scan.insert(0, "method", method)
+        per_scan["k"] = self.k
+        ad = mr.group_area_means("AD")
+        gain = ad["gain"].to_numpy(float) if len(ad) else np.zeros(0)
+        row = summarise(per_scan, method, mr.relevance, gain, self.disease_top, area_names,
+                           self.k)
+        part = GroundTruthSummary(
+            gt_n_subjects=row["n_subjects"], gt_mass_accuracy=row["mass_accuracy_mean"],
+            gt_chance_mass_accuracy=row["chance_mass_accuracy"], gt_auc=row["auc_mean"],
+            gt_spearman_regions=row["spearman_regions_mean"],
+            gt_topk_recall=row["topk_recall_mean"], gt_group_topk_overlap=row["group_topk_overlap"])
+        return per_scan[list(GROUND_TRUTH_COLUMNS)], row, part
+
+
+def prepare_truth(cohort_root: Path | None, scans_of: dict[str, pd.DataFrame],
+                  atlas: AtlasRegions, threshold: float, k: int, notices: list[str]
+                  ) -> Truth | None:
+    """Ground truth for the AD participants of ``scans_of``; ``None`` (with notices) without."""
+    if cohort_root is None or not ground_truth_dir(cohort_root).is_dir():
+        return None
+    ad = sorted({p for s in scans_of.values()
+                 for p in s.loc[s["label"] == 1, "participant_id"]})
+    area_loss = {}
+    missing = []
+    sources = set()
+    for pid in ad:
+        tissue, _ = ground_truth_files(cohort_root, pid)
+        if not tissue.is_file():
+            missing.append(pid)
+            continue
+        area_loss[pid], source = true_area_loss(cohort_root, pid, atlas)
+        sources.add(source)
+    if missing:
+        notices.append(f"ground truth missing for {len(missing)} AD participant(s) "
+                       f"(e.g. {missing[0]}); they are left out of the ground-truth tables")
+    if not area_loss:
+        notices.append("the cohort has derivatives/ground_truth but none for the analysed AD "
+                       "participants: ground-truth analysis skipped")
+        return None
+    if "map" in sources:
+        notices.append("true area loss taken from the tissue-loss maps (the volume-loss tables "
+                       "are per Neuromorphometrics label)")
+    return Truth(root=cohort_root, masks=TruthMasks(cohort_root, atlas.grid, threshold),
+                  brain=brain_mask(atlas.grid), area_loss=area_loss,
+                  disease_top=disease_top_k(area_loss, k), k=k)

@@ -9,35 +9,10 @@ normal outcome of an analysis, not an error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy.stats import rankdata
 
-#: How a heatmap is turned into "relevance" before it is summed.
-RELEVANCE_MODES = ("positive", "signed", "absolute")
-
-#: Default relevance mode per method. LRP (beta rule with beta = 0 gives only
-#: non-negative relevance; other betas and epsilon give signed relevance whose
-#: positive part is the evidence for AD, which the paper summed), integrated
-#: gradients and occlusion are attributions whose sign means "for" or "against"
-#: AD, so their positive part is kept. Guided backpropagation, the plain gradient
-#: and SmoothGrad are sensitivities: their sign says in which direction the
-#: intensity would have to change, not whether a voxel supports AD, so their
-#: magnitude is used.
-DEFAULT_RELEVANCE: dict[str, str] = {
-    "lrp-eps": "positive",
-    "gb": "absolute",
-    "gradient": "absolute",
-    "smoothgrad": "absolute",
-    "ig": "positive",
-    "occlusion": "positive",
-}
-
-
-def default_relevance(method: str) -> str:
-    """The default relevance mode of ``method`` (``lrp-*`` and unknown names: positive)."""
-    return DEFAULT_RELEVANCE.get(method, "positive")
+from brainlrp.catalog import RELEVANCE_MODES
 
 
 def apply_relevance(maps: np.ndarray, mode: str, out: np.ndarray | None = None) -> np.ndarray:
@@ -322,38 +297,3 @@ def aopc(curves: np.ndarray) -> np.ndarray:
     """
     c = np.asarray(curves, dtype=np.float64)
     return (c[..., :1] - c).mean(axis=-1)
-
-
-def beta_of(method: str) -> float | None:
-    """The beta of an ``lrp-b<beta>`` method name, else ``None``."""
-    if not method.startswith("lrp-b"):
-        return None
-    try:
-        return float(method[len("lrp-b"):])
-    except ValueError:
-        return None
-
-
-#: Methods of the contract, in report order (any other ``lrp-b<beta>`` sorts by beta).
-KNOWN_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-eps", "gb",
-                 "gradient", "ig", "smoothgrad", "occlusion")
-
-
-def split_method_names(value: str | Sequence[str] | None) -> list[str]:
-    """Method names from ``"lrp-b0,gb"`` or ``["lrp-b0", "gb,ig"]``, in order, once each."""
-    items = [value] if isinstance(value, str) else list(value or [])
-    return list(dict.fromkeys(n.strip() for item in items for n in str(item).split(",")
-                              if n.strip()))
-
-
-def ordered(methods: Sequence[str]) -> list[str]:
-    """Methods in the contract's order (LRP betas ascending, then the others, then unknown)."""
-    others = [m for m in KNOWN_METHODS if beta_of(m) is None]
-
-    def key(m: str):
-        b = beta_of(m)
-        if b is not None:
-            return (0, b, m)
-        return (1, others.index(m) if m in others else len(others), m)
-
-    return sorted(dict.fromkeys(methods), key=key)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from brainlrp import catalog
 from brainlrp.analysis import metrics
 
 #: Columns of ``analysis/sanity.tsv`` (one row per method, scan and randomisation stage).
@@ -98,7 +99,7 @@ def cascading_randomization(model: nn.Module, inputs: np.ndarray, explain_fn: Ex
     rng = np.random.default_rng(seed)
     voxels = np.sort(rng.choice(candidates, size=min(int(n_voxels), candidates.size),
                                 replace=False))
-    modes = {m: (relevance or {}).get(m, metrics.default_relevance(m)) for m in methods}
+    modes = {m: (relevance or {}).get(m, catalog.describe(m).relevance) for m in methods}
 
     work = copy.deepcopy(model).eval()
     param = next(work.parameters(), None)

@@ -156,17 +156,27 @@ def run_scan_paths(run: RunDir, scan_ids, cohort: str | os.PathLike | None = Non
 
 
 
-def load_inputs(run_dir: str | os.PathLike, scan_ids, cohort: str | os.PathLike | None = None,
+def load_inputs(run_dir: str | os.PathLike, scan_ids, prep: Preprocessing,
+                cohort: str | os.PathLike | None = None,
                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Preprocessed inputs ``(n, 1, X, Y, Z)`` of a run's scans, as the model saw them.
 
-    The preprocessing is the model card's; arrays come from the cache (computed on
-    a miss), scans from the run's cohort (or ``cohort``).
+    Parameters
+    ----------
+    run_dir : path-like
+        The run (its cohort is run.json's unless ``cohort`` is given).
+    scan_ids : sequence of str
+    prep : Preprocessing
+        The model's preprocessing: ``brainlrp.card.read_card(run_dir).prep``.
+    cohort, cache_dir : path-like, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Arrays from the cache (computed on a miss).
     """
-    from brainlrp.card import read_card
     from brainlrp.data.preprocess import load_arrays
 
-    run = RunDir(run_dir)
-    prep = read_card(run.root).prep
     cache = PreprocessCache(cache_dir)
-    return load_arrays([cache.get(path, prep) for path in run_scan_paths(run, scan_ids, cohort)])
+    paths = run_scan_paths(RunDir(run_dir), scan_ids, cohort)
+    return load_arrays([cache.get(path, prep) for path in paths])

@@ -243,8 +243,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     """
     import lightning.pytorch as pl
 
-    from brainlrp.training.checkpoint import load_model
     from brainlrp._lightning import quiet_lightning
+    from brainlrp.training.checkpoint import load_model
 
     run = RunDir(run_dir)
     methods = _validate_methods(methods)

@@ -17,8 +17,8 @@ from torch import nn
 from brainlrp._io import atomic_path
 from brainlrp.card import ModelCard, read_card
 from brainlrp.errors import BrainLRPError
-from brainlrp.run import RunDir
 from brainlrp.models import build_model
+from brainlrp.run import RunDir
 
 CHECKPOINT_FORMAT = "brainlrp-checkpoint-1"
 

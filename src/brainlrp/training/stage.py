@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 
 from brainlrp._io import read_json, write_json, write_table
+from brainlrp._lightning import global_rank, quiet_lightning
+from brainlrp.card import ModelCard
 from brainlrp.data.cohort import CLASS_NAMES
 from brainlrp.data.prepare import PreparedCohort, prepare_cohort, write_splits
 from brainlrp.data.splits import read_splits
-from brainlrp._lightning import global_rank, quiet_lightning
-from brainlrp.card import ModelCard
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir, library_versions
 from brainlrp.training.checkpoint import read_checkpoint, save_checkpoint
