@@ -57,43 +57,6 @@ def add_training_outputs(root: Path) -> None:
                         "trials": trials})
 
 
-class _GroupTable:
-    """The part of :class:`~brainlrp.analysis.regions.MethodRegions` that
-    :func:`~brainlrp.analysis.top_areas.top_areas` reads, from ``groups.tsv``."""
-
-    def __init__(self, method: str, groups: pd.DataFrame):
-        self.method, self.groups = method, groups
-
-    def group_area_means(self, group: str) -> pd.DataFrame:
-        g = self.groups
-        return g[(g["group"] == group) & (g["level"] == "area")].reset_index(drop=True)
-
-    def ranking_group(self) -> str:
-        return "TP" if len(self.group_area_means("TP")) else "AD"
-
-
-def add_claims_and_top_areas(root: Path) -> None:
-    """Write ``analysis/claims.tsv`` and ``top_areas.tsv`` with the analysis modules when
-    the analysis stage did not (until main's stage writes them)."""
-    from brainlrp.analysis.claims import claims
-    from brainlrp.analysis.summary import read_summary
-    from brainlrp.analysis.top_areas import top_areas
-
-    rd = RunDir(root)
-    if (rd.analysis / "claims.tsv").is_file() and (rd.analysis / "top_areas.tsv").is_file():
-        return
-    summary = read_summary(rd.analysis / "summary.json")
-    tops, rows = [], []
-    for method in summary.methods:
-        mr = _GroupTable(method, pd.read_csv(rd.regions / method / "groups.tsv", sep="\t"))
-        tops.append(top_areas(mr))
-        ranking = mr.group_area_means(mr.ranking_group())
-        gain = ranking.sort_values("gain", ascending=False, kind="stable")["region"].tolist()
-        rows.append(claims(method, summary.method(method), gain))
-    pd.concat(tops).to_csv(rd.analysis / "top_areas.tsv", sep="\t", index=False)
-    pd.concat(rows).to_csv(rd.analysis / "claims.tsv", sep="\t", index=False)
-
-
 @pytest.fixture(scope="session")
 def analysed(tmp_path_factory) -> FakeRun:
     """A fake run after ``analyze`` (6 mm grid; lrp-b0, lrp-b1, gb; every outcome)."""
@@ -103,7 +66,6 @@ def analysed(tmp_path_factory) -> FakeRun:
     fr = make_run(base, grid, atlas)
     analyze(fr.root, model=fr.model, inputs_fn=fr.inputs_fn, explain_fn=fr.explain_fn, **FAST)
     add_training_outputs(fr.root)
-    add_claims_and_top_areas(fr.root)
     return fr
 
 

@@ -166,7 +166,7 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
     BrainLRPError
         When the run or its analysis outputs are missing.
     """
-    from brainlrp.analysis.stage import read_predictions
+    from brainlrp.analysis.inputs import read_predictions
 
     rd = RunDir(run)
     if not rd.root.is_dir():

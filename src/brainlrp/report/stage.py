@@ -147,8 +147,9 @@ def _default_inputs(data: RunData):
     """The run's preprocessed scans through the data module's loader."""
     from brainlrp.data import load_inputs
 
-    root = data.rd.root
-    return lambda ids: load_inputs(root, ids)
+    # The preprocessing is read at the first call, where a card without one becomes a
+    # note (the template is shown) rather than a failed report.
+    return lambda ids: load_inputs(data.rd.root, ids, data.card.prep)
 
 
 def write_cards(ctx: Context, folder: Path) -> list[Path]:
