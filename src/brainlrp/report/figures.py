@@ -9,7 +9,6 @@ L and R); charts with matplotlib. Colours, names and units come from
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from brainlrp.report import style
@@ -301,26 +301,30 @@ def group_slices(background: np.ndarray, affine: np.ndarray,
     return fig
 
 
-@contextlib.contextmanager
-def _outline_patches_fast():
-    """Skip matplotlib's data-limit update for each patch while nilearn draws glass brains.
+class _GlassBrainAxes(Axes):
+    """Axes for nilearn's glass-brain views: patches are added without a data-limit update.
 
-    nilearn's glass-brain outline is about 250 patches per view and nilearn sets the
-    view's limits from the outline's bounds itself afterwards, so the per-patch
-    update (a composite transform each) is wasted work - most of a glass brain's
-    drawing time in a long report. The original method is restored on exit.
+    nilearn draws each view's outline as about 250 Bezier patches and then sets the
+    view's limits from the outline's bounds itself, so matplotlib's per-patch limit
+    update (an extrema search on every Bezier segment) is wasted work - most of a glass
+    brain's drawing time in a long report. Everything else ``add_patch`` does (axes,
+    transform, clipping to the axes) ``add_artist`` does too.
     """
-    from matplotlib.axes import Axes
 
-    original = getattr(Axes, "_update_patch_limits", None)
-    if original is None:  # pragma: no cover - another matplotlib: nothing to skip
-        yield
-        return
-    Axes._update_patch_limits = lambda self, patch: None
-    try:
-        yield
-    finally:
-        Axes._update_patch_limits = original
+    def add_patch(self, p):
+        return self.add_artist(p)
+
+
+class _GlassBrainFigure(Figure):
+    """A figure whose axes made while ``nilearn_axes`` is set are :class:`_GlassBrainAxes`
+    (nilearn creates its view axes itself, inside the axes it is given)."""
+
+    nilearn_axes = False
+
+    def add_axes(self, *args, **kwargs):
+        if self.nilearn_axes and not {"projection", "polar", "axes_class"} & set(kwargs):
+            kwargs["axes_class"] = _GlassBrainAxes
+        return super().add_axes(*args, **kwargs)
 
 
 @styled
@@ -346,7 +350,7 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
     from nilearn import plotting
 
     nrows = max(1, -(-len(maps) // ncols))
-    fig = Figure(figsize=(12, row_height * nrows), facecolor="white")
+    fig = _GlassBrainFigure(figsize=(12, row_height * nrows), facecolor="white")
     w, h = 1.0 / ncols, 1.0 / nrows
     for k, bm in enumerate(maps):
         r, c = divmod(k, ncols)
@@ -354,13 +358,17 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
         ax = fig.add_axes((left + 0.005, bottom + h * 0.04, w - 0.1, h * 0.8))
         vmax, threshold = bm.scale()
         signed = bm.mode == "signed"
-        with warnings.catch_warnings(), _outline_patches_fast():
-            warnings.simplefilter("ignore", UserWarning)
-            plotting.plot_glass_brain(
-                _img(bm.data, affine), axes=ax, display_mode=display_mode,
-                cmap=style.cmap_for(bm.mode), vmin=-vmax if signed else 0.0, vmax=vmax,
-                threshold=threshold, colorbar=False, plot_abs=not signed,
-                symmetric_cbar=signed, black_bg=False, annotate=True)
+        fig.nilearn_axes = True
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                plotting.plot_glass_brain(
+                    _img(bm.data, affine), axes=ax, display_mode=display_mode,
+                    cmap=style.cmap_for(bm.mode), vmin=-vmax if signed else 0.0, vmax=vmax,
+                    threshold=threshold, colorbar=False, plot_abs=not signed,
+                    symmetric_cbar=signed, black_bg=False, annotate=True)
+        finally:
+            fig.nilearn_axes = False
         _colorbar(fig, (left + w - 0.085, bottom + h * 0.12, 0.008, h * 0.66), bm, dark=False)
         fig.text(left + 0.01, bottom + h - 0.012, bm.title, fontsize=10, fontweight="bold",
                  va="top")
