@@ -32,7 +32,7 @@ _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 
 
 def method_label(method: str) -> str:
-    """Display name of a method (the catalog's label), e.g. ``lrp-b0`` -> ``LRP β=0``."""
+    """Display name of a method: its label in :mod:`brainlrp.catalog` (``LRP β=0``)."""
     return catalog.describe(method).label
 
 
