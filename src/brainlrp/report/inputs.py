@@ -27,7 +27,7 @@ from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 #: Tables of ``analysis/`` the report reads (``<name>.tsv``).
-ANALYSIS_TABLES = ("summary", "claims", "top_areas", "fingerprints", "fingerprint_similarity",
+ANALYSIS_TABLES = ("claims", "top_areas", "fingerprints", "fingerprint_similarity",
                    "beta_overlap", "hippocampus", "hippocampus_subjects", "relevance_totals",
                    "ground_truth", "ground_truth_summary", "faithfulness",
                    "faithfulness_aopc", "sanity")
