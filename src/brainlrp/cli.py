@@ -292,6 +292,9 @@ def analyze(
              "model and method far more than on the scan).")] = 1,
     batch_size: Annotated[int, typer.Option(help="Heatmaps read at a time.")] = 8,
     seed: SeedOpt = 0,
+    overwrite: Annotated[bool, typer.Option(
+        help="Recompute even when heatmaps, predictions, model and options are unchanged "
+             "since the last analysis.")] = False,
 ) -> None:
     """Relevance per atlas region, subject and group, plus the paper's statistics."""
     from brainlrp.analysis import analyze as run_analyze
@@ -300,7 +303,11 @@ def analyze(
                          threshold=threshold, top_k=top_k, faithfulness=faithfulness,
                          sanity=sanity, faithfulness_subjects=faithfulness_subjects,
                          faithfulness_steps=faithfulness_steps, sanity_subjects=sanity_subjects,
-                         batch_size=batch_size, seed=seed)
+                         batch_size=batch_size, seed=seed, overwrite=overwrite)
+    if result.skipped:
+        _say(f"analysis of {', '.join(result.methods)} is up to date (inputs unchanged); "
+             f"{result.run / 'analysis'} kept - pass --overwrite to recompute")
+        return
     for notice in result.notices:
         _say(f"note: {notice}")
 

@@ -285,7 +285,17 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
             "seconds": round(seconds, 1), "batch_size": batch_size}
     if is_main_process():
-        run.record("explain", info, merge=True)
+        # The options each method's heatmaps were made with (analyze's checks explain
+        # again with the same ones); kept across calls for other methods.
+        recorded = run.stage_record("explain")
+        used = dict(recorded.get("method_options") or {})
+        for m in methods:
+            used[m] = (options or {}) | (method_options or {}).get(m, {})
+        same = all(recorded.get(k) == info[k] for k in ("methods", "split", "n_scans",
+                                                          "complete"))
+        # A call with nothing to do leaves run.json as it was.
+        if todo or not same or recorded.get("method_options") != used:
+            run.record("explain", info | {"method_options": used}, merge=True)
     return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
                          n_written=written, n_skipped=len(scan_ids) - len(todo),
                          seconds=seconds)
