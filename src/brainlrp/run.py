@@ -29,6 +29,20 @@ class RunDir:
     def __fspath__(self) -> str:
         return str(self.root)
 
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    @classmethod
+    def existing(cls, root: str | os.PathLike) -> RunDir:
+        """The run directory ``root``, which must exist (a clear error otherwise)."""
+        path = Path(root)
+        if not path.is_dir():
+            what = "is not a directory" if path.exists() else "does not exist"
+            raise BrainLRPError(f"run directory {path} {what}",
+                                "check the path; a run is made by `brainlrp train COHORT "
+                                "--out RUN` (or `brainlrp demo`)")
+        return cls(path)
+
     run_json = property(lambda self: self.root / "run.json")
     splits = property(lambda self: self.root / "splits.tsv")
     model_dir = property(lambda self: self.root / "model")

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def _run(*args):
-    return runner.invoke(app, ["simulate", *map(str, args)])
+    return runner.invoke(app, ["simulate", "--arch", "tiny", *map(str, args)])
 
 
 def _error_line(result) -> str:

@@ -202,7 +202,7 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     """
     config = _config(config, options)
     start = time.perf_counter()
-    rd = RunDir(run)
+    rd = RunDir.existing(run)
     notices: list[str] = []
     grid = inputs.model_grid(rd)
     predictions = inputs.read_predictions(rd)

@@ -246,7 +246,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     from brainlrp._lightning import quiet_lightning
     from brainlrp.training.checkpoint import load_model
 
-    run = RunDir(run_dir)
+    run = RunDir.existing(run_dir)
     methods = _validate_methods(methods)
     if batch_size < 1:
         raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
@@ -328,7 +328,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     if (out / "prediction.json").exists() and not overwrite:
         raise BrainLRPError(f"{out} already holds an explanation",
                             "pass --overwrite or choose another --out")
-    model, card = load_model(run_dir, device=device)
+    model, card = load_model(RunDir.existing(run_dir), device=device)
     prep = card.prep
     check_scan_grid(card, scan, resample)
     img = load_scan(scan)
