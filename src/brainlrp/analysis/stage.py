@@ -259,7 +259,7 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         written["beta_overlap"] = overlap
     if config.faithfulness or config.sanity:
         checked = _model_checks(rd, results, atlas, modes, notices, config, model, inputs_fn,
-                                explain_fn, timings)
+                                explain_fn, timings, progress)
         if checked is not None:
             check_tables, parts = checked
             written.update(check_tables)
@@ -385,7 +385,7 @@ def _gain_ranking(mr: MethodRegions) -> list[str]:
 
 def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasRegions,
                   modes: dict[str, str], notices: list[str], config: AnalysisConfig, model,
-                  inputs_fn, explain_fn, timings: dict[str, float]):
+                  inputs_fn, explain_fn, timings: dict[str, float], progress: bool):
     """The model checks with the run's own model, inputs and explainer unless given."""
     if model is None:
         if not rd.checkpoint.is_file():
@@ -413,7 +413,8 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
         def explain_fn(model, x, method):
             return explain(model, x, method, **used.get(method, {}))
     return model_checks(results, atlas, atlas.grid, modes, notices, config, model=model,
-                        inputs_fn=inputs_fn, explain_fn=explain_fn, timings=timings)
+                        inputs_fn=inputs_fn, explain_fn=explain_fn, timings=timings,
+                        progress=progress)
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import torch
 
 from brainlrp._io import TMP_PREFIX, save_nifti, write_json
 from brainlrp._lightning import is_main_process
+from brainlrp._progress import progress_bar
 from brainlrp.card import ModelCard
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
@@ -160,7 +161,8 @@ def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
                     claims.release(scan_id)
 
 
-def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None):
+def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None,
+                      advance=None):
     import lightning.pytorch as pl
 
     from brainlrp.explain import explain
@@ -193,6 +195,8 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
             finally:
                 for i in mine:
                     self.claims.release(ids[i])
+            if advance is not None:
+                advance(len(ids))
             return None
 
     return Explainer()
@@ -266,19 +270,24 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         arrays = _scan_arrays(run, todo, cohort, cache_dir, prep, card, resample)
         loader = torch.utils.data.DataLoader(_ArrayDataset(arrays, todo),
                                              batch_size=batch_size, shuffle=False)
-        module = _explainer_module(model, methods, run, prep.grid.affine_array, options or {},
-                                   method_options)
-        import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
+        # One process: our bar counts scans; under DDP each rank has its own share and
+        # Lightning's bar (in batches) is shown instead.
+        single = str(devices) == "1" and num_nodes == 1 and strategy == "auto"
+        with progress_bar(len(todo), "explain", progress and single) as advance:
+            module = _explainer_module(model, methods, run, prep.grid.affine_array,
+                                       options or {}, method_options, advance)
+            import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
-        quiet_lightning()
-        trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
-                             num_nodes=num_nodes, logger=False, inference_mode=False,
-                             enable_progress_bar=progress, enable_model_summary=False,
-                             enable_checkpointing=False, default_root_dir=run.root)
-        trainer.predict(module, loader, return_predictions=False)
-        # Under DDP every rank writes its own scans; rank 0 counts the finished ones
-        # only after all ranks are through.
-        trainer.strategy.barrier("explain-done")
+            quiet_lightning()
+            trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
+                                 num_nodes=num_nodes, logger=False, inference_mode=False,
+                                 enable_progress_bar=progress and not single,
+                                 enable_model_summary=False, enable_checkpointing=False,
+                                 default_root_dir=run.root)
+            trainer.predict(module, loader, return_predictions=False)
+            # Under DDP every rank writes its own scans; rank 0 counts the finished ones
+            # only after all ranks are through.
+            trainer.strategy.barrier("explain-done")
         written = module.written
     seconds = time.perf_counter() - start
     done = len(scan_ids) - len(_pending(run, scan_ids, methods))
