@@ -49,7 +49,7 @@ def test_prepare_missing_cohort(tmp_path):
 def test_prepare_too_few_subjects(tmp_path, bids_cohort):
     line = one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
                             "--resolution", "6", "--arch", "tiny"])
-    assert "too few CN subjects" in line
+    assert "too few HC subjects" in line
 
 
 def test_prepare_bad_scan_names_the_file(tmp_path, bids_cohort):

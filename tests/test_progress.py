@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+from brainlrp import _progress
 from brainlrp._progress import progress_bar
+
+
+@pytest.fixture(autouse=True)
+def _no_delay(monkeypatch):
+    monkeypatch.setattr(_progress, "LOG_AFTER", 0.0)
 
 
 def test_log_lines_without_a_terminal(capsys):
@@ -24,3 +32,10 @@ def test_disabled_and_batched(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [e for e in err if e.startswith("analyze: ")] and err[-1].startswith(
         "analyze: 3/3 scans")
+
+
+def test_short_stages_stay_silent(capsys, monkeypatch):
+    monkeypatch.setattr(_progress, "LOG_AFTER", 60.0)
+    with progress_bar(4, "explain") as advance:
+        advance(4)
+    assert capsys.readouterr().err == ""

@@ -7,8 +7,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-#: Without a terminal (a log file, a cluster job), a line at every this fraction done.
+#: Without a terminal (a log file, a cluster job), a line at every this fraction done...
 LOG_STEP = 0.1
+#: ...once this many seconds have passed (short stages stay silent).
+LOG_AFTER = 10.0
 
 
 @contextlib.contextmanager
@@ -16,8 +18,8 @@ def progress_bar(total: int, description: str, enabled: bool = True, unit: str =
                  ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``: counts ``total`` items (scans, subjects) with an ETA.
 
-    On a terminal a rich bar; elsewhere one line on stderr per tenth done, so logs
-    show that a long stage is moving. Nothing when ``enabled`` is false.
+    On a terminal a rich bar; elsewhere, once :data:`LOG_AFTER` seconds have passed,
+    one line on stderr per tenth done, so logs show that a long stage is moving. Nothing when ``enabled`` is false.
     """
     if not enabled or total <= 0:
         yield lambda n=1: None
@@ -55,6 +57,8 @@ def _log_lines(total: int, description: str, unit: str) -> Iterator[Callable[[in
         while state["next"] <= done / total + 1e-9:
             state["next"] += LOG_STEP
         elapsed = time.perf_counter() - start
+        if elapsed < LOG_AFTER:
+            return
         eta = elapsed / done * (total - done) if done else float("nan")
         print(f"{description}: {done}/{total} {unit}, {elapsed:.0f} s"
               + (f", about {eta:.0f} s left" if done < total else ""),

@@ -201,7 +201,7 @@ def train(
         help="Accept scan paths outside the cohort folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
 ) -> None:
-    """Train the paper's 3D CNN (AD vs CN) and evaluate it on the test split."""
+    """Train the paper's 3D CNN (AD vs HC) and evaluate it on the test split."""
     from brainlrp.training import TrainConfig
     from brainlrp.training import train as run_train
 
@@ -273,7 +273,7 @@ def explain(
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")
         result = explain_scan(run, scan, out, methods=methods, options=options,
                               overwrite=overwrite, resample=resample)
-        _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'CN'})")
+        _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
         _say(f"wrote {len(result.files)} files to {result.out}")
         return
     res = explain_run(run, methods=methods, split=split, cohort=cohort,

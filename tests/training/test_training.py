@@ -82,7 +82,7 @@ def test_training_writes_the_contract(trained):
     assert set(metrics["trials_summary"]["balanced_accuracy"]) == {"mean", "sd"}
     card = json.loads((trained / "model" / "card.json").read_text())
     assert card["grid"]["shape"] == [33, 39, 33]
-    assert card["classes"] == ["CN", "AD"] and "torch" in card["libraries"]
+    assert card["classes"] == ["HC", "AD"] and "torch" in card["libraries"]
     log = pd.read_csv(trained / "training_log.csv")
     assert {"trial", "epoch", "train_loss", "val_loss", "val_bacc"} <= set(log.columns)
     assert sorted(log["trial"].unique()) == [0, 1]

@@ -57,7 +57,7 @@ def read_predictions(rd: RunDir) -> pd.DataFrame:
     if dup.any():
         raise BrainLRPError(f"{rd.predictions}: scan {table['scan_id'][dup].iloc[0]} occurs twice",
                             "re-run `brainlrp train` to rewrite it")
-    table["diagnosis"] = np.where(table["label"] == 1, "AD", "CN")
+    table["diagnosis"] = np.where(table["label"] == 1, "AD", "HC")
     # Derived, not trusted: the outcome must agree with label and prediction.
     table["outcome"] = np.select(
         [(table["label"] == 1) & (table["predicted"] == 1),

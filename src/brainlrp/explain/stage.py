@@ -352,7 +352,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
                    prep.grid.affine_array, description=f"brainlrp {method} AD relevance")
     write_json(out / "prediction.json", {
-        "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "CN",
+        "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "HC",
         "model": str(Path(run_dir).resolve()), "grid": prep.grid.to_dict(),
         "methods": methods})
     return ScanExplanation(out=out, p_ad=p_ad, files=files)

@@ -42,15 +42,15 @@ GZIP_LEVEL = 1
 HIPPOCAMPUS = ("Left_Hippocampus", "Right_Hippocampus")
 PARTICIPANT_COLUMNS = {
     "participant_id": "Subject identifier (sub-0001, ...).",
-    "diagnosis": "CN (cognitively normal) or AD (Alzheimer's disease, simulated atrophy).",
+    "diagnosis": "HC (healthy control, cognitively normal) or AD (Alzheimer's disease, simulated atrophy).",
     "age": "Age in years; drives the shared ageing effect.",
     "sex": "F or M; males have slightly larger heads.",
-    "subtype": "Atrophy subtype of the disease model; 'none' for CN.",
-    "severity": "Disease severity in [0, 1) drawn from the model's range; 0 for CN.",
+    "subtype": "Atrophy subtype of the disease model; 'none' for HC.",
+    "severity": "Disease severity in [0, 1) drawn from the model's range; 0 for HC.",
     "hippocampus_volume": "Left plus right hippocampus volume (mm3) on the subject's "
                           "simulated label map.",
     "total_atrophy": "Brain tissue lost to the disease as a fraction of the subject's "
-                     "tissue volume without disease; 0 for CN.",
+                     "tissue volume without disease; 0 for HC.",
 }
 
 
@@ -86,7 +86,7 @@ class SimulationResult:
     @property
     def counts(self) -> dict[str, int]:
         """Subjects per diagnosis."""
-        return {dx: int((self.participants["diagnosis"] == dx).sum()) for dx in ("CN", "AD")}
+        return {dx: int((self.participants["diagnosis"] == dx).sum()) for dx in ("HC", "AD")}
 
 
 def participant_ids(n_subjects: int) -> list[str]:
@@ -99,7 +99,7 @@ def assign_diagnoses(n_subjects: int, ad_fraction: float, seed: int) -> list[str
     """``round(n * ad_fraction)`` AD subjects at positions drawn from ``seed``."""
     n_ad = int(round(n_subjects * ad_fraction))
     order = np.random.default_rng([int(seed), 0xC0]).permutation(n_subjects)
-    dx = np.array(["CN"] * n_subjects, dtype=object)
+    dx = np.array(["HC"] * n_subjects, dtype=object)
     dx[order[:n_ad]] = "AD"
     return dx.tolist()
 

@@ -170,7 +170,7 @@ def _check_classes(prepared: PreparedCohort) -> None:
         raise BrainLRPError(
             f"the cohort {prepared.cohort.source} has no {missing[0]} subjects "
             f"(only {', '.join(k for k in counts if counts[k])})",
-            "training needs both CN and AD subjects")
+            "training needs both HC and AD subjects")
     for split in ("train", "val"):
         labels = set(prepared.scans.loc[prepared.scans["split"] == split, "label"])
         if labels != {0, 1}:
