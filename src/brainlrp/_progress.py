@@ -19,7 +19,8 @@ def progress_bar(total: int, description: str, enabled: bool = True, unit: str =
     """Yield ``advance(n)``: counts ``total`` items (scans, subjects) with an ETA.
 
     On a terminal a rich bar; elsewhere, once :data:`LOG_AFTER` seconds have passed,
-    one line on stderr per tenth done, so logs show that a long stage is moving. Nothing when ``enabled`` is false.
+    one line on stderr per tenth done, so logs show that a long stage is moving.
+    Nothing when ``enabled`` is false.
     """
     if not enabled or total <= 0:
         yield lambda n=1: None

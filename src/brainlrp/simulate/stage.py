@@ -42,7 +42,8 @@ GZIP_LEVEL = 1
 HIPPOCAMPUS = ("Left_Hippocampus", "Right_Hippocampus")
 PARTICIPANT_COLUMNS = {
     "participant_id": "Subject identifier (sub-0001, ...).",
-    "diagnosis": "HC (healthy control, cognitively normal) or AD (Alzheimer's disease, simulated atrophy).",
+    "diagnosis": "HC (healthy control, cognitively normal) or AD (Alzheimer's disease, "
+                 "simulated atrophy).",
     "age": "Age in years; drives the shared ageing effect.",
     "sex": "F or M; males have slightly larger heads.",
     "subtype": "Atrophy subtype of the disease model; 'none' for HC.",
