@@ -144,3 +144,14 @@ def cohort_tables(rd: RunDir, cohort, notices: list[str]
                        "pass --cohort")
         return None, None
     return loaded.subjects, loaded.root
+
+
+def test_balanced_accuracy(rd: RunDir) -> float | None:
+    """The model's test balanced accuracy from ``metrics.json`` (``None`` when unknown)."""
+    from brainlrp._io import read_json
+
+    try:
+        value = read_json(rd.metrics)["test"]["balanced_accuracy"]
+        return None if value is None else float(value)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None

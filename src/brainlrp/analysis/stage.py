@@ -265,7 +265,8 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
             written.update(check_tables)
             summaries = {m: s.update(*parts[m]) for m, s in summaries.items()}
     # Claims read the finished summaries (fingerprints, totals) and the gain ranking.
-    written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]))
+    bacc = inputs.test_balanced_accuracy(rd)
+    written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]), bacc)
                                  for m in chosen], CLAIMS_COLUMNS)
 
     summary = AnalysisSummary(
@@ -308,7 +309,7 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
         return None
     from brainlrp import __version__
 
-    files = [rd.predictions, rd.card, rd.checkpoint]
+    files = [rd.predictions, rd.card, rd.checkpoint, rd.metrics]
     for m in chosen:
         files += [rd.heatmap(m, sid) for sid in scans_of[m]["scan_id"]]
     if cohort_root is not None:
