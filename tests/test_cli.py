@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from brainlrp.cli import app
@@ -26,8 +27,8 @@ def test_info_atlas_labels():
 
 def test_prepare_writes_splits(tmp_path, bids_cohort):
     out = tmp_path / "run"
-    args = ["prepare", str(bids_cohort), "--out", str(out), "--resolution", "6",
-            "--test", "2", "--val", "1"]
+    args = ["prepare", str(bids_cohort), "--out", str(out), "--resolution", "6", "--arch",
+            "tiny", "--test", "2", "--val", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     splits = pd.read_csv(out / "splits.tsv", sep="\t")
@@ -47,13 +48,46 @@ def test_prepare_missing_cohort(tmp_path):
 
 def test_prepare_too_few_subjects(tmp_path, bids_cohort):
     line = one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
-                            "--resolution", "6"])
-    assert "too few CN subjects" in line
+                            "--resolution", "6", "--arch", "tiny"])
+    assert "too few HC subjects" in line
 
 
 def test_prepare_bad_scan_names_the_file(tmp_path, bids_cohort):
     (bids_cohort / "sub-003" / "anat" / "sub-003_T1w.nii.gz").write_bytes(b"not a nifti")
     line = one_line_error(["prepare", str(bids_cohort), "--out", str(tmp_path / "r"),
-                            "--resolution", "6", "--test", "2", "--val", "1"])
+                            "--resolution", "6", "--arch", "tiny", "--test", "2", "--val", "1"])
     assert "sub-003_T1w.nii.gz" in line
     assert not (tmp_path / "r" / "splits.tsv").exists()
+
+
+@pytest.mark.parametrize("command", ["prepare", "simulate"])
+def test_a_grid_too_coarse_for_the_network_is_refused_at_once(tmp_path, bids_cohort, command):
+    out = tmp_path / "out"
+    args = ([command, str(bids_cohort), "--out", str(out)] if command == "prepare"
+            else [command, str(out), "-n", "2"])
+    line = one_line_error([*args, "--resolution", "3"])
+    assert "65 x 77 x 65" in line and "78 x 78 x 78" in line and "'paper'" in line
+    assert "--resolution" in line
+    assert not out.exists()
+
+
+def test_version_help_and_short_options():
+    for flag in ("--version", "-V"):
+        result = runner.invoke(app, [flag])
+        assert result.exit_code == 0 and result.output.startswith("brainlrp ")
+    for command in ("explain", "analyze", "report"):
+        result = runner.invoke(app, [command, "-h"])
+        assert result.exit_code == 0, result.output
+        assert "-m, --methods" in result.output
+        assert "<bool>" not in result.output
+
+
+def test_run_directory_that_does_not_exist(tmp_path):
+    for command in ("explain", "analyze", "report"):
+        line = one_line_error([command, str(tmp_path / "NOT_A_RUN")])
+        assert "NOT_A_RUN does not exist" in line and "RunDir" not in line
+
+
+def test_bad_atlas_name_prints_nothing_else():
+    line = one_line_error(["info", "--atlas", "nope"])
+    assert "unknown atlas 'nope'" in line

@@ -174,8 +174,8 @@ def test_cli_prepare_never_tracebacks(workdir, cli_cohort, valid_bytes, data, cu
     fuzzed = valid_bytes[: int(len(valid_bytes) * cut)] if not data else data
     (cli_cohort / "fuzzed.nii.gz").write_bytes(fuzzed)
     result = runner.invoke(app, ["prepare", str(cli_cohort / "cohort.csv"), "--out",
-                                 str(workdir / "run"), "--resolution", "6", "--test", "0.3",
-                                 "--val", "0.3", "--overwrite"])
+                                 str(workdir / "run"), "--resolution", "6", "--arch", "tiny",
+                                 "--test", "0.3", "--val", "0.3", "--overwrite"])
     assert result.exit_code in (0, 2), result.output
     assert "Traceback" not in result.output
     if result.exit_code == 2:

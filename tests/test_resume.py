@@ -23,7 +23,8 @@ import torch
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]
 
-SIMULATE = ["--n-subjects", "16", "--resolution", "6", "--seed", "5", "--jobs", "1"]
+SIMULATE = ["--n-subjects", "16", "--resolution", "6", "--arch", "tiny", "--seed", "5",
+            "--jobs", "1"]
 TRAIN = ["--resolution", "6", "--arch", "tiny", "--epochs", "6", "--test", "2", "--val", "2",
          "--early-stopping-start", "100", "--quiet"]
 METHODS = "lrp-b0,gb,occlusion"

@@ -51,7 +51,7 @@ class ModelCard:
     architecture: str
     model_kwargs: dict[str, Any]
     preprocessing: dict[str, Any]
-    classes: list[str] = field(default_factory=lambda: ["CN", "AD"])
+    classes: list[str] = field(default_factory=lambda: ["HC", "AD"])
     target_class: int = 1
     normalisation: str = "template brain mask, then min-max to [0, 1] per scan"
     training_cohort: dict[str, Any] = field(default_factory=dict)
@@ -99,7 +99,7 @@ class ModelCard:
                    model_kwargs=dict((arch.get("kwargs") if isinstance(arch, dict) else None)
                                      or {}),
                    preprocessing=preprocessing,
-                   classes=list(data.get("classes", ["CN", "AD"])),
+                   classes=list(data.get("classes", ["HC", "AD"])),
                    target_class=int(data.get("target_class", 1)),
                    normalisation=str(data.get("normalisation", "")),
                    training_cohort=dict(data.get("training_cohort") or {}),

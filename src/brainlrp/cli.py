@@ -20,7 +20,27 @@ app = typer.Typer(
     help="Train a 3D CNN to tell Alzheimer's disease from controls on T1 MRI and explain "
          "every decision with layer-wise relevance propagation (Böhle et al. 2019).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    # Plain click help: the rich renderer labels every flag and --help itself "<bool>".
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from brainlrp import __version__
+
+        typer.echo(f"brainlrp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Train a 3D CNN to tell Alzheimer's disease from controls on T1 MRI and explain every
+    decision with layer-wise relevance propagation (Böhle et al. 2019)."""
 
 
 def _fail(message: str) -> None:
@@ -55,6 +75,9 @@ def _say(text: str) -> None:
     typer.echo(text)
 
 
+ArchCheckOpt = Annotated[str, typer.Option(
+    "--arch", help="Architecture the grid is meant for: a --resolution too coarse for it is "
+                   "refused here, not at train time (tiny takes very coarse grids).")]
 ResolutionOpt = Annotated[float, typer.Option(
     "--resolution", "-r", help="Grid resolution in mm (1 = the paper's 193x229x193; "
                                "2 = 97x115x97).")]
@@ -77,6 +100,7 @@ def info(
     from brainlrp.atlas import atlas_summary, load_atlas
     from brainlrp.data.grid import TEMPLATE_NAME, Grid, template_path
 
+    table = load_atlas(atlas).labels if atlas else None  # a bad name fails before any output
     _say(f"brainlrp {__version__}")
     gpu = (f"{torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}"
            if torch.cuda.is_available() else "no GPU visible (CPU only)")
@@ -89,8 +113,7 @@ def info(
     _say("atlases (name: labels - description):")
     for a in atlas_summary():
         _say(f"  {a['name']}: {a['n_labels']} labels - {a['description']}")
-    if atlas:
-        table = load_atlas(atlas).labels
+    if table is not None:
         _say(f"labels of {atlas} ({len(table)} labels, {table['area'].nunique()} areas):")
         for row in table.itertuples():
             _say(f"  {row.index:>5}  {row.name:<60} {row.hemisphere:<8} {row.area}")
@@ -113,13 +136,14 @@ def prepare(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing split.")] = False,
     allow_external_paths: Annotated[bool, typer.Option(
         help="Accept scan paths outside the cohort folder.")] = False,
+    arch: ArchCheckOpt = "paper",
 ) -> None:
     """Validate a cohort, preprocess every scan into the cache, write splits.tsv."""
     from brainlrp.data.prepare import prepare as run_prepare
 
     result = run_prepare(cohort, out, resolution=resolution, test=test, val=val, seed=seed,
                          cache_dir=cache_dir, n_jobs=jobs, overwrite=overwrite,
-                         allow_external_paths=allow_external_paths)
+                         allow_external_paths=allow_external_paths, arch=arch)
     for notice in result.notices:
         _say(f"note: {notice}")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
@@ -177,7 +201,7 @@ def train(
         help="Accept scan paths outside the cohort folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
 ) -> None:
-    """Train the paper's 3D CNN (AD vs CN) and evaluate it on the test split."""
+    """Train the paper's 3D CNN (AD vs HC) and evaluate it on the test split."""
     from brainlrp.training import TrainConfig
     from brainlrp.training import train as run_train
 
@@ -210,8 +234,10 @@ def train(
 @cli_errors
 def explain(
     run: Annotated[Path, typer.Argument(help="A trained run directory.")],
-    methods: Annotated[str, typer.Option(
-        help="Comma-separated methods, e.g. lrp-b0,lrp-b1,gb,gradient,ig.")] = "lrp-b0",
+    methods: Annotated[list[str] | None, typer.Option(
+        "--methods", "-m", metavar="NAMES",
+        help="Methods (repeat or comma-separate), e.g. lrp-b0,lrp-b1,gb,gradient,ig; "
+             "default: lrp-b0.")] = None,
     split: Annotated[str, typer.Option(help="Scans to explain: test, val, train or all.")
                      ] = "test",
     cohort: Annotated[Path | None, typer.Option(
@@ -241,12 +267,13 @@ def explain(
     if start not in ("probability", "logit"):
         raise BrainLRPError(f"--start {start!r} is unknown", "use probability or logit")
     options = {"start": start}
+    methods = methods or ["lrp-b0"]
     if scan is not None:
         if out is None:
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")
         result = explain_scan(run, scan, out, methods=methods, options=options,
                               overwrite=overwrite, resample=resample)
-        _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'CN'})")
+        _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
         _say(f"wrote {len(result.files)} files to {result.out}")
         return
     res = explain_run(run, methods=methods, split=split, cohort=cohort,
@@ -269,8 +296,9 @@ def analyze(
                                             "(with NAME.tsv next to it).")
                      ] = "neuromorphometrics",
     methods: Annotated[list[str] | None, typer.Option(
-        "--methods", "-m", help="Methods to analyse (repeat or comma-separate); default: "
-                                "every method with heatmaps.")] = None,
+        "--methods", "-m", metavar="NAMES",
+        help="Methods to analyse (repeat or comma-separate); default: every method with "
+             "heatmaps.")] = None,
     cohort: Annotated[Path | None, typer.Option(
         help="Cohort folder or table (covariates, ground truth); default: the one in "
              "run.json.")] = None,
@@ -292,6 +320,9 @@ def analyze(
              "model and method far more than on the scan).")] = 1,
     batch_size: Annotated[int, typer.Option(help="Heatmaps read at a time.")] = 8,
     seed: SeedOpt = 0,
+    overwrite: Annotated[bool, typer.Option(
+        help="Recompute even when heatmaps, predictions, model and options are unchanged "
+             "since the last analysis.")] = False,
 ) -> None:
     """Relevance per atlas region, subject and group, plus the paper's statistics."""
     from brainlrp.analysis import analyze as run_analyze
@@ -300,7 +331,11 @@ def analyze(
                          threshold=threshold, top_k=top_k, faithfulness=faithfulness,
                          sanity=sanity, faithfulness_subjects=faithfulness_subjects,
                          faithfulness_steps=faithfulness_steps, sanity_subjects=sanity_subjects,
-                         batch_size=batch_size, seed=seed)
+                         batch_size=batch_size, seed=seed, overwrite=overwrite)
+    if result.skipped:
+        _say(f"analysis of {', '.join(result.methods)} is up to date (inputs unchanged); "
+             f"{result.run / 'analysis'} kept - pass --overwrite to recompute")
+        return
     for notice in result.notices:
         _say(f"note: {notice}")
 
@@ -333,13 +368,14 @@ def simulate(
                                              "(default: all CPUs).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Re-simulate subjects whose files "
                                                  "exist.")] = False,
+    arch: ArchCheckOpt = "paper",
 ) -> None:
     """Write a synthetic cohort of T1 scans with known, heterogeneous atrophy."""
     from brainlrp.simulate import simulate as run_simulate
 
     result = run_simulate(out, n_subjects=n_subjects, resolution=resolution, seed=seed,
                           disease_model=disease_model, ad_fraction=ad_fraction,
-                          n_jobs=jobs, overwrite=overwrite)
+                          n_jobs=jobs, overwrite=overwrite, arch=arch)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     kept = f", {result.n_skipped} kept from an earlier run" if result.n_skipped else ""
     _say(f"{len(result.participants)} subjects ({counts}) on the {result.grid.describe()} "
@@ -354,8 +390,9 @@ def simulate(
 def report(
     run: Annotated[Path, typer.Argument(help="Run directory after `brainlrp analyze`.")],
     methods: Annotated[list[str] | None, typer.Option(
-        "--methods", "-m", help="Methods to show (repeat or comma-separate); default: every "
-                                "analysed method.")] = None,
+        "--methods", "-m", metavar="NAMES",
+        help="Methods to show (repeat or comma-separate); default: every analysed "
+             "method.")] = None,
     cards: Annotated[bool, typer.Option(help="Write a PNG explanation card per test scan.")
                      ] = True,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,

@@ -58,6 +58,10 @@ class DemoResult:
     metrics: dict = field(default_factory=dict)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: int = 0,
          jobs: int | None = None, progress: bool = True, say=print,
          settings: DemoSettings | None = None) -> DemoResult:
@@ -97,10 +101,14 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
         say(f"[{len(timings) + 1}/5] {name}: {what}")
         return time.perf_counter()
 
+    def done(name: str, started: float) -> None:
+        timings[name] = time.perf_counter() - started
+        say(f"  {name} took {_duration(timings[name])}")
+
     start = stage("simulate", f"{settings.n_subjects} subjects at {settings.resolution:g} mm")
     simulate(cohort, n_subjects=settings.n_subjects, resolution=settings.resolution,
              seed=seed, n_jobs=jobs, progress=progress)
-    timings["simulate"] = time.perf_counter() - start
+    done("simulate", start)
 
     start = stage("train", f"the paper's CNN, up to {settings.epochs} epochs")
     if run.card.is_file():
@@ -115,7 +123,7 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
                              patience=settings.patience, lr=settings.lr, test=settings.test,
                              val=settings.val, seed=seed)
         metrics = train(cohort, run, config, jobs=jobs, progress=progress).metrics
-    timings["train"] = time.perf_counter() - start
+    done("train", start)
     m = metrics["test"]
     say(f"  test balanced accuracy {m['balanced_accuracy']:.3f} (sensitivity "
         f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f})")
@@ -123,16 +131,16 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
     start = stage("explain", ", ".join(settings.methods))
     explain_run(run, methods=settings.methods, split="test", batch_size=4,
                 progress=progress, method_options={"ig": {"steps": settings.ig_steps}})
-    timings["explain"] = time.perf_counter() - start
+    done("explain", start)
 
     start = stage("analyze", "regions, groups, fingerprints, ground truth, faithfulness")
     analyze(run, methods=list(settings.methods), progress=progress,
             faithfulness_subjects=settings.faithfulness_subjects)
-    timings["analyze"] = time.perf_counter() - start
+    done("analyze", start)
 
     start = stage("report", "figures and the HTML page")
     result = report(run, progress=progress)
-    timings["report"] = time.perf_counter() - start
+    done("report", start)
     run.record("demo", {"quick": quick, "seed": seed, "settings": settings.__dict__ | {
         "methods": list(settings.methods)}, "seconds": {k: round(v, 1)
                                                         for k, v in timings.items()}})

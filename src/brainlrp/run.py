@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from brainlrp._io import read_json, write_json
 from brainlrp.errors import BrainLRPError
@@ -24,6 +28,20 @@ class RunDir:
 
     def __fspath__(self) -> str:
         return str(self.root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    @classmethod
+    def existing(cls, root: str | os.PathLike) -> RunDir:
+        """The run directory ``root``, which must exist (a clear error otherwise)."""
+        path = Path(root)
+        if not path.is_dir():
+            what = "is not a directory" if path.exists() else "does not exist"
+            raise BrainLRPError(f"run directory {path} {what}",
+                                "check the path; a run is made by `brainlrp train COHORT "
+                                "--out RUN` (or `brainlrp demo`)")
+        return cls(path)
 
     run_json = property(lambda self: self.root / "run.json")
     splits = property(lambda self: self.root / "splits.tsv")
@@ -80,19 +98,68 @@ class RunDir:
         self._update(change)
 
     def set_cohort(self, summary: dict) -> None:
-        """Record the cohort this run was made from (``run.json["cohort"]``)."""
+        """Record the cohort this run was made from (``run.json["cohort"]``).
+
+        ``summary["source"]`` is stored as an absolute path, and beside it as
+        ``source_relative`` the path relative to the run directory, so the run works
+        from any working directory and still finds its cohort after the project
+        folder that holds both was moved.
+        """
+        summary = dict(summary)
+        if summary.get("source"):
+            source = Path(summary["source"]).expanduser().absolute()
+            summary["source"] = str(source)
+            summary["source_relative"] = os.path.relpath(source, self.root.absolute())
+
         self._update(lambda data: data.__setitem__("cohort", summary))
 
     def cohort_source(self) -> Path | None:
-        """The cohort folder or table recorded in run.json, if any."""
-        source = self.read_run().get("cohort", {}).get("source")
-        return Path(source) if source else None
+        """The cohort folder or table recorded in run.json, if any.
+
+        The absolute path when it exists, else the one relative to the run
+        directory when that exists (a moved project folder), else the absolute one
+        (whose absence the reader reports).
+        """
+        cohort = self.read_run().get("cohort", {}) or {}
+        source = cohort.get("source")
+        if not source:
+            return None
+        path = Path(source)
+        if not path.is_absolute():  # written by an older brainlrp: relative to where it ran
+            path = path.absolute()
+        relative = cohort.get("source_relative")
+        if not path.exists() and relative and (self.root / relative).exists():
+            return (self.root / relative).absolute()
+        return path
+
+    def stage_record(self, stage: str) -> dict:
+        """``run.json["stages"][stage]`` (empty when the stage never ran)."""
+        return (self.read_run().get("stages") or {}).get(stage) or {}
 
     def require(self, path: Path, what: str, fix: str) -> Path:
         """``path`` if it exists, else a clear error."""
         if not path.exists():
             raise BrainLRPError(f"{what} not found: {path}", fix)
         return path
+
+
+def inputs_key(files: Iterable[str | os.PathLike], options: Any = None) -> str:
+    """A short key of a stage's inputs: each file's path, size and modification time
+    (``None`` for a missing one) and the JSON of ``options``.
+
+    A stage stores it in its run.json record; when the key of a new call equals the
+    stored one and the outputs exist, the stage is up to date and skips its work.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    for file in files:
+        try:
+            st = os.stat(file)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        digest.update(json.dumps([str(file), stamp]).encode())
+    return digest.hexdigest()[:24]
 
 
 def _now() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 
 import nibabel as nib
@@ -193,3 +194,24 @@ def test_minimal_predictions_are_completed(fake_run):
     groups = pd.read_csv(fake_run.root / "regions" / "lrp-b0" / "groups.tsv", sep="\t")
     n = groups.drop_duplicates("group").set_index("group")["n_subjects"].to_dict()
     assert n == {"AD": 4, "HC": 4, "TP": 3, "TN": 3, "FP": 1, "FN": 1}
+
+
+def test_analyze_resumes_when_inputs_are_unchanged(fake_run):
+    kw = dict(faithfulness=False, sanity=False, n_permutations=10, progress=False)
+    first = analyze(fake_run.root, **kw)
+    assert not first.skipped
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in fake_run.root.rglob("*")
+             if p.is_file()}
+    again = analyze(fake_run.root, **kw)
+    assert again.skipped and again.methods == first.methods
+    assert again.summary == first.summary
+    # Nothing was written, run.json included.
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == files
+    # Another option, a changed heatmap or --overwrite recompute.
+    assert not analyze(fake_run.root, **{**kw, "top_k": 5}).skipped
+    assert analyze(fake_run.root, **{**kw, "top_k": 5}).skipped
+    heat = next((fake_run.root / "heatmaps" / "gb").glob("*.nii.gz"))
+    heat.write_bytes(heat.read_bytes())
+    os.utime(heat, ns=(heat.stat().st_atime_ns, heat.stat().st_mtime_ns + 10**9))
+    assert not analyze(fake_run.root, **{**kw, "top_k": 5}).skipped
+    assert not analyze(fake_run.root, **{**kw, "top_k": 5}, overwrite=True).skipped

@@ -97,15 +97,40 @@ def test_top_areas_rank_in_the_true_positives():
 
 def test_claims_verdicts():
     summary = MethodSummary(hc_ad_ratio=0.2, fingerprint_mean_similarity=0.9)
-    rows = claims("lrp-b0", summary, ["Amygdala", "Hippocampus", "Cerebellum"]).set_index("claim")
+    ranking = ["Amygdala", "Hippocampus", "Cerebellum", "ITG_inferior_temporal_gyrus"]
+    rows = claims("lrp-b0", summary, ranking).set_index("claim")
     assert rows.loc["hc_low", "verdict"] == "yes"
+    # Hippocampus in the top 10 and 3 of 4 areas temporal.
     assert rows.loc["temporal", "verdict"] == "yes"
-    assert "hippocampus rank 2 of 3" in rows.loc["temporal", "evidence"]
-    assert "2 of the top-10" in rows.loc["temporal", "evidence"]
+    assert "hippocampus rank 2 of 4" in rows.loc["temporal", "evidence"]
+    assert rows.loc["plausible", "verdict"] == "no" and "Cerebellum" in rows.loc[
+        "plausible", "evidence"]
     assert rows.loc["individual", "verdict"] == "–"
-    high = claims("lrp-b0", MethodSummary(hc_ad_ratio=1.5), []).set_index("claim")
-    assert high.loc["hc_low", "verdict"] == "no" and "temporal" not in high.index
+    assert "ground_truth" not in rows.index and "randomisation" not in rows.index
+    # A ratio just below 1 is not "very little".
+    high = claims("lrp-b0", MethodSummary(hc_ad_ratio=0.96), []).set_index("claim")
+    assert high.loc["hc_low", "verdict"] == "partly" and "temporal" not in high.index
     assert is_temporal("ITG_inferior_temporal_gyrus") and not is_temporal("Cerebellum")
+
+
+def test_claims_on_ground_truth_and_randomisation():
+    near_chance = MethodSummary(gt_mass_accuracy=0.205, gt_chance_mass_accuracy=0.168,
+                                gt_auc=0.523, sanity_spearman_top_layer=0.999,
+                                sanity_spearman_all_layers=0.52)
+    rows = claims("lrp-b0", near_chance, []).set_index("claim")
+    assert rows.loc["ground_truth", "verdict"] == "partly"  # 1.22x chance
+    assert rows.loc["randomisation", "verdict"] == "no"
+    good = MethodSummary(gt_mass_accuracy=0.6, gt_chance_mass_accuracy=0.2, gt_auc=0.85,
+                         sanity_spearman_top_layer=0.3)
+    rows = claims("x", good, []).set_index("claim")
+    assert rows.loc["ground_truth", "verdict"] == "yes"
+    assert rows.loc["randomisation", "verdict"] == "yes"
+
+
+def test_no_verdict_for_a_model_near_chance():
+    rows = claims("lrp-b0", MethodSummary(hc_ad_ratio=0.2), ["Hippocampus"], 0.58)
+    assert set(rows["verdict"]) == {"–"}
+    assert rows["evidence"].str.contains("near chance").all()
 
 
 def test_beta_overlap_only_between_paper_betas():

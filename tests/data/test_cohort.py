@@ -11,7 +11,7 @@ from tests.conftest import make_scan, write_scan
 
 
 @pytest.mark.parametrize("raw,expected", [
-    ("CN", "CN"), ("hc", "CN"), ("Control", "CN"), ("NORMAL", "CN"),
+    ("CN", "HC"), ("hc", "HC"), ("Control", "HC"), ("NORMAL", "HC"),
     ("AD", "AD"), ("dementia", "AD"), ("Dementia", "AD"),
     ("MCI", "EXCLUDE"), ("LMCI", "EXCLUDE"), ("banana", None),
 ])
@@ -21,7 +21,7 @@ def test_diagnosis_mapping(raw, expected):
 
 def test_bids_folder(bids_cohort):
     cohort = load_cohort(bids_cohort)
-    assert cohort.counts() == {"CN": 6, "AD": 6}
+    assert cohort.counts() == {"HC": 6, "AD": 6}
     assert list(cohort.scans.columns[:5]) == ["scan_id", "participant_id", "session",
                                               "diagnosis", "label"]
     assert (cohort.scans["scan_id"] == cohort.scans["participant_id"]).all()
@@ -57,7 +57,7 @@ def test_csv_table_relative_paths_and_ad_precedence(tmp_path, grid):
     a = cohort.scans[cohort.scans["participant_id"] == "A"]
     assert (a["diagnosis"] == "AD").all() and (a["label"] == 1).all()
     assert sorted(a["scan_id"]) == ["A_scan-1", "A_scan-2"]
-    assert cohort.counts() == {"CN": 1, "AD": 1}
+    assert cohort.counts() == {"HC": 1, "AD": 1}
     assert any("count as AD" in n for n in cohort.notices)
 
 
@@ -94,7 +94,7 @@ def test_empty_after_exclusions(tmp_path, grid):
     write_scan(root / "sub-1" / "anat" / "sub-1_T1w.nii.gz", make_scan(grid), grid.affine_array)
     pd.DataFrame({"participant_id": ["sub-1"], "diagnosis": ["MCI"]}).to_csv(
         root / "participants.tsv", sep="\t", index=False)
-    assert "no CN or AD scans are left" in _error(root)
+    assert "no HC or AD scans are left" in _error(root)
 
 
 def test_missing_participants_table(tmp_path):

@@ -18,16 +18,16 @@ def test_counts_per_class_and_disjoint():
     splits = make_splits(_subjects(), test=5, val=3, seed=1)
     assert splits["participant_id"].is_unique
     counts = splits.groupby(["split", "diagnosis"]).size()
-    assert counts["test", "CN"] == 5 and counts["test", "AD"] == 5
-    assert counts["val", "CN"] == 3 and counts["val", "AD"] == 3
-    assert counts["train", "CN"] == 32 and counts["train", "AD"] == 22
+    assert counts["test", "HC"] == 5 and counts["test", "AD"] == 5
+    assert counts["val", "HC"] == 3 and counts["val", "AD"] == 3
+    assert counts["train", "HC"] == 32 and counts["train", "AD"] == 22
 
 
 def test_fractions():
     splits = make_splits(_subjects(), test=0.2, val=0.1, seed=0)
     counts = splits.groupby(["split", "diagnosis"]).size()
-    assert counts["test", "CN"] == 8 and counts["test", "AD"] == 6
-    assert counts["val", "CN"] == 4 and counts["val", "AD"] == 3
+    assert counts["test", "HC"] == 8 and counts["test", "AD"] == 6
+    assert counts["val", "HC"] == 4 and counts["val", "AD"] == 3
 
 
 def test_same_seed_same_split_and_other_seed_differs():
@@ -39,7 +39,7 @@ def test_same_seed_same_split_and_other_seed_differs():
 
 
 def test_paper_defaults_need_enough_subjects():
-    with pytest.raises(BrainLRPError, match="too few CN subjects"):
+    with pytest.raises(BrainLRPError, match="too few HC subjects"):
         make_splits(_subjects(40, 60))  # 30 + 18 + 1 > 40
 
 

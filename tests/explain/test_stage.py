@@ -92,7 +92,7 @@ def test_one_new_scan(run, tmp_path):
                   "--methods", "lrp-b0,gradient"])
     assert "AD probability" in result.output
     pred = json.loads((out / "prediction.json").read_text())
-    assert 0 <= pred["p_ad"] <= 1 and pred["predicted"] in ("AD", "CN")
+    assert 0 <= pred["p_ad"] <= 1 and pred["predicted"] in ("AD", "HC")
     for name in ("input", "lrp-b0", "gradient"):
         np.testing.assert_allclose(nib.load(out / f"{name}.nii.gz").affine, grid.affine_array)
 

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def _run(*args):
-    return runner.invoke(app, ["simulate", *map(str, args)])
+    return runner.invoke(app, ["simulate", "--arch", "tiny", *map(str, args)])
 
 
 def _error_line(result) -> str:
@@ -30,7 +30,7 @@ def test_simulate_writes_a_cohort(tmp_path):
     result = _run(out, "--n-subjects", 4, "--resolution", TEST_RESOLUTION, "--seed", 3,
                   "--jobs", 1, "--ad-fraction", 0.25)
     assert result.exit_code == 0, result.output
-    assert "4 subjects (CN 3, AD 1)" in result.output
+    assert "4 subjects (HC 3, AD 1)" in result.output
     assert (out / "participants.tsv").is_file()
     again = _run(out, "--n-subjects", 4, "--resolution", TEST_RESOLUTION, "--seed", 3,
                  "--jobs", 1, "--ad-fraction", 0.25)

@@ -33,8 +33,8 @@ def test_layout_and_participants(small_cohort):
     assert list(table.columns) == ["participant_id", "diagnosis", "age", "sex", "subtype",
                                    "severity", "hippocampus_volume", "total_atrophy"]
     assert table["participant_id"].tolist() == [f"sub-{i:04d}" for i in range(1, 7)]
-    assert small_cohort.counts == {"CN": 3, "AD": 3}
-    cn, ad = table[table.diagnosis == "CN"], table[table.diagnosis == "AD"]
+    assert small_cohort.counts == {"HC": 3, "AD": 3}
+    cn, ad = table[table.diagnosis == "HC"], table[table.diagnosis == "AD"]
     assert (cn["subtype"] == "none").all() and (cn["severity"] == 0).all()
     assert (cn["total_atrophy"] == 0).all() and (ad["total_atrophy"] > 0).all()
     lo, hi = load_disease_model("default").severity
@@ -96,7 +96,7 @@ def test_ground_truth_matches_the_label_maps(small_cohort):
         loss = nib.load(paths["tissue_loss"])
         data = np.asarray(loss.dataobj)
         assert loss.get_data_dtype() == np.float32 and data.min() >= 0 and data.max() <= 1
-        if row.diagnosis == "CN":
+        if row.diagnosis == "HC":
             assert not data.any() and (truth["relative_loss"] == 0).all()
         else:
             assert data.max() > 0
@@ -168,7 +168,7 @@ def test_ad_hippocampi_are_smaller_by_the_margin_the_model_implies(tmp_path):
     table = result.participants
     model = load_disease_model("default")
     expected_loss = model.expected_loss(HIPPOCAMPUS)
-    cn = table.loc[table.diagnosis == "CN", "hippocampus_volume"].mean()
+    cn = table.loc[table.diagnosis == "HC", "hippocampus_volume"].mean()
     ad = table.loc[table.diagnosis == "AD", "hippocampus_volume"].mean()
     expected_margin = expected_loss * cn
     assert 0.5 * expected_margin < cn - ad < 1.5 * expected_margin

@@ -39,7 +39,7 @@ def test_draws_depend_only_on_seed_and_index():
     model = load_disease_model("default")
     a = draw_subject(3, 7, "sub-0008", "AD", model)
     assert a == draw_subject(3, 7, "sub-0008", "AD", model)
-    cn = draw_subject(3, 7, "sub-0008", "CN", model)
+    cn = draw_subject(3, 7, "sub-0008", "HC", model)
     other_model = draw_subject(3, 7, "sub-0008", "AD", load_disease_model(LEFT_ONLY))
     # The person and the scanner stay the same whatever the diagnosis or model.
     assert a.anatomy_seed == cn.anatomy_seed == other_model.anatomy_seed
@@ -51,7 +51,7 @@ def test_draws_depend_only_on_seed_and_index():
 
 
 def test_rendering_is_deterministic_and_cn_has_no_loss(anatomy):
-    spec = draw_subject(1, 0, "sub-0001", "CN", load_disease_model("default"))
+    spec = draw_subject(1, 0, "sub-0001", "HC", load_disease_model("default"))
     first, second = render_subject(spec, anatomy), render_subject(spec, anatomy)
     np.testing.assert_array_equal(first.t1, second.t1)
     np.testing.assert_array_equal(first.labels, second.labels)
@@ -99,7 +99,7 @@ def test_atrophy_darkens_and_shrinks_the_targeted_labels(anatomy):
 
 
 def test_scanner_effects_are_seeded_and_skull_stripped(anatomy):
-    spec = draw_subject(4, 1, "sub-0002", "CN", load_disease_model("default"))
+    spec = draw_subject(4, 1, "sub-0002", "HC", load_disease_model("default"))
     images = render_subject(spec, anatomy)
     a = scanner_effects(images.t1, images.brain, anatomy.wm_intensity, seed=9)
     b = scanner_effects(images.t1, images.brain, anatomy.wm_intensity, seed=9)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,7 +82,7 @@ def test_training_writes_the_contract(trained):
     assert set(metrics["trials_summary"]["balanced_accuracy"]) == {"mean", "sd"}
     card = json.loads((trained / "model" / "card.json").read_text())
     assert card["grid"]["shape"] == [33, 39, 33]
-    assert card["classes"] == ["CN", "AD"] and "torch" in card["libraries"]
+    assert card["classes"] == ["HC", "AD"] and "torch" in card["libraries"]
     log = pd.read_csv(trained / "training_log.csv")
     assert {"trial", "epoch", "train_loss", "val_loss", "val_bacc"} <= set(log.columns)
     assert sorted(log["trial"].unique()) == [0, 1]
@@ -183,3 +184,28 @@ def test_ddp_over_two_cpu_processes(tmp_path, cohort, trained):
     single = pd.read_csv(trained / "splits.tsv", sep="\t")
     pd.testing.assert_frame_equal(pd.read_csv(out / "splits.tsv", sep="\t"), single)
     load_model(out)
+
+
+def test_run_works_from_anywhere_and_after_a_move(tmp_path, monkeypatch):
+    """Relative paths given at train time still resolve from another working directory,
+    and after the project folder holding cohort and run was moved."""
+    project = tmp_path / "project"
+    make_bids_cohort(project / "cohort", Grid.from_resolution(6), 5, 5)
+    monkeypatch.chdir(project)
+    result = runner.invoke(app, ["train", "cohort", "--out", "runs/r1", *TINY])
+    assert result.exit_code == 0, result.output
+    cohort = json.loads((project / "runs/r1/run.json").read_text())["cohort"]
+    assert Path(cohort["source"]).is_absolute()
+    assert cohort["source_relative"] == os.path.join("..", "..", "cohort")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = ["explain", str(project / "runs/r1"), "--methods", "gradient", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    result = runner.invoke(app, ["explain", str(moved / "runs/r1"), "--methods", "lrp-b0",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert any((moved / "runs/r1/heatmaps/lrp-b0").glob("*.nii.gz"))

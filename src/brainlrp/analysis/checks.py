@@ -81,7 +81,7 @@ def check_sample(results: dict[str, MethodRegions], n: int, seed: int) -> list[s
 
 def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: Grid,
                  modes: dict[str, str], notices: list[str], config, *, model, inputs_fn: InputsFn,
-                 explain_fn, timings: dict[str, float]
+                 explain_fn, timings: dict[str, float], progress: bool = False
                  ) -> tuple[dict[str, pd.DataFrame], dict[str, list]]:
     """Run the faithfulness and sanity checks the config asks for.
 
@@ -103,6 +103,8 @@ def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: G
         ``explain_fn(model, x, method) -> heatmap``.
     timings : dict
         Receives seconds per check.
+    progress : bool
+        Show the randomisation check's progress (explanations computed).
 
     Returns
     -------
@@ -153,9 +155,15 @@ def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: G
         tick = time.perf_counter()
         s_ids = sample[: config.sanity_subjects]
         x = load_model_inputs(inputs_fn, s_ids, grid.shape)
-        san = cascading_randomization(
-            model, x, explain_fn, methods, mask=brain_mask(grid), relevance=modes,
-            scan_ids=s_ids, n_voxels=config.sanity_voxels, seed=config.seed)[list(SANITY_COLUMNS)]
+        from brainlrp._progress import progress_bar
+        from brainlrp.analysis.sanity import weight_layers
+
+        steps = (len(weight_layers(model)) + 1) * len(methods)
+        with progress_bar(steps, "sanity check", progress, unit="explanations") as advance:
+            san = cascading_randomization(
+                model, x, explain_fn, methods, mask=brain_mask(grid), relevance=modes,
+                scan_ids=s_ids, n_voxels=config.sanity_voxels, seed=config.seed,
+                advance=advance)[list(SANITY_COLUMNS)]
         out["sanity"] = san
         for method, part in san.groupby("method", sort=False):
             last = part["stage"].max()

@@ -57,7 +57,7 @@ def read_predictions(rd: RunDir) -> pd.DataFrame:
     if dup.any():
         raise BrainLRPError(f"{rd.predictions}: scan {table['scan_id'][dup].iloc[0]} occurs twice",
                             "re-run `brainlrp train` to rewrite it")
-    table["diagnosis"] = np.where(table["label"] == 1, "AD", "CN")
+    table["diagnosis"] = np.where(table["label"] == 1, "AD", "HC")
     # Derived, not trusted: the outcome must agree with label and prediction.
     table["outcome"] = np.select(
         [(table["label"] == 1) & (table["predicted"] == 1),
@@ -144,3 +144,14 @@ def cohort_tables(rd: RunDir, cohort, notices: list[str]
                        "pass --cohort")
         return None, None
     return loaded.subjects, loaded.root
+
+
+def test_balanced_accuracy(rd: RunDir) -> float | None:
+    """The model's test balanced accuracy from ``metrics.json`` (``None`` when unknown)."""
+    from brainlrp._io import read_json
+
+    try:
+        value = read_json(rd.metrics)["test"]["balanced_accuracy"]
+        return None if value is None else float(value)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None

@@ -49,14 +49,15 @@ def reinitialise(module: nn.Module, seed: int) -> None:
 
 
 def _heatmaps(model: nn.Module, x: torch.Tensor, methods: Sequence[str],
-              explain_fn: ExplainFn, modes: Mapping[str, str], voxels: np.ndarray
-              ) -> dict[str, np.ndarray]:
+              explain_fn: ExplainFn, modes: Mapping[str, str], voxels: np.ndarray,
+              advance: Callable[[int], None]) -> dict[str, np.ndarray]:
     """Sampled relevance of every method: ``(n_subjects, n_sampled_voxels)``."""
     out = {}
     for method in methods:
         heat = explain_fn(model, x, method).detach().cpu().numpy().astype(np.float32)
         flat = heat.reshape(len(heat), -1)[:, voxels]
         out[method] = metrics.apply_relevance(flat, modes[method])
+        advance(1)
     return out
 
 
@@ -64,7 +65,8 @@ def cascading_randomization(model: nn.Module, inputs: np.ndarray, explain_fn: Ex
                             methods: Sequence[str], mask: np.ndarray | None = None,
                             relevance: Mapping[str, str] | None = None,
                             scan_ids: Sequence[str] | None = None, n_voxels: int = 20000,
-                            seed: int = 0) -> pd.DataFrame:
+                            seed: int = 0, advance: Callable[[int], None] | None = None
+                            ) -> pd.DataFrame:
     """Spearman between trained and progressively randomised heatmaps.
 
     Parameters
@@ -83,6 +85,9 @@ def cascading_randomization(model: nn.Module, inputs: np.ndarray, explain_fn: Ex
     n_voxels : int
         Voxels sampled (without replacement, seeded) for the rank correlation.
     seed : int
+    advance : callable, optional
+        Called with 1 after each method's heatmaps at each stage (a progress bar of
+        ``(n_weight_layers + 1) * len(methods)`` steps).
 
     Returns
     -------
@@ -106,12 +111,13 @@ def cascading_randomization(model: nn.Module, inputs: np.ndarray, explain_fn: Ex
     x = torch.from_numpy(inputs)
     if param is not None:
         x = x.to(device=param.device, dtype=param.dtype)
-    reference = _heatmaps(work, x, methods, explain_fn, modes, voxels)
+    advance = advance or (lambda n=1: None)
+    reference = _heatmaps(work, x, methods, explain_fn, modes, voxels, advance)
     rows = []
     layers = weight_layers(work)
     for stage, (name, module) in enumerate(reversed(layers), start=1):
         reinitialise(module, seed + stage)
-        randomised = _heatmaps(work, x, methods, explain_fn, modes, voxels)
+        randomised = _heatmaps(work, x, methods, explain_fn, modes, voxels, advance)
         for method in methods:
             for i, sid in enumerate(scan_ids):
                 rows.append({"method": method, "scan_id": sid, "stage": stage, "layer": name,

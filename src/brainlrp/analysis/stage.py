@@ -49,10 +49,10 @@ from brainlrp.analysis.hippocampus import (
     hippocampus_area,
 )
 from brainlrp.analysis.regions import AtlasRegions, MethodRegions, stream_method, write_groups
-from brainlrp.analysis.summary import SUMMARY_KEYS, AnalysisSummary, MethodSummary
+from brainlrp.analysis.summary import SUMMARY_KEYS, AnalysisSummary, MethodSummary, read_summary
 from brainlrp.analysis.top_areas import TOP_AREAS_COLUMNS, top_areas
 from brainlrp.analysis.totals import TOTALS_COLUMNS, relevance_totals
-from brainlrp.run import RunDir
+from brainlrp.run import RunDir, inputs_key
 
 #: Columns of the per-method analysis tables, by output name (``analysis/<name>.tsv``).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -152,6 +152,8 @@ class AnalysisResult:
     seconds : float
     timings : dict
         Seconds per phase (setup, regions per method, faithfulness, sanity).
+    skipped : bool
+        The analysis was up to date: nothing was recomputed or written.
     """
 
     run: Path
@@ -162,11 +164,12 @@ class AnalysisResult:
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
 
 
 def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, model=None,
             inputs_fn: Callable[[list[str]], np.ndarray] | None = None, explain_fn=None,
-            progress: bool = True, **options) -> AnalysisResult:
+            progress: bool = True, overwrite: bool = False, **options) -> AnalysisResult:
     """Measure a run's heatmaps per region, subject and group, and check them.
 
     Parameters
@@ -184,6 +187,12 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         ``explain_fn(model, x, method) -> heatmap``; by default
         :func:`brainlrp.explain.explain`.
     progress : bool
+    overwrite : bool
+        Recompute even when the run's analysis is up to date: a call whose inputs
+        (heatmaps, predictions, model, cohort tables and ground truth, options) are
+        those of the last finished analysis returns its results without recomputing
+        (``AnalysisResult.skipped``). Calls with a custom ``model``, ``inputs_fn`` or
+        ``explain_fn`` always recompute.
     **options
         Fields of :class:`AnalysisConfig`.
 
@@ -193,20 +202,28 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     """
     config = _config(config, options)
     start = time.perf_counter()
-    rd = RunDir(run)
+    rd = RunDir.existing(run)
     notices: list[str] = []
     grid = inputs.model_grid(rd)
     predictions = inputs.read_predictions(rd)
     chosen = inputs.select_methods(inputs.discover_methods(rd), config.methods)
     modes = inputs.relevance_modes(chosen, config.relevance)
+    subjects, cohort_root = inputs.cohort_tables(rd, config.cohort, notices)
+    scans_of = {m: inputs.scans_with_heatmaps(rd, m, predictions, notices) for m in chosen}
+    key = _inputs_key(rd, config, chosen, modes, scans_of, cohort_root,
+                      custom=model is not None or inputs_fn is not None or explain_fn is not None)
+    if not overwrite and key is not None and _up_to_date(rd, key, chosen):
+        summary = read_summary(rd.analysis / "summary.json")
+        return AnalysisResult(run=rd.root, methods=chosen,
+                              n_scans={m: len(s) for m, s in scans_of.items()},
+                              summary=summary.to_dict(), notices=list(summary.notices),
+                              seconds=time.perf_counter() - start, skipped=True)
     atlas = AtlasRegions.fit(config.atlas, grid)
     area_names = atlas.areas["region"].tolist()
     if atlas.lost:
         notices.append(f"{len(atlas.lost)} label(s) of the atlas {atlas.atlas_name} vanish on "
                        f"the {grid.describe()} grid ({', '.join(atlas.lost[:3])}); they get no "
                        "region values")
-    subjects, cohort_root = inputs.cohort_tables(rd, config.cohort, notices)
-    scans_of = {m: inputs.scans_with_heatmaps(rd, m, predictions, notices) for m in chosen}
 
     # Temporary files of a killed earlier analysis (every output is rewritten below).
     for folder in (rd.analysis, *(rd.regions / m for m in chosen), *(rd.means / m for m in chosen)):
@@ -242,13 +259,14 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         written["beta_overlap"] = overlap
     if config.faithfulness or config.sanity:
         checked = _model_checks(rd, results, atlas, modes, notices, config, model, inputs_fn,
-                                explain_fn, timings)
+                                explain_fn, timings, progress)
         if checked is not None:
             check_tables, parts = checked
             written.update(check_tables)
             summaries = {m: s.update(*parts[m]) for m, s in summaries.items()}
     # Claims read the finished summaries (fingerprints, totals) and the gain ranking.
-    written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]))
+    bacc = inputs.test_balanced_accuracy(rd)
+    written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]), bacc)
                                  for m in chosen], CLAIMS_COLUMNS)
 
     summary = AnalysisSummary(
@@ -277,10 +295,41 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
                           "sanity": config.sanity, "seed": config.seed,
                           "seconds": round(seconds, 2),
                           "timings": {k: round(v, 2) for k, v in timings.items()},
-                          "notices": notices})
+                          "notices": notices, "inputs_key": key})
     return AnalysisResult(run=rd.root, methods=chosen, n_scans=n_scans,
                           summary=summary.to_dict(), outputs=outputs, notices=notices,
                           seconds=seconds, timings=timings)
+
+
+def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: dict[str, str],
+                scans_of: dict[str, pd.DataFrame], cohort_root: Path | None,
+                custom: bool) -> str | None:
+    """The key of everything the analysis reads (``None``: never reuse)."""
+    if custom:
+        return None
+    from brainlrp import __version__
+
+    files = [rd.predictions, rd.card, rd.checkpoint, rd.metrics]
+    for m in chosen:
+        files += [rd.heatmap(m, sid) for sid in scans_of[m]["scan_id"]]
+    if cohort_root is not None:
+        files += sorted(p for p in Path(cohort_root).glob("*") if p.is_file())
+        truth = gt.ground_truth_dir(cohort_root)
+        if truth.is_dir():
+            files += sorted(p for p in truth.rglob("*") if p.is_file())
+    explain_options = rd.stage_record("explain").get("method_options") or {}
+    options = {"version": __version__, "config": asdict(config), "methods": chosen,
+               "modes": modes, "explain_options": {m: explain_options.get(m) for m in chosen}}
+    return inputs_key(files, options)
+
+
+def _up_to_date(rd: RunDir, key: str, chosen: list[str]) -> bool:
+    """Whether the last finished analysis had these inputs and all its files are there."""
+    record = rd.stage_record("analyze")
+    if record.get("inputs_key") != key or not (rd.analysis / "summary.json").is_file():
+        return False
+    return all((rd.regions / m / name).is_file() for m in chosen
+               for name in ("subjects.tsv", "groups.tsv"))
 
 
 def _config(config: AnalysisConfig | None, options: dict) -> AnalysisConfig:
@@ -337,7 +386,7 @@ def _gain_ranking(mr: MethodRegions) -> list[str]:
 
 def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasRegions,
                   modes: dict[str, str], notices: list[str], config: AnalysisConfig, model,
-                  inputs_fn, explain_fn, timings: dict[str, float]):
+                  inputs_fn, explain_fn, timings: dict[str, float], progress: bool):
     """The model checks with the run's own model, inputs and explainer unless given."""
     if model is None:
         if not rd.checkpoint.is_file():
@@ -356,9 +405,17 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
         def inputs_fn(ids):
             return load_inputs(rd.root, ids, prep)
     if explain_fn is None and config.sanity:
-        from brainlrp.explain import explain as explain_fn
+        from brainlrp.explain import explain
+
+        # The options the run's heatmaps were made with (e.g. fewer IG steps).
+        recorded = rd.read_run().get("stages", {}).get("explain", {}) or {}
+        used = recorded.get("method_options") or {}
+
+        def explain_fn(model, x, method):
+            return explain(model, x, method, **used.get(method, {}))
     return model_checks(results, atlas, atlas.grid, modes, notices, config, model=model,
-                        inputs_fn=inputs_fn, explain_fn=explain_fn, timings=timings)
+                        inputs_fn=inputs_fn, explain_fn=explain_fn, timings=timings,
+                        progress=progress)
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Relevance totals: mean whole-map relevance per group, and the HC / AD ratio.
 
 The paper found very little relevance in healthy controls: with relevance
-starting at p(AD), a control called CN carries little of it.
+starting at p(AD), a control called HC carries little of it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Two layouts are read:
 
 Diagnoses CN/HC/control/normal map to 0 and AD/dementia to 1 (case-insensitive);
 MCI and its variants are excluded with a notice; anything else is an error that
-lists the unknown labels. A subject with both CN and AD scans counts as AD (the
+lists the unknown labels. A subject with both HC (CN) and AD scans counts as AD (the
 paper's rule).
 """
 
@@ -24,7 +24,7 @@ import pandas as pd
 
 from brainlrp.errors import BrainLRPError
 
-CLASS_NAMES = ("CN", "AD")
+CLASS_NAMES = ("HC", "AD")
 HC_LABELS = {"cn", "hc", "nc", "control", "controls", "normal", "healthy", "healthy control",
              "healthy_control", "cognitively normal"}
 AD_LABELS = {"ad", "dementia", "alzheimer", "alzheimers", "alzheimer's disease",
@@ -76,10 +76,14 @@ class Cohort:
 
 
 def normalise_diagnosis(value) -> str | None:
-    """Map a raw diagnosis to ``"CN"``, ``"AD"``, ``"EXCLUDE"`` or ``None`` (unknown)."""
+    """Map a raw diagnosis to ``"HC"``, ``"AD"``, ``"EXCLUDE"`` or ``None`` (unknown).
+
+    Healthy controls are written HC everywhere brainlrp writes or shows them; CN, HC,
+    control(s), normal and cognitively normal are accepted on input.
+    """
     text = " ".join(str(value).strip().lower().split())
     if text in HC_LABELS:
-        return "CN"
+        return "HC"
     if text in AD_LABELS:
         return "AD"
     if text in EXCLUDED_LABELS:
@@ -275,18 +279,18 @@ def _finish(source: Path, raw: pd.DataFrame, rows: pd.DataFrame) -> Cohort:
         notices.append(
             f"excluded {int(excluded.sum())} scan(s) of "
             f"{rows.loc[excluded, 'participant_id'].nunique()} participant(s) with "
-            + ", ".join(f"{k} ({v})" for k, v in kinds.items()) + " (only CN and AD are used)")
+            + ", ".join(f"{k} ({v})" for k, v in kinds.items()) + " (only HC and AD are used)")
         rows = rows[~excluded]
     if rows.empty:
-        raise BrainLRPError(f"{table}: no CN or AD scans are left after exclusions",
+        raise BrainLRPError(f"{table}: no HC or AD scans are left after exclusions",
                             "the cohort needs both controls and AD patients")
     # The paper's rule: a subject with an AD scan counts as AD, all scans included.
     subject_dx = rows.groupby("participant_id")["diagnosis"].agg(
-        lambda d: "AD" if (d == "AD").any() else "CN")
+        lambda d: "AD" if (d == "AD").any() else "HC")
     mixed = rows.groupby("participant_id")["diagnosis"].nunique()
     n_mixed = int((mixed > 1).sum())
     if n_mixed:
-        notices.append(f"{n_mixed} participant(s) with both CN and AD scans count as AD")
+        notices.append(f"{n_mixed} participant(s) with both HC and AD scans count as AD")
     rows["diagnosis"] = rows["participant_id"].map(subject_dx)
     rows["label"] = (rows["diagnosis"] == "AD").astype(int)
     scans = rows[["scan_id", "participant_id", "session", "diagnosis", "label", "path"]]

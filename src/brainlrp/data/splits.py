@@ -24,7 +24,7 @@ def make_splits(subjects: pd.DataFrame, test: float = 30, val: float = 18,
     Parameters
     ----------
     subjects : pandas.DataFrame
-        ``participant_id`` and ``label`` (0 CN, 1 AD), one row per subject.
+        ``participant_id`` and ``label`` (0 HC, 1 AD), one row per subject.
     test, val : float
         Subjects per class when >= 1 (the paper: 30 test and 18 validation per
         class), or the fraction of each class when in (0, 1).
@@ -49,7 +49,7 @@ def make_splits(subjects: pd.DataFrame, test: float = 30, val: float = 18,
         idx = subjects.index[subjects["label"].astype(int) == label].to_numpy()
         if len(idx) == 0:
             raise BrainLRPError(f"the cohort has no {name} subjects",
-                                "a classifier needs both CN and AD subjects")
+                                "a classifier needs both HC and AD subjects")
         n_test, n_val = _n_for(test, len(idx)), _n_for(val, len(idx))
         if n_test + n_val + 1 > len(idx):
             raise BrainLRPError(

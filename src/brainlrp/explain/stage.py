@@ -20,6 +20,7 @@ import torch
 
 from brainlrp._io import TMP_PREFIX, save_nifti, write_json
 from brainlrp._lightning import is_main_process
+from brainlrp._progress import progress_bar
 from brainlrp.card import ModelCard
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
@@ -160,7 +161,8 @@ def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
                     claims.release(scan_id)
 
 
-def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None):
+def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None,
+                      advance=None):
     import lightning.pytorch as pl
 
     from brainlrp.explain import explain
@@ -193,6 +195,8 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
             finally:
                 for i in mine:
                     self.claims.release(ids[i])
+            if advance is not None:
+                advance(len(ids))
             return None
 
     return Explainer()
@@ -246,7 +250,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     from brainlrp._lightning import quiet_lightning
     from brainlrp.training.checkpoint import load_model
 
-    run = RunDir(run_dir)
+    run = RunDir.existing(run_dir)
     methods = _validate_methods(methods)
     if batch_size < 1:
         raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
@@ -266,26 +270,41 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         arrays = _scan_arrays(run, todo, cohort, cache_dir, prep, card, resample)
         loader = torch.utils.data.DataLoader(_ArrayDataset(arrays, todo),
                                              batch_size=batch_size, shuffle=False)
-        module = _explainer_module(model, methods, run, prep.grid.affine_array, options or {},
-                                   method_options)
-        import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
+        # One process: our bar counts scans; under DDP each rank has its own share and
+        # Lightning's bar (in batches) is shown instead.
+        single = str(devices) == "1" and num_nodes == 1 and strategy == "auto"
+        with progress_bar(len(todo), "explain", progress and single) as advance:
+            module = _explainer_module(model, methods, run, prep.grid.affine_array,
+                                       options or {}, method_options, advance)
+            import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
-        quiet_lightning()
-        trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
-                             num_nodes=num_nodes, logger=False, inference_mode=False,
-                             enable_progress_bar=progress, enable_model_summary=False,
-                             enable_checkpointing=False, default_root_dir=run.root)
-        trainer.predict(module, loader, return_predictions=False)
-        # Under DDP every rank writes its own scans; rank 0 counts the finished ones
-        # only after all ranks are through.
-        trainer.strategy.barrier("explain-done")
+            quiet_lightning()
+            trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
+                                 num_nodes=num_nodes, logger=False, inference_mode=False,
+                                 enable_progress_bar=progress and not single,
+                                 enable_model_summary=False, enable_checkpointing=False,
+                                 default_root_dir=run.root)
+            trainer.predict(module, loader, return_predictions=False)
+            # Under DDP every rank writes its own scans; rank 0 counts the finished ones
+            # only after all ranks are through.
+            trainer.strategy.barrier("explain-done")
         written = module.written
     seconds = time.perf_counter() - start
     done = len(scan_ids) - len(_pending(run, scan_ids, methods))
     info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
             "seconds": round(seconds, 1), "batch_size": batch_size}
     if is_main_process():
-        run.record("explain", info, merge=True)
+        # The options each method's heatmaps were made with (analyze's checks explain
+        # again with the same ones); kept across calls for other methods.
+        recorded = run.stage_record("explain")
+        used = dict(recorded.get("method_options") or {})
+        for m in methods:
+            used[m] = (options or {}) | (method_options or {}).get(m, {})
+        same = all(recorded.get(k) == info[k] for k in ("methods", "split", "n_scans",
+                                                          "complete"))
+        # A call with nothing to do leaves run.json as it was.
+        if todo or not same or recorded.get("method_options") != used:
+            run.record("explain", info | {"method_options": used}, merge=True)
     return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
                          n_written=written, n_skipped=len(scan_ids) - len(todo),
                          seconds=seconds)
@@ -318,7 +337,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     if (out / "prediction.json").exists() and not overwrite:
         raise BrainLRPError(f"{out} already holds an explanation",
                             "pass --overwrite or choose another --out")
-    model, card = load_model(run_dir, device=device)
+    model, card = load_model(RunDir.existing(run_dir), device=device)
     prep = card.prep
     check_scan_grid(card, scan, resample)
     img = load_scan(scan)
@@ -333,7 +352,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
                    prep.grid.affine_array, description=f"brainlrp {method} AD relevance")
     write_json(out / "prediction.json", {
-        "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "CN",
+        "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "HC",
         "model": str(Path(run_dir).resolve()), "grid": prep.grid.to_dict(),
         "methods": methods})
     return ScanExplanation(out=out, p_ad=p_ad, files=files)

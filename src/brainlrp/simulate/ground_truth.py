@@ -15,7 +15,7 @@
 Volumes are voxel counts of the subject's label map without (``before``) and
 with (``after``) the disease, times the voxel volume; ``relative_loss`` is
 ``1 - after / before`` (negative where a space grows, e.g. the ventricles) and
-``model_loss`` the loss the disease model asked for. CN subjects have all-zero
+``model_loss`` the loss the disease model asked for. HC subjects have all-zero
 maps and losses.
 """
 

@@ -42,15 +42,16 @@ GZIP_LEVEL = 1
 HIPPOCAMPUS = ("Left_Hippocampus", "Right_Hippocampus")
 PARTICIPANT_COLUMNS = {
     "participant_id": "Subject identifier (sub-0001, ...).",
-    "diagnosis": "CN (cognitively normal) or AD (Alzheimer's disease, simulated atrophy).",
+    "diagnosis": "HC (healthy control, cognitively normal) or AD (Alzheimer's disease, "
+                 "simulated atrophy).",
     "age": "Age in years; drives the shared ageing effect.",
     "sex": "F or M; males have slightly larger heads.",
-    "subtype": "Atrophy subtype of the disease model; 'none' for CN.",
-    "severity": "Disease severity in [0, 1) drawn from the model's range; 0 for CN.",
+    "subtype": "Atrophy subtype of the disease model; 'none' for HC.",
+    "severity": "Disease severity in [0, 1) drawn from the model's range; 0 for HC.",
     "hippocampus_volume": "Left plus right hippocampus volume (mm3) on the subject's "
                           "simulated label map.",
     "total_atrophy": "Brain tissue lost to the disease as a fraction of the subject's "
-                     "tissue volume without disease; 0 for CN.",
+                     "tissue volume without disease; 0 for HC.",
 }
 
 
@@ -86,7 +87,7 @@ class SimulationResult:
     @property
     def counts(self) -> dict[str, int]:
         """Subjects per diagnosis."""
-        return {dx: int((self.participants["diagnosis"] == dx).sum()) for dx in ("CN", "AD")}
+        return {dx: int((self.participants["diagnosis"] == dx).sum()) for dx in ("HC", "AD")}
 
 
 def participant_ids(n_subjects: int) -> list[str]:
@@ -99,7 +100,7 @@ def assign_diagnoses(n_subjects: int, ad_fraction: float, seed: int) -> list[str
     """``round(n * ad_fraction)`` AD subjects at positions drawn from ``seed``."""
     n_ad = int(round(n_subjects * ad_fraction))
     order = np.random.default_rng([int(seed), 0xC0]).permutation(n_subjects)
-    dx = np.array(["CN"] * n_subjects, dtype=object)
+    dx = np.array(["HC"] * n_subjects, dtype=object)
     dx[order[:n_ad]] = "AD"
     return dx.tolist()
 
@@ -107,7 +108,7 @@ def assign_diagnoses(n_subjects: int, ad_fraction: float, seed: int) -> list[str
 def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 2.0,
              seed: int = 0, disease_model: str | os.PathLike | dict | DiseaseModel = "default",
              ad_fraction: float = 0.5, n_jobs: int | None = None, overwrite: bool = False,
-             progress: bool = True) -> SimulationResult:
+             progress: bool = True, arch: str | None = None) -> SimulationResult:
     """Simulate a cohort of T1 scans with known atrophy (see the module docstring).
 
     Parameters
@@ -131,12 +132,19 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
         Re-simulate subjects whose files exist (otherwise they are kept and only
         missing subjects are written).
     progress : bool
+    arch : str, optional
+        A registered architecture the cohort is meant for: a grid too coarse for it
+        is refused before anything is written (the CLI checks the paper's network).
 
     Returns
     -------
     SimulationResult
     """
     start = time.perf_counter()
+    if arch is not None:
+        from brainlrp.models import check_grid_fits
+
+        check_grid_fits(arch, Grid.from_resolution(resolution).shape)
     if isinstance(n_subjects, bool) or int(n_subjects) != n_subjects or n_subjects < 1:
         raise BrainLRPError(f"--n-subjects must be a positive whole number, got {n_subjects}",
                             "e.g. --n-subjects 200")

@@ -47,7 +47,7 @@ from brainlrp.simulate.anatomy import (
 from brainlrp.simulate.disease import CSF_LABELS, DiseaseModel
 
 #: Age distributions (mean, sd, low, high) per diagnosis; they overlap on purpose.
-AGE = {"CN": (72.0, 6.0, 60.0, 85.0), "AD": (75.0, 7.0, 60.0, 90.0)}
+AGE = {"HC": (72.0, 6.0, 60.0, 85.0), "AD": (75.0, 7.0, 60.0, 90.0)}
 #: Head size: log-normal isotropic scale with this sd, males larger by this factor.
 HEAD_SCALE_SD = 0.02
 SEX_SCALE = 1.02

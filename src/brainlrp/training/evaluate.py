@@ -55,5 +55,5 @@ def classification_metrics(labels, p_ad, threshold: float = 0.5) -> dict:
     return {"balanced_accuracy": float(np.nanmean([sens, spec])), "sensitivity": sens,
             "specificity": spec, "accuracy": float((predicted == labels).mean()),
             "roc_auc": auc, "n": int(len(labels)),
-            "confusion_matrix": {"labels": ["CN", "AD"], "rows": "true", "columns": "predicted",
+            "confusion_matrix": {"labels": ["HC", "AD"], "rows": "true", "columns": "predicted",
                                  "matrix": cm.tolist()}}

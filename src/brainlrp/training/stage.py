@@ -170,7 +170,7 @@ def _check_classes(prepared: PreparedCohort) -> None:
         raise BrainLRPError(
             f"the cohort {prepared.cohort.source} has no {missing[0]} subjects "
             f"(only {', '.join(k for k in counts if counts[k])})",
-            "training needs both CN and AD subjects")
+            "training needs both HC and AD subjects")
     for split in ("train", "val"):
         labels = set(prepared.scans.loc[prepared.scans["split"] == split, "label"])
         if labels != {0, 1}:
@@ -293,6 +293,12 @@ def train(cohort: str | os.PathLike, out: str | os.PathLike,
     quiet_lightning()
     if config.trials < 1:
         raise BrainLRPError(f"--trials must be at least 1, got {config.trials}", "use 1-10")
+    from brainlrp.data.grid import Grid
+    from brainlrp.models import check_grid_fits
+
+    # Before any scan is read: a grid the architecture cannot take is refused at once.
+    check_grid_fits(config.arch, Grid.from_resolution(config.resolution).shape,
+                    **config.model_kwargs)
     if is_main:
         if run.card.is_file() and not overwrite:
             raise BrainLRPError(f"{run.root} already holds a trained model",
