@@ -14,6 +14,8 @@ def test_summary_lays_out_claims_and_summary(run_copy, make_ctx):
     assert set(claims["claim"]) >= {"individual", "hc_low", "temporal"}
     claims.loc[(claims["method"] == "lrp-b0") & (claims["claim"] == "temporal"),
                ["evidence", "verdict"]] = ["EVIDENCE FROM FILE", "no"]
+    claims.loc[(claims["method"] == "lrp-b0") & (claims["claim"] == "hc_low"),
+               "verdict"] = "partly"
     claims.to_csv(claims_path, sep="\t", index=False)
     path = run_copy / "analysis" / "summary.json"
     s = read_json(path)
@@ -22,6 +24,7 @@ def test_summary_lays_out_claims_and_summary(run_copy, make_ctx):
 
     html = build(summary.SPEC, make_ctx(run_copy)).render(1)
     assert "EVIDENCE FROM FILE" in html and '<span class="no">no</span>' in html
+    assert '<span class="partly">partly</span>' in html
     assert 'href="#fingerprints">see §6</a>' in html  # the claim judged by the reader
     assert "0.432" in html  # the HC / AD tile
     assert html.count("<tr>") >= 3 and "paper −0.56 at β=0" in html

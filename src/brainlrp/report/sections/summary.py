@@ -14,8 +14,11 @@ from brainlrp.report.sections.context import Context, fixed
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import fmt_number, fmt_p, fmt_seconds, method_label
 
-#: The section showing each claim's evidence, linked from the claims table.
-CLAIM_SECTIONS = {"individual": "fingerprints", "hc_low": "regions", "temporal": "regions"}
+#: The section showing each claim's evidence, linked where the analysis gave no verdict.
+CLAIM_SECTIONS = {"individual": "fingerprints", "hc_low": "regions", "temporal": "regions",
+                  "plausible": "regions", "ground_truth": "ground-truth",
+                  "randomisation": "sanity"}
+VERDICTS = ("yes", "partly", "no")
 
 
 def build(ctx: Context, sec: Section) -> None:
@@ -79,12 +82,13 @@ def _paper_r(method: str) -> str:
 
 
 def claims_table(claims: pd.DataFrame, method: str) -> Safe:
-    """``analysis/claims.tsv`` rows of one method as the claims table."""
+    """``analysis/claims.tsv`` rows of one method as the claims table (verdicts
+    coloured; a claim without one links to the section showing its evidence)."""
     from brainlrp.report.sections import section_number
 
     def verdict(row: pd.Series):
         v = str(row["verdict"])
-        if v in ("yes", "no"):
+        if v in VERDICTS:
             return Safe(f'<span class="{esc(v)}">{esc(v)}</span>')
         target = CLAIM_SECTIONS.get(str(row["claim"]))
         if target:
@@ -92,11 +96,13 @@ def claims_table(claims: pd.DataFrame, method: str) -> Safe:
         return v
 
     frame = claims.assign(agrees=[verdict(r) for _, r in claims.iterrows()])
-    return table(frame, {"statement": "claim (Böhle et al. 2019)",
+    return table(frame, {"statement": "claim (Böhle et al. 2019, and checks of the maps)",
                          "evidence": f"this run ({method_label(method)})",
                          "agrees": "agrees?"},
-                 caption="The paper's claims, checked on this run. Hippocampus in the top "
-                         "10 gain areas counts as agreement; HC/AD below 1 likewise.",
+                 caption="The paper's claims and checks of the explanation on this run, as "
+                         "judged by `brainlrp analyze` (analysis/claims.tsv; its thresholds "
+                         "are in the documentation of brainlrp.analysis.claims). Without a "
+                         "verdict the link leads to the evidence.",
                  table_id="claims")
 
 
