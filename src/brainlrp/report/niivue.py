@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import html
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -247,11 +248,15 @@ class ViewerStore:
         self.crop_affine = self.affine.copy()
         self.crop_affine[:3, 3] = self.affine[:3, :3] @ lo + self.affine[:3, 3]
 
-    def _add(self, data: np.ndarray, slope: float = 1.0, intent: int = 0) -> str:
+    def encode(self, data: np.ndarray, slope: float = 1.0, intent: int = 0) -> bytes:
+        """A grid volume, cropped to the brain, as a gzipped NIfTI (see :func:`nifti_gz`)."""
         if data.shape != self.mask.shape:
             raise ValueError(f"a viewer volume has shape {data.shape}, the grid "
                              f"{self.mask.shape}")
-        raw = nifti_gz(np.ascontiguousarray(data[self.box]), self.crop_affine, slope, intent)
+        return nifti_gz(np.ascontiguousarray(data[self.box]), self.crop_affine, slope, intent)
+
+    def _add(self, data: np.ndarray, slope: float = 1.0, intent: int = 0) -> str:
+        raw = self.encode(data, slope, intent)
         key = hashlib.sha1(raw).hexdigest()[:16]
         if key not in self.blocks:
             self.blocks[key] = base64.b64encode(raw).decode("ascii")
@@ -373,3 +378,93 @@ def viewer_html(store: ViewerStore, element_id: str, background: np.ndarray,
   <script type="application/json" class="niivue-spec">{data}</script>
   {store.take(keys)}
 </div>"""
+
+
+# ====================================================================== report viewers
+
+_STORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def page_store(ctx) -> ViewerStore:
+    """The :class:`ViewerStore` of the page a report :class:`~.sections.Context` builds."""
+    store = _STORES.get(ctx)
+    if store is None:
+        store = _STORES[ctx] = ViewerStore(ctx.affine, ctx.mask())
+    return store
+
+
+def has_viewers(ctx) -> bool:
+    """Whether any viewer was built for ``ctx``'s page (NiiVue is then inlined)."""
+    store = _STORES.get(ctx)
+    return bool(store and store.emitted)
+
+
+def _atlas(ctx) -> tuple[np.ndarray | None, list[str] | None]:
+    atlas = ctx.atlas()
+    if atlas is None:
+        return None, None
+    return atlas.codes, [str(n) for n in atlas.labels["region"]]
+
+
+def example_viewer(ctx, element_id: str, scan_id: str, background: np.ndarray,
+                   vmax: dict[str, float], start_mm: Sequence[float] | None = None,
+                   background_name: str = "scan") -> str:
+    """A viewer of one test scan: its scan beneath the heatmap of every method.
+
+    Parameters
+    ----------
+    ctx : Context
+    element_id : str
+    scan_id : str
+    background : numpy.ndarray
+        The subject's scan (or the template) on the model grid.
+    vmax : dict of str -> float
+        Colour-scale maximum per method where the page fixes it (LRP: one scale for
+        all examples); other methods use their map's 99.5th percentile.
+    start_mm : sequence of float, optional
+        Crosshair at start (default: the first map's peak).
+    background_name : str
+
+    Returns
+    -------
+    str
+        Empty when the scan has no heatmap.
+    """
+    from brainlrp.report import style
+    from brainlrp.report.figures import robust_max
+    from brainlrp.report.sections import method_unit
+
+    data = ctx.data
+    order = [ctx.main] + [m for m in data.methods if m != ctx.main]
+    overlays = []
+    for m in order:
+        heat = data.heatmap(m, scan_id)
+        if heat is not None:
+            overlays.append(Overlay(style.method_label(m), heat, method_unit(data, m),
+                                    data.mode(m) == "signed", vmax.get(m) or robust_max(heat)))
+    if not overlays:
+        return ""
+    codes, names = _atlas(ctx)
+    return viewer_html(page_store(ctx), element_id, background, overlays, codes, names,
+                       background_name, start_mm)
+
+
+def group_viewer(ctx, element_id: str, overlays: Sequence[Overlay]) -> str:
+    """A viewer of group mean maps over the template.
+
+    Parameters
+    ----------
+    ctx : Context
+    element_id : str
+    overlays : sequence of Overlay
+
+    Returns
+    -------
+    str
+        Empty without maps.
+    """
+    if not overlays:
+        return ""
+    codes, names = _atlas(ctx)
+    return viewer_html(page_store(ctx), element_id, ctx.template(), overlays, codes, names,
+                       "template")

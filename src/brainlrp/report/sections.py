@@ -34,6 +34,7 @@ from brainlrp.report.html import (
 )
 from brainlrp.report.html import figure as html_figure
 from brainlrp.report.inputs import RunData, per_participant
+from brainlrp.report.niivue import example_viewer
 from brainlrp.report.style import area_label, fmt_number, fmt_p, fmt_seconds, method_label
 
 #: Axial cuts (z, mm) of the group-mean slices: temporal lobe and hippocampus to vertex.
@@ -514,7 +515,9 @@ def individual_section(ctx: Context) -> Section:
                       outcome, row["participant_id"], sid,
                       f"{float(row['p_ad']):.3f}", *(f"{c:.0f}" for c in cut))
         sec.add(heading(f"{outcome} - {style.GROUP_NAMES[outcome]}"),
-                ctx.fig(fig, f"{outcome} example heatmaps", caption, f"fig-example-{outcome}"))
+                ctx.fig(fig, f"{outcome} example heatmaps", caption, f"fig-example-{outcome}"),
+                Safe(example_viewer(ctx, f"viewer-{outcome}", sid, bg, vmax, cut,
+                                    "template" if reason else "scan")))
     missing = [k for k, v in examples.items() if v is None]
     if missing:
         sec.add(note(f"no {', '.join(missing)} in the test set, so no example for "
@@ -533,9 +536,9 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
     -------
     Section
     dict
-        The viewer's payload (built from the same maps; empty without mean images).
+        ``{"maps": [...]}``: the names of the viewer's maps (empty without mean images).
     """
-    from brainlrp.report.viewer import Layer, viewer_html, viewer_payload
+    from brainlrp.report.niivue import Overlay, group_viewer
 
     data = ctx.data
     sec = Section("group-means", "Group mean heatmaps",
@@ -592,21 +595,17 @@ def group_section(ctx: Context) -> tuple[Section, dict]:
             if v is None:
                 continue
             scale = vmax if m == main else figs.robust_max(v)
-            layers.append(Layer(f"{method_label(m)} · {g} mean (n = {_counts(data, m).get(g, 0)})",
-                                v, method_unit(data, m), data.mode(m) == "signed", scale))
-    atlas = ctx.atlas()
-    labels = atlas.codes if atlas is not None else None
-    names = ([area_label(n, 80) for n in atlas.labels["region"]] if atlas is not None
-             else None)
-    payload = viewer_payload(template, ctx.mask(), ctx.affine, layers, labels, names)
+            n = _counts(data, m).get(g, 0)
+            layers.append(Overlay(f"{method_label(m)} · {g} mean (n = {n})", v,
+                                  method_unit(data, m), data.mode(m) == "signed", scale))
     sec.add(heading("Interactive viewer", ident="viewer-heading"),
-            fmt("<p>Click or drag in a view, or move the sliders, to navigate; the readout "
-                "gives the MNI coordinate, the map's value under the cross and the "
-                "atlas label ({}) there. Other maps (every group of {}, the AD mean of every "
-                "method) are in the menu. Works offline.</p>",
-                data.summary.get("atlas", "atlas"), method_label(main)),
-            Safe(viewer_html(payload, "viewer")))
-    return sec, payload
+            fmt("<p>NiiVue: click or drag in a view to move the crosshair, or type MNI "
+                "coordinates; the readout gives them, the map's value and the atlas area "
+                "({}) under the crosshair. Other maps (every group of {}, the AD mean of every "
+                "method) are in the menu; the threshold hides smaller magnitudes. Works "
+                "offline.</p>", data.summary.get("atlas", "atlas"), method_label(main)),
+            Safe(group_viewer(ctx, "viewer", layers)))
+    return sec, {"maps": [lay.name for lay in layers]}
 
 
 def regions_section(ctx: Context) -> Section:
