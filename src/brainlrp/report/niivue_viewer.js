@@ -45,6 +45,7 @@
     var spec = this.spec, self = this;
     var nv = new niivue.Niivue({
       backColor: [0, 0, 0, 1], crosshairColor: [0, 0.9, 1, 0.8], show3Dcrosshair: false,
+      crosshairWidth: 1, crosshairWidthUnit: "mm",
       isColorbar: false, multiplanarShowRender: 0, multiplanarLayout: 3,
       isRadiologicalConvention: false, logLevel: "error"
     });
