@@ -211,6 +211,15 @@ def choose_main_and_comparison(methods: Sequence[str]) -> tuple[str, str | None]
     return main, (non_lrp or others or [None])[0]
 
 
+#: What ``brainlrp explain`` computes without ``--methods``.
+DEFAULT_METHODS = ("lrp-b0",)
+
+
+def default_methods() -> list[str]:
+    """The methods ``brainlrp explain`` computes when none are named."""
+    return list(DEFAULT_METHODS)
+
+
 def unit_label(method: str, mode: str | None = None) -> str:
     """Colour-bar label with units, e.g. ``relevance (a.u.)`` or ``|gradient| (a.u.)``."""
     info = describe(method)
@@ -268,6 +277,7 @@ register(MethodInfo("occlusion", "perturbation", label="Occlusion", quantity="oc
                     relevance="positive", description="3-D occlusion", order=6))
 
 
-__all__ = ["FAMILIES", "RELEVANCE_MODES", "MethodInfo", "choose_main_and_comparison", "describe",
+__all__ = ["DEFAULT_METHODS", "FAMILIES", "RELEVANCE_MODES", "MethodInfo",
+           "choose_main_and_comparison", "default_methods", "describe",
            "find", "listed", "lookup", "ordered", "paper_betas", "parse", "register",
            "register_family", "unit_label"]

@@ -267,7 +267,10 @@ def explain(
     if start not in ("probability", "logit"):
         raise BrainLRPError(f"--start {start!r} is unknown", "use probability or logit")
     options = {"start": start}
-    methods = methods or ["lrp-b0"]
+    if not methods:
+        from brainlrp.catalog import default_methods
+
+        methods = default_methods()
     if scan is not None:
         if out is None:
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")

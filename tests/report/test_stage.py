@@ -47,7 +47,7 @@ def test_report_end_to_end(reported, analysed):
     assert {p.name[:-4] for p in reported.cards} == test_scans
     assert {p.name[:-4] for p in (root / "report" / "cards").glob("*.png")} == test_scans
     assert read_json(root / "run.json")["stages"]["report"]["n_cards"] == len(test_scans)
-    assert "brainlrp-viewer" in html and "Content-Security-Policy" in html
+    assert "brainlrp-niivue" in html and "Content-Security-Policy" in html
     assert "most raised vs HC" in html and "(z = " in html
 
 

@@ -6,7 +6,7 @@
     One self-contained page (figures embedded as PNG, style and scripts inline, no
     network): run summary, training, individual explanations (TP, FP, TN, FN; LRP
     beside guided backpropagation), group means (slices, glass brains and an offline
-    slice viewer), region metrics (sum, density, gain; violins AD vs HC; patients A
+    NiiVue viewer), region metrics (sum, density, gain; violins AD vs HC; patients A
     and B), fingerprints, beta sensitivity, hippocampus, ground truth, faithfulness,
     sanity, the list of cards, and methods/notes. Section ids: ``summary``,
     ``training``, ``individual``, ``group-means``, ``regions``, ``fingerprints``,
@@ -19,13 +19,15 @@
 Modules: :mod:`~brainlrp.report.inputs` (reading the run),
 :mod:`~brainlrp.report.style` (names, colours, units), :mod:`~brainlrp.report.figures`
 (pure plotting functions), :mod:`~brainlrp.report.cards`,
-:mod:`~brainlrp.report.viewer` (the offline slice viewer),
+:mod:`~brainlrp.report.niivue` (the offline NiiVue viewers),
+:mod:`~brainlrp.report.notebook` (:func:`view`: the same in Jupyter, via ipyniivue),
 :mod:`~brainlrp.report.html` (page assembly), :mod:`~brainlrp.report.sections` (one
 module and spec per section, in page order; a section whose files are missing says
 which command writes them) and :mod:`~brainlrp.report.stage`. The report computes no
 result: every number comes from the files of ``train`` and ``analyze``.
 """
 
+from brainlrp.report.notebook import view
 from brainlrp.report.stage import ReportResult, report
 
-__all__ = ["ReportResult", "report"]
+__all__ = ["ReportResult", "report", "view"]

@@ -199,7 +199,7 @@ class Section:
 
 
 def asset(name: str) -> str:
-    """A text file shipped next to this module (``report.css``, ``viewer.js``)."""
+    """A text file shipped next to this module (``report.css``)."""
     return resources.files("brainlrp.report").joinpath(name).read_text()
 
 

@@ -118,7 +118,7 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
         built[spec.id] = build(spec, ctx)
     pages = [built[spec.id] for spec in SECTIONS]
     from brainlrp.report.html import page
-    from brainlrp.report.viewer import viewer_script
+    from brainlrp.report.niivue import has_viewers, page_scripts
 
     tick = time.perf_counter()
     title = f"brainlrp report: {data.rd.root.resolve().name}"
@@ -126,7 +126,7 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
     names = ", ".join(style.method_label(m) for m in data.methods)
     subtitle = (f"{len(data.test_scans())} test scans · {names} · {data.grid.describe()} · "
                 f"cohort {cohort}")
-    text = page(title, subtitle, pages, scripts=[viewer_script()],
+    text = page(title, subtitle, pages, scripts=page_scripts() if has_viewers(ctx) else [],
                 footer=f"Self-contained page: all images and scripts are embedded; the cards "
                        f"are in {out / 'cards'}.")
     index = out / "index.html"

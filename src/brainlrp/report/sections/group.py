@@ -8,7 +8,7 @@ from brainlrp.report.html import Safe, Section, fmt, heading, note
 from brainlrp.report.sections.context import Context, method_unit
 from brainlrp.report.sections.context import group_counts as _counts
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import area_label, fmt_number, method_label
+from brainlrp.report.style import fmt_number, method_label
 
 #: Axial cuts (z, mm) of the group-mean slices: temporal lobe and hippocampus to vertex.
 AXIAL_CUTS = (-36, -24, -14, -4, 8, 20, 34, 50)
@@ -26,9 +26,9 @@ def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
     -------
     Section
     dict
-        The viewer's payload (built from the same maps; empty without mean images).
+        ``{"maps": [...]}``: the names of the viewer's maps (empty without mean images).
     """
-    from brainlrp.report.viewer import Layer, viewer_html, viewer_payload
+    from brainlrp.report.niivue import Overlay, group_viewer
 
     data = ctx.data
     main = ctx.main
@@ -81,21 +81,17 @@ def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
             if v is None:
                 continue
             scale = vmax if m == main else figs.robust_max(v)
-            layers.append(Layer(f"{method_label(m)} · {g} mean (n = {_counts(data, m).get(g, 0)})",
-                                v, method_unit(data, m), data.mode(m) == "signed", scale))
-    atlas = ctx.atlas()
-    labels = atlas.codes if atlas is not None else None
-    names = ([area_label(n, 80) for n in atlas.labels["region"]] if atlas is not None
-             else None)
-    payload = viewer_payload(template, ctx.mask(), ctx.affine, layers, labels, names)
+            n = _counts(data, m).get(g, 0)
+            layers.append(Overlay(f"{method_label(m)} · {g} mean (n = {n})", v,
+                                  method_unit(data, m), data.mode(m) == "signed", scale))
     sec.add(heading("Interactive viewer", ident="viewer-heading"),
-            fmt("<p>Click or drag in a view, or move the sliders, to navigate; the readout "
-                "gives the MNI coordinate, the map's value under the cross and the "
-                "atlas label ({}) there. Other maps (every group of {}, the AD mean of every "
-                "method) are in the menu. Works offline.</p>",
-                data.summary.atlas, method_label(main)),
-            Safe(viewer_html(payload, "viewer")))
-    return sec, payload
+            fmt("<p>NiiVue: click or drag in a view to move the crosshair, or type MNI "
+                "coordinates; the readout gives them, the map's value and the atlas area "
+                "({}) under the crosshair. Other maps (every group of {}, the AD mean of every "
+                "method) are in the menu; the threshold hides smaller magnitudes. Works "
+                "offline.</p>", data.summary.atlas, method_label(main)),
+            Safe(group_viewer(ctx, "viewer", layers)))
+    return sec, {"maps": [lay.name for lay in layers]}
 
 
 SPEC = SectionSpec(

@@ -8,8 +8,9 @@ import pandas as pd
 from brainlrp import catalog
 from brainlrp.report import figures as figs
 from brainlrp.report import style
-from brainlrp.report.html import Section, fmt, heading, note
+from brainlrp.report.html import Safe, Section, fmt, heading, note
 from brainlrp.report.inputs import RunData
+from brainlrp.report.niivue import example_viewer
 from brainlrp.report.sections.context import Context, paper_methods
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import method_label
@@ -94,7 +95,9 @@ def build(ctx: Context, sec: Section) -> None:
                       outcome, row["participant_id"], sid,
                       f"{float(row['p_ad']):.3f}", *(f"{c:.0f}" for c in cut))
         sec.add(heading(f"{outcome} - {style.GROUP_NAMES[outcome]}"),
-                ctx.fig(fig, f"{outcome} example heatmaps", caption, f"fig-example-{outcome}"))
+                ctx.fig(fig, f"{outcome} example heatmaps", caption, f"fig-example-{outcome}"),
+                Safe(example_viewer(ctx, f"viewer-{outcome}", sid, bg, vmax, cut,
+                                    "template" if reason else "scan")))
     missing = [k for k, v in examples.items() if v is None]
     if missing:
         sec.add(note(f"no {', '.join(missing)} in the test set, so no example for "
