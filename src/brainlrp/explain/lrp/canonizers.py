@@ -161,6 +161,7 @@ class ExposeMerges(Canonizer):
                 replacement = graph.call_module(name, args=inputs)
             node.replace_all_uses_with(replacement)
             graph.erase_node(node)
+            tensors.add(replacement)
         if not names:
             return
         patched.append((module, names))
