@@ -11,7 +11,7 @@ TEST_RESOLUTION = 7.0
 
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory):
-    """A simulated cohort of 6 subjects (3 CN, 3 AD) at 7 mm; do not modify it."""
+    """A simulated cohort of 6 subjects (3 HC, 3 AD) at 7 mm; do not modify it."""
     from brainlrp.simulate import simulate
 
     root = tmp_path_factory.mktemp("simulated") / "cohort"

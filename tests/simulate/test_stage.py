@@ -179,3 +179,33 @@ def test_ad_hippocampi_are_smaller_by_the_margin_the_model_implies(tmp_path):
     hippo = hippo[hippo["diagnosis"] == "AD"]
     paired = 1 - hippo["volume_after_mm3"].sum() / hippo["volume_before_mm3"].sum()
     assert paired == pytest.approx(expected_loss, rel=0.2)
+
+
+def test_healthy_twin_is_the_subject_re_simulated_without_the_disease(small_cohort, tmp_path):
+    """An AD subject's twin equals, byte for byte, the same spec rendered without disease."""
+    from brainlrp.simulate import ground_truth as gtruth
+    from brainlrp.simulate.anatomy import template_anatomy
+    from brainlrp.simulate.disease import load_disease_model
+    from brainlrp.simulate.scanner import scanner_effects
+    from brainlrp.simulate.stage import write_nifti
+    from brainlrp.simulate.subject import draw_subject, render_subject
+
+    table = small_cohort.participants
+    root = small_cohort.root
+    for row in table.itertuples():
+        twin = gtruth.healthy_twin_path(root, row.participant_id)
+        assert twin.is_file() == (row.diagnosis == "AD")
+    row = table[table.diagnosis == "AD"].iloc[0]
+    index = int(table.index[table.participant_id == row.participant_id][0])
+    anatomy = template_anatomy(small_cohort.grid)
+    spec = draw_subject(11, index, row.participant_id, "AD", load_disease_model("default"))
+    assert spec.losses
+    healthy = spec.without_disease()
+    images = render_subject(healthy, anatomy)
+    t1 = scanner_effects(images.t1, images.brain, anatomy.wm_intensity, healthy.scanner_seed)
+    again = tmp_path / "twin.nii.gz"
+    write_nifti(again, anatomy.paste(t1), small_cohort.grid.affine_array, np.int16,
+                "brainlrp simulated T1w, healthy twin")
+    assert again.read_bytes() == gtruth.healthy_twin_path(root, row.participant_id).read_bytes()
+    patient = gtruth.subject_paths(root, row.participant_id)["t1"]
+    assert patient.read_bytes() != again.read_bytes()

@@ -11,6 +11,8 @@
     sub-0001_volume_loss.tsv      per atlas label: label, index, volume_before_mm3,
                                   volume_after_mm3, relative_loss, model_loss
     sub-0001_labels.nii.gz        the atlas warped to the subject, after atrophy
+    sub-0001_desc-healthy_T1w.nii.gz   AD subjects only: the healthy twin, the same
+                                  person, scanner and age rendered without the disease
 
 Volumes are voxel counts of the subject's label map without (``before``) and
 with (``after``) the disease, times the voxel volume; ``relative_loss`` is
@@ -53,6 +55,11 @@ def subject_paths(root: str | os.PathLike, participant_id: str) -> dict[str, Pat
             "volume_loss": gt / f"{participant_id}_volume_loss.tsv",
             "labels": gt / f"{participant_id}_labels.nii.gz",
             "sidecar": anat / f"{participant_id}_T1w.json"}
+
+
+def healthy_twin_path(root: str | os.PathLike, participant_id: str) -> Path:
+    """The healthy twin's T1 of an AD subject (same person and scan, no disease)."""
+    return folder(root) / f"{participant_id}_desc-healthy_T1w.nii.gz"
 
 
 def label_table() -> pd.DataFrame:

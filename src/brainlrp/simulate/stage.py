@@ -300,9 +300,12 @@ def _finished(root: Path, pid: str) -> dict | None:
     if not all(p.is_file() for p in paths.values()):
         return None
     try:
-        return read_json(paths["sidecar"])
+        record = read_json(paths["sidecar"])
     except (OSError, ValueError):
         return None
+    if record.get("label_losses") and not gt.healthy_twin_path(root, pid).is_file():
+        return None  # an AD subject from before twins were written
+    return record
 
 
 def _row(record: dict) -> dict:
@@ -318,7 +321,7 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
 
     anatomy = template_anatomy(grid)
     spec = draw_subject(seed, index, participant_id, diagnosis, model)
-    images = render_subject(spec, anatomy)
+    images = render_subject(spec, anatomy, keep_before=bool(spec.losses))
     t1 = scanner_effects(images.t1, images.brain, anatomy.wm_intensity, spec.scanner_seed)
     loss = images.tissue_loss
     paths = gt.subject_paths(Path(root), participant_id)
@@ -329,6 +332,12 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
                 "fraction of tissue lost to the disease")
     write_nifti(paths["labels"], anatomy.paste(images.labels), affine, np.int16,
                 "Neuromorphometrics labels, subject anatomy")
+    if spec.losses:
+        # The healthy twin: the same person, age and scanner without the disease.
+        twin = scanner_effects(images.t1_before, images.brain_before, anatomy.wm_intensity,
+                               spec.scanner_seed)
+        write_nifti(gt.healthy_twin_path(Path(root), participant_id), anatomy.paste(twin),
+                    affine, np.int16, "brainlrp simulated T1w, healthy twin")
     table = gt.volume_table(images.labels_before, images.labels, anatomy.label_names,
                             grid.voxel_volume, spec.losses)
     write_table(paths["volume_loss"], table)

@@ -145,7 +145,8 @@ class SubjectImages:
     """Rendered arrays of one subject on the cropped box (see :class:`TemplateAnatomy`).
 
     ``t1`` is before scanner effects; ``brain`` is the subject's brain mask.
-    ``*_before`` are the same subject without the disease.
+    ``*_before`` are the same subject without the disease (``t1_before`` and
+    ``brain_before`` only when asked for: the healthy twin).
     """
 
     t1: np.ndarray
@@ -155,6 +156,7 @@ class SubjectImages:
     tissue: np.ndarray
     tissue_before: np.ndarray
     t1_before: np.ndarray | None = None
+    brain_before: np.ndarray | None = None
 
     @property
     def tissue_loss(self) -> np.ndarray:
@@ -312,7 +314,8 @@ def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
     spec : SubjectSpec
     anatomy : TemplateAnatomy
     keep_before : bool
-        Also return the T1 without the disease (``t1_before``).
+        Also return the T1 and brain mask without the disease (``t1_before``,
+        ``brain_before``): exactly what rendering ``spec.without_disease()`` gives.
     """
     a = anatomy
     grid = np.indices(a.shape, dtype=np.float32)
@@ -348,7 +351,8 @@ def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
     new_age, rare_age = fill(new_age), fill(rare_age)
     images = SubjectImages(t1=t1_b, brain=brain_b, labels=labels_b, labels_before=labels_b,
                            tissue=tissue_b, tissue_before=tissue_b,
-                           t1_before=t1_b if keep_before else None)
+                           t1_before=t1_b if keep_before else None,
+                           brain_before=brain_b if keep_before else None)
     if not spec.losses:
         return images
 
@@ -381,7 +385,8 @@ def render_subject(spec: SubjectSpec, anatomy: TemplateAnatomy,
     tissue[points] = tissue_a * brain_a
     return SubjectImages(t1=t1, brain=brain, labels=labels, labels_before=labels_b,
                          tissue=tissue, tissue_before=tissue_b,
-                         t1_before=t1_b if keep_before else None)
+                         t1_before=t1_b if keep_before else None,
+                         brain_before=brain_b if keep_before else None)
 
 
 def _sinks(target: np.ndarray, labels: np.ndarray, capacity: np.ndarray,
