@@ -53,7 +53,7 @@ def test_stream_matches_brute_force(tmp_path, tiny_atlas):
     seen = []
     mr = stream_method("lrp-b0", paths, _scans(), tiny_atlas, "positive",
                        tmp_path / "regions" / "subjects.tsv", tmp_path / "means", batch_size=2,
-                       on_batch=lambda rows, batch: seen.append(len(batch)))
+                       on_batch=lambda rows, batch, raw: seen.append(len(batch)))
     assert seen == [2, 1]
     pos = np.maximum(maps, 0).astype(np.float64)
     codes = tiny_atlas.codes

@@ -41,10 +41,10 @@ CONTRACT = {
                                       "mean_total_relevance"],
     "analysis/ground_truth.tsv": ["method", "participant_id", "scan_id", "outcome",
                                   "n_atrophied_voxels", "atrophied_fraction", "mass_accuracy",
-                                  "auc", "spearman_regions", "topk_recall", "k"],
+                                  "auc", "auc_abs", "spearman_regions", "topk_recall", "k"],
     "analysis/ground_truth_summary.tsv": [
         "method", "relevance", "n_subjects", "mass_accuracy_mean", "mass_accuracy_sd",
-        "chance_mass_accuracy", "auc_mean", "auc_sd", "spearman_regions_mean",
+        "chance_mass_accuracy", "auc_mean", "auc_sd", "auc_abs_mean", "spearman_regions_mean",
         "topk_recall_mean", "group_topk_shared", "group_topk_overlap", "group_topk_areas",
         "disease_topk_areas", "k"],
     "analysis/faithfulness.tsv": ["method", "scan_id", "order", "step", "n_areas_replaced",
@@ -57,7 +57,8 @@ SUMMARY_KEYS = [
     "relevance", "n_scans", "n_ad", "n_hc", "hc_ad_ratio", "fingerprint_n_patients",
     "fingerprint_mean_similarity", "fingerprint_min_similarity", "patient_a", "patient_b",
     "hippocampus_n", "hippocampus_r", "hippocampus_p", "gt_n_subjects", "gt_mass_accuracy",
-    "gt_chance_mass_accuracy", "gt_auc", "gt_spearman_regions", "gt_topk_recall",
+    "gt_chance_mass_accuracy", "gt_auc", "gt_auc_abs", "gt_spearman_regions",
+    "gt_topk_recall",
     "gt_group_topk_overlap", "aopc_relevance", "aopc_random", "aopc_difference",
     "sanity_spearman_top_layer", "sanity_spearman_all_layers"]
 FAST = dict(faithfulness_subjects=2, faithfulness_steps=3, random_orders=1, sanity_subjects=1,
@@ -109,7 +110,7 @@ def test_analyze_end_to_end(fake_run):
     assert b0["hippocampus_n"] == 4  # all TPs
     assert 1 / 201 <= b0["hippocampus_p"] <= 1
     assert b0["hc_ad_ratio"] < 1  # the fake controls carry less relevance
-    assert b0["gt_n_subjects"] == 5 and b0["gt_auc"] > 0.9
+    assert b0["gt_n_subjects"] == 5 and b0["gt_auc"] > 0.9 and b0["gt_auc_abs"] > 0.9
     assert b0["gt_mass_accuracy"] > b0["gt_chance_mass_accuracy"]
     assert summary["disease_model_top_areas"][:2] == ["Hippocampus", "Amygdala"]
     for key in ("aopc_relevance", "aopc_random", "sanity_spearman_all_layers"):

@@ -42,6 +42,7 @@ Files and columns (the contract)
     n_hc, hc_ad_ratio, fingerprint_n_patients, fingerprint_mean_similarity,
     fingerprint_min_similarity, patient_a, patient_b, hippocampus_n, hippocampus_r,
     hippocampus_p, gt_n_subjects, gt_mass_accuracy, gt_chance_mass_accuracy, gt_auc,
+    gt_auc_abs,
     gt_spearman_regions, gt_topk_recall, gt_group_topk_overlap, aopc_relevance,
     aopc_random, aopc_difference, sanity_spearman_top_layer,
     sanity_spearman_all_layers.
@@ -66,10 +67,12 @@ Files and columns (the contract)
     method, participant_id, hippocampus_relevance, hippocampus_volume.
 ``analysis/ground_truth.tsv`` (cohorts with ``derivatives/ground_truth/``)
     method, participant_id, scan_id, outcome, n_atrophied_voxels, atrophied_fraction,
-    mass_accuracy, auc, spearman_regions, topk_recall, k. One row per AD scan.
+    mass_accuracy, auc (of the relevance), auc_abs (of |heatmap|), spearman_regions,
+    topk_recall, k. One row per AD scan.
 ``analysis/ground_truth_summary.tsv``
     method, relevance, n_subjects, mass_accuracy_mean, mass_accuracy_sd,
-    chance_mass_accuracy, auc_mean, auc_sd, spearman_regions_mean, topk_recall_mean,
+    chance_mass_accuracy, auc_mean, auc_sd, auc_abs_mean, spearman_regions_mean,
+    topk_recall_mean,
     group_topk_shared, group_topk_overlap, group_topk_areas, disease_topk_areas, k.
     One row per method: the comparison table.
 ``analysis/top_areas.tsv``

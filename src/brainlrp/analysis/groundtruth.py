@@ -42,12 +42,13 @@ DEFAULT_THRESHOLD = 0.05
 
 #: Columns of ``analysis/ground_truth.tsv`` (one row per method and AD scan).
 GROUND_TRUTH_COLUMNS = ("method", "participant_id", "scan_id", "outcome", "n_atrophied_voxels",
-                        "atrophied_fraction", "mass_accuracy", "auc", "spearman_regions",
-                        "topk_recall", "k")
+                        "atrophied_fraction", "mass_accuracy", "auc", "auc_abs",
+                        "spearman_regions", "topk_recall", "k")
 #: Columns of ``analysis/ground_truth_summary.tsv`` (one row per method).
 GROUND_TRUTH_SUMMARY_COLUMNS = (
     "method", "relevance", "n_subjects", "mass_accuracy_mean", "mass_accuracy_sd",
-    "chance_mass_accuracy", "auc_mean", "auc_sd", "spearman_regions_mean", "topk_recall_mean",
+    "chance_mass_accuracy", "auc_mean", "auc_sd", "auc_abs_mean", "spearman_regions_mean",
+    "topk_recall_mean",
     "group_topk_shared", "group_topk_overlap", "group_topk_areas", "disease_topk_areas", "k")
 
 
@@ -212,9 +213,13 @@ class GroundTruthScorer:
         self.participants = set(participants)
         self.rows: list[dict] = []
 
-    def __call__(self, block: pd.DataFrame, maps: np.ndarray) -> None:
-        """Score the AD scans of a batch."""
-        for (_, scan), relevance in zip(block.iterrows(), maps, strict=True):
+    def __call__(self, block: pd.DataFrame, maps: np.ndarray,
+                 magnitudes: np.ndarray | None = None) -> None:
+        """Score the AD scans of a batch (``magnitudes``: ``|raw map|`` for ``auc_abs``)."""
+        if magnitudes is None:
+            magnitudes = np.abs(maps)
+        for (_, scan), relevance, magnitude in zip(block.iterrows(), maps, magnitudes,
+                                                   strict=True):
             if scan["label"] != 1 or scan["participant_id"] not in self.participants:
                 continue
             mask = self.masks.mask(scan["participant_id"])
@@ -224,7 +229,8 @@ class GroundTruthScorer:
                 "outcome": scan["outcome"], "n_atrophied_voxels": int(inside.sum()),
                 "atrophied_fraction": float(inside.mean()) if inside.size else float("nan"),
                 "mass_accuracy": metrics.mass_accuracy(relevance, mask),
-                "auc": metrics.roc_auc(relevance[self.brain], inside)})
+                "auc": metrics.roc_auc(relevance[self.brain], inside),
+                "auc_abs": metrics.roc_auc(magnitude[self.brain], inside)})
 
 
 def region_scores(scans: pd.DataFrame, density: np.ndarray, truth: dict[str, np.ndarray],
@@ -288,6 +294,7 @@ def summarise(per_scan: pd.DataFrame, method: str, relevance: str, group_gain: n
         "mass_accuracy_sd": stat("mass_accuracy", sd),
         "chance_mass_accuracy": stat("atrophied_fraction", np.mean),
         "auc_mean": stat("auc", np.mean), "auc_sd": stat("auc", sd),
+        "auc_abs_mean": stat("auc_abs", np.mean),
         "spearman_regions_mean": stat("spearman_regions", np.mean),
         "topk_recall_mean": stat("topk_recall", np.mean),
         "group_topk_shared": len(shared) if group_top.size and disease_top.size else np.nan,
@@ -306,6 +313,7 @@ class GroundTruthSummary:
     gt_mass_accuracy: float
     gt_chance_mass_accuracy: float
     gt_auc: float
+    gt_auc_abs: float
     gt_spearman_regions: float
     gt_topk_recall: float
     gt_group_topk_overlap: float
@@ -332,7 +340,7 @@ class Truth:
         area_names = atlas.areas["region"].tolist()
         voxel = pd.DataFrame(scorer.rows, columns=["participant_id", "scan_id", "outcome",
                                                    "n_atrophied_voxels", "atrophied_fraction",
-                                                   "mass_accuracy", "auc"])
+                                                   "mass_accuracy", "auc", "auc_abs"])
         regional = region_scores(mr.scans, mr.area_density(atlas), self.area_loss, self.k)
         per_scan = voxel.merge(regional, on=["participant_id", "scan_id"], how="left")
         per_scan.insert(0, "method", method)
@@ -344,6 +352,7 @@ class Truth:
         part = GroundTruthSummary(
             gt_n_subjects=row["n_subjects"], gt_mass_accuracy=row["mass_accuracy_mean"],
             gt_chance_mass_accuracy=row["chance_mass_accuracy"], gt_auc=row["auc_mean"],
+            gt_auc_abs=row["auc_abs_mean"],
             gt_spearman_regions=row["spearman_regions_mean"],
             gt_topk_recall=row["topk_recall_mean"], gt_group_topk_overlap=row["group_topk_overlap"])
         return per_scan[list(GROUND_TRUTH_COLUMNS)], row, part

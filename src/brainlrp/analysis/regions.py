@@ -261,7 +261,7 @@ def subject_means(values: np.ndarray, scans: pd.DataFrame, select: np.ndarray
 
 def stream_method(method: str, paths: Sequence[Path], scans: pd.DataFrame, atlas: AtlasRegions,
                   relevance: str, subjects_path: Path, means_dir: Path, batch_size: int = 8,
-                  on_batch: Callable[[pd.DataFrame, np.ndarray], None] | None = None,
+                  on_batch: Callable[[pd.DataFrame, np.ndarray, np.ndarray], None] | None = None,
                   advance: Callable[[int], None] | None = None) -> MethodRegions:
     """Reduce a method's heatmaps to region tables and group mean images, batch by batch.
 
@@ -281,8 +281,9 @@ def stream_method(method: str, paths: Sequence[Path], scans: pd.DataFrame, atlas
         Folder for ``<group>.nii.gz`` (stale group files are removed).
     batch_size : int
     on_batch : callable, optional
-        ``on_batch(rows, maps)`` sees every batch of relevance maps (after the sign
-        transform), e.g. to score them against ground truth without a second read.
+        ``on_batch(rows, maps, magnitudes)`` sees every batch of relevance maps (after
+        the sign transform) and the magnitudes of the raw maps, e.g. to score them
+        against ground truth without a second read.
     advance : callable, optional
         Progress callback, called with the number of scans done.
 
@@ -303,6 +304,8 @@ def stream_method(method: str, paths: Sequence[Path], scans: pd.DataFrame, atlas
                            "area": labels["area"], "n_voxels": n_vox})
     with atomic_path(subjects_path) as tmp, open(tmp, "w", newline="") as fh:
         for rows, maps in iter_batches(list(paths), grid, batch_size):
+            # The ground-truth hook also scores the magnitude of the raw maps.
+            raw = np.abs(maps) if on_batch is not None else None
             metrics.apply_relevance(maps, relevance, out=maps)
             sums = region_sums(maps, atlas.codes, atlas.n_labels)  # one bincount pass
             label_sums[rows] = sums
@@ -314,7 +317,7 @@ def stream_method(method: str, paths: Sequence[Path], scans: pd.DataFrame, atlas
                     acc += maps[i] * wg[i]
             block = scans.iloc[rows]
             if on_batch is not None:
-                on_batch(block, maps)
+                on_batch(block, maps, raw)
             _subject_rows(block, static, sums).to_csv(
                 fh, sep="\t", index=False, header=rows.start == 0, float_format="%.6g")
             if advance is not None:

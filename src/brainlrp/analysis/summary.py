@@ -35,7 +35,7 @@ class MethodSummary:
         The least similar pair.
     hippocampus_n, hippocampus_r, hippocampus_p
         Pearson r of hippocampal relevance with hippocampal volume (TPs), permutation p.
-    gt_n_subjects, gt_mass_accuracy, gt_chance_mass_accuracy, gt_auc,
+    gt_n_subjects, gt_mass_accuracy, gt_chance_mass_accuracy, gt_auc, gt_auc_abs,
     gt_spearman_regions, gt_topk_recall, gt_group_topk_overlap
         Recovery of the simulated atrophy (:mod:`brainlrp.analysis.groundtruth`).
     aopc_relevance, aopc_random, aopc_difference
@@ -61,6 +61,7 @@ class MethodSummary:
     gt_mass_accuracy: float | None = None
     gt_chance_mass_accuracy: float | None = None
     gt_auc: float | None = None
+    gt_auc_abs: float | None = None
     gt_spearman_regions: float | None = None
     gt_topk_recall: float | None = None
     gt_group_topk_overlap: float | None = None
