@@ -175,6 +175,8 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
             self.model = model
             self.written = 0
             self.claims = ScanClaims(run.heatmaps / ".claims")
+            #: method -> [seconds, scans] spent explaining (the benchmark's cost).
+            self.timing = {m: [0.0, 0] for m in methods}
 
         def predict_step(self, batch, batch_idx):
             x, ids = batch
@@ -186,8 +188,11 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
                         if not todo:
                             continue
                         opts = options | (method_options or {}).get(method, {})
+                        tick = time.perf_counter()
                         heat = explain(self.model, x[todo], method, target=1, **opts)
                         heat = heat.detach().float().cpu().numpy()
+                        self.timing[method][0] += time.perf_counter() - tick
+                        self.timing[method][1] += len(todo)
                         for j, i in enumerate(todo):
                             save_nifti(run.heatmap(method, ids[i]), heat[j, 0], affine,
                                        description=f"brainlrp {method} AD relevance")
@@ -289,6 +294,9 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
             # only after all ranks are through.
             trainer.strategy.barrier("explain-done")
         written = module.written
+        timing = module.timing
+    else:
+        timing = {}
     seconds = time.perf_counter() - start
     done = len(scan_ids) - len(_pending(run, scan_ids, methods))
     info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
@@ -300,6 +308,12 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         used = dict(recorded.get("method_options") or {})
         for m in methods:
             used[m] = (options or {}) | (method_options or {}).get(m, {})
+        # Seconds per scan of each method, measured while explaining (kept per method).
+        per_scan = dict(recorded.get("seconds_per_scan") or {})
+        for m, (secs, n) in timing.items():
+            if n:
+                per_scan[m] = round(secs / n, 4)
+        info["seconds_per_scan"] = per_scan
         same = all(recorded.get(k) == info[k] for k in ("methods", "split", "n_scans",
                                                           "complete"))
         # A call with nothing to do leaves run.json as it was.

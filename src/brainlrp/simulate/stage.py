@@ -178,7 +178,7 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
 
     tasks = [(str(root), grid, model, int(seed), index, pid, dx) for index, pid, dx in todo]
     n_workers = max(1, min(n_jobs, len(tasks)))
-    with progress_bar(len(tasks), "simulating", enabled=progress) as advance:
+    with progress_bar(len(tasks), "simulating", enabled=progress, unit="subjects") as advance:
         if n_workers == 1:
             for task in tasks:
                 rows[task[4]] = simulate_subject(*task)
