@@ -112,8 +112,17 @@ class FakeRun:
     explain_fn: object
 
 
+def twin_image(grid: Grid, scan_id: str) -> np.ndarray:
+    """The healthy twin of ``input_image``: the same person without the tissue loss."""
+    seed = int(scan_id.split("-")[1][:2])
+    rng = np.random.default_rng(seed)
+    data = np.array(template(grid), dtype=np.float32)
+    data *= 1 + 0.05 * rng.standard_normal(data.shape).astype(np.float32)
+    return np.clip(data, 0, None) * brain_mask(grid)
+
+
 def make_run(base: Path, grid: Grid, atlas: AtlasRegions, methods=METHODS,
-             ground_truth: bool = True) -> FakeRun:
+             ground_truth: bool = True, twins: bool = False) -> FakeRun:
     """Write a fake run directory and cohort under ``base``."""
     root, cohort = base / "run", base / "cohort"
     rd = RunDir(root)
@@ -139,6 +148,9 @@ def make_run(base: Path, grid: Grid, atlas: AtlasRegions, methods=METHODS,
             save_nifti(gt_dir / f"{pid}_tissue_loss.nii.gz", loss, grid.affine_array)
             volume_loss_table(atlas, loss).to_csv(gt_dir / f"{pid}_volume_loss.tsv", sep="\t",
                                                   index=False)
+            if twins:
+                save_nifti(gt_dir / f"{pid}_desc-healthy_T1w.nii.gz",
+                           twin_image(grid, scan_ids[0]), grid.affine_array)
         if split != "test":
             continue
         for sid in scan_ids:

@@ -58,7 +58,7 @@ SUMMARY_KEYS = [
     "fingerprint_mean_similarity", "fingerprint_min_similarity", "patient_a", "patient_b",
     "hippocampus_n", "hippocampus_r", "hippocampus_p", "gt_n_subjects", "gt_mass_accuracy",
     "gt_chance_mass_accuracy", "gt_auc", "gt_auc_abs", "gt_spearman_regions",
-    "gt_topk_recall",
+    "gt_spearman_restoration", "gt_topk_recall",
     "gt_group_topk_overlap", "aopc_relevance", "aopc_random", "aopc_difference",
     "sanity_spearman_top_layer", "sanity_spearman_all_layers"]
 FAST = dict(faithfulness_subjects=2, faithfulness_steps=3, random_orders=1, sanity_subjects=1,
@@ -145,7 +145,8 @@ def test_analyze_without_model_or_cohort_extras(fake_run):
     parts.drop(columns="hippocampus_volume").to_csv(fake_run.cohort / "participants.tsv",
                                                     sep="\t", index=False)
     res = analyze(fake_run.root, methods=["lrp-b0"], progress=False, n_permutations=10)
-    assert any("faithfulness and sanity checks skipped" in n for n in res.notices)
+    assert any("faithfulness, sanity and restoration checks skipped" in n
+               for n in res.notices)
     assert any("hippocampus_volume" in n for n in res.notices)
     files = {p.name for p in (fake_run.root / "analysis").iterdir()}
     assert "ground_truth.tsv" not in files and "hippocampus.tsv" not in files
@@ -216,3 +217,20 @@ def test_analyze_resumes_when_inputs_are_unchanged(fake_run):
     os.utime(heat, ns=(heat.stat().st_atime_ns, heat.stat().st_mtime_ns + 10**9))
     assert not analyze(fake_run.root, **{**kw, "top_k": 5}).skipped
     assert not analyze(fake_run.root, **{**kw, "top_k": 5}, overwrite=True).skipped
+
+
+def test_restoration_importance_with_healthy_twins(tmp_path, grid6, atlas6):
+    from tests.analysis.conftest import make_run
+
+    fr = make_run(tmp_path, grid6, atlas6, twins=True)
+    res = analyze(fr.root, model=fr.model, inputs_fn=fr.inputs_fn, explain_fn=fr.explain_fn,
+                  **{**FAST, "faithfulness": False, "sanity": False,
+                     "restoration_subjects": 2})
+    twins = pd.read_csv(fr.root / "analysis" / "twins.tsv", sep="\t")
+    assert len(twins) == 2 and twins["evidence_auc"].gt(0.9).all()
+    rest = pd.read_csv(fr.root / "analysis" / "restoration.tsv", sep="\t")
+    assert len(rest) == 2 * atlas6.n_areas
+    assert set(rest["scan_id"]) == set(twins["scan_id"])
+    assert len(list((fr.root / "analysis" / "evidence").glob("*.nii.gz"))) == 2
+    for m in res.methods:
+        assert res.summary["methods"][m]["gt_spearman_restoration"] is not None

@@ -52,6 +52,7 @@ from brainlrp.analysis.regions import AtlasRegions, MethodRegions, stream_method
 from brainlrp.analysis.summary import SUMMARY_KEYS, AnalysisSummary, MethodSummary, read_summary
 from brainlrp.analysis.top_areas import TOP_AREAS_COLUMNS, top_areas
 from brainlrp.analysis.totals import TOTALS_COLUMNS, relevance_totals
+from brainlrp.analysis.twins import restoration_spearman, twin_analysis
 from brainlrp.run import RunDir, inputs_key
 
 #: Columns of the per-method analysis tables, by output name (``analysis/<name>.tsv``).
@@ -71,7 +72,8 @@ ANALYSIS_FILES = ("summary.json", "summary.tsv", "fingerprints.tsv",
                   "fingerprint_similarity.tsv", "beta_overlap.tsv", "hippocampus.tsv",
                   "hippocampus_subjects.tsv", "relevance_totals.tsv", "ground_truth.tsv",
                   "ground_truth_summary.tsv", "faithfulness.tsv", "faithfulness_aopc.tsv",
-                  "sanity.tsv", "top_areas.tsv", "claims.tsv")
+                  "sanity.tsv", "top_areas.tsv", "claims.tsv", "twins.tsv",
+                  "restoration.tsv")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,14 @@ class AnalysisConfig:
         Random area orders averaged for the perturbation baseline.
     sanity_voxels : int
         Brain voxels sampled for the rank correlations.
+    restoration : bool
+        On cohorts with healthy twins (simulated), the model's own ground truth:
+        p(AD) of the twins and the restoration importance of every area
+        (:mod:`brainlrp.analysis.twins`; needs the model).
+    restoration_subjects : int
+        AD test scans with a twin sampled (seeded) for it (68 forward passes each).
+    restoration_dilate : int
+        Voxels by which an area grows before it is restored from the twin.
     batch_size : int
         Heatmaps read (and inputs forwarded) at a time.
     seed : int
@@ -128,6 +138,9 @@ class AnalysisConfig:
     random_orders: int = 2
     sanity_subjects: int = 1
     sanity_voxels: int = 20000
+    restoration: bool = True
+    restoration_subjects: int = 10
+    restoration_dilate: int = 2
     batch_size: int = 8
     seed: int = 0
 
@@ -257,13 +270,29 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     overlap = beta_overlap(results, area_names, config.top_k)
     if overlap is not None:
         written["beta_overlap"] = overlap
-    if config.faithfulness or config.sanity:
-        checked = _model_checks(rd, results, atlas, modes, notices, config, model, inputs_fn,
-                                explain_fn, timings, progress)
-        if checked is not None:
-            check_tables, parts = checked
-            written.update(check_tables)
-            summaries = {m: s.update(*parts[m]) for m, s in summaries.items()}
+    needs_model = config.faithfulness or config.sanity or (config.restoration and truth)
+    ctx = (_model_context(rd, notices, "faithfulness, sanity and restoration checks", model,
+                          inputs_fn, explain_fn) if needs_model else None)
+    if ctx is not None and (config.faithfulness or config.sanity):
+        check_tables, parts = model_checks(
+            results, atlas, atlas.grid, modes, notices, config, model=ctx.model,
+            inputs_fn=ctx.inputs_fn, explain_fn=ctx.explain_fn, timings=timings,
+            progress=progress)
+        written.update(check_tables)
+        summaries = {m: s.update(*parts[m]) for m, s in summaries.items()}
+    if ctx is not None and config.restoration and truth is not None:
+        tick = time.perf_counter()
+        twin = _twins(rd, ctx, truth, cohort_root, predictions, atlas, config, notices,
+                      progress)
+        if twin is not None:
+            written["twins"], written["restoration"] = twin.twins, twin.restoration
+            for m, mr in results.items():
+                rho = restoration_spearman(mr.area_sums, mr.scans["scan_id"].tolist(),
+                                           twin.importance)
+                rho = rho[np.isfinite(rho)]
+                summaries[m] = summaries[m].update(
+                    {"gt_spearman_restoration": float(rho.mean()) if rho.size else None})
+        timings["restoration"] = time.perf_counter() - tick
     # Claims read the finished summaries (fingerprints, totals) and the gain ranking.
     bacc = inputs.test_balanced_accuracy(rd)
     written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]), bacc)
@@ -384,14 +413,21 @@ def _gain_ranking(mr: MethodRegions) -> list[str]:
     return areas.sort_values("gain", ascending=False)["region"].tolist()
 
 
-def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasRegions,
-                  modes: dict[str, str], notices: list[str], config: AnalysisConfig, model,
-                  inputs_fn, explain_fn, timings: dict[str, float], progress: bool):
-    """The model checks with the run's own model, inputs and explainer unless given."""
+@dataclass
+class _ModelContext:
+    """The run's model, its inputs and explainer (the caller's where given)."""
+
+    model: object
+    inputs_fn: Callable[[list[str]], np.ndarray]
+    explain_fn: Callable | None
+
+
+def _model_context(rd: RunDir, notices: list[str], what: str, model, inputs_fn,
+                   explain_fn) -> _ModelContext | None:
     if model is None:
         if not rd.checkpoint.is_file():
-            notices.append(f"no model checkpoint ({rd.checkpoint}): faithfulness and sanity "
-                           "checks skipped - run `brainlrp train`")
+            notices.append(f"no model checkpoint ({rd.checkpoint}): {what} skipped - run "
+                           "`brainlrp train`")
             return None
         from brainlrp.training import load_model
 
@@ -404,18 +440,76 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
 
         def inputs_fn(ids):
             return load_inputs(rd.root, ids, prep)
-    if explain_fn is None and config.sanity:
+    if explain_fn is None:
         from brainlrp.explain import explain
 
         # The options the run's heatmaps were made with (e.g. fewer IG steps).
-        recorded = rd.read_run().get("stages", {}).get("explain", {}) or {}
-        used = recorded.get("method_options") or {}
+        used = rd.stage_record("explain").get("method_options") or {}
 
         def explain_fn(model, x, method):
             return explain(model, x, method, **used.get(method, {}))
-    return model_checks(results, atlas, atlas.grid, modes, notices, config, model=model,
-                        inputs_fn=inputs_fn, explain_fn=explain_fn, timings=timings,
-                        progress=progress)
+    return _ModelContext(model, inputs_fn, explain_fn)
+
+
+def _twins(rd: RunDir, ctx: _ModelContext, truth: gt.Truth | None, cohort_root: Path,
+           predictions: pd.DataFrame, atlas: AtlasRegions, config: AnalysisConfig,
+           notices: list[str], progress: bool):
+    """The twin analysis over a seeded sample of AD test scans with a healthy twin."""
+    import copy
+
+    import torch
+
+    from brainlrp._progress import progress_bar
+    from brainlrp.analysis.checks import load_model_inputs
+    from brainlrp.card import read_card
+    from brainlrp.data.grid import brain_mask
+    from brainlrp.data.preprocess import PreprocessCache
+    from brainlrp.simulate.ground_truth import healthy_twin_path
+
+    ad = predictions[(predictions["label"] == 1)]
+    test = ad[ad["split"] == "test"]
+    pool = test if len(test) else ad
+    has = pool["participant_id"].map(lambda p: healthy_twin_path(cohort_root, p).is_file())
+    pool = pool[has.to_numpy(bool)]
+    if pool.empty:
+        notices.append("no AD scan has a healthy twin (a cohort simulated before twins were "
+                       "written?): restoration importance skipped - re-run `brainlrp "
+                       "simulate` on the cohort to add them")
+        return None
+    if len(pool) > config.restoration_subjects:
+        rng = np.random.default_rng(config.seed)
+        pool = pool.iloc[np.sort(rng.choice(len(pool), config.restoration_subjects,
+                                            replace=False))]
+    prep = read_card(rd.root).prep
+    cache = PreprocessCache()
+    twin_of = dict(zip(pool["scan_id"], pool["participant_id"], strict=True))
+
+    def twin_inputs(ids):
+        paths = [cache.get(healthy_twin_path(cohort_root, twin_of[s]), prep) for s in ids]
+        return np.stack([np.load(p)[None] for p in paths]).astype(np.float32)
+
+    model = copy.deepcopy(ctx.model).eval()
+    param = next(model.parameters(), None)
+
+    def predict(x):
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if param is not None:
+            t = t.to(device=param.device)
+        with torch.no_grad():
+            return torch.softmax(model(t), dim=1)[:, 1].double().cpu().numpy()
+
+    shape = atlas.grid.shape
+    evidence_dir = rd.analysis / "evidence"
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    for old in evidence_dir.glob("*.nii.gz"):
+        old.unlink()
+    with progress_bar(len(pool), "restoration", progress) as advance:
+        return twin_analysis(
+            pool, lambda ids: load_model_inputs(ctx.inputs_fn, ids, shape), twin_inputs,
+            predict, atlas.area_codes, atlas.areas["region"].tolist(), brain_mask(atlas.grid),
+            truth.masks.mask if truth is not None else None, dilate=config.restoration_dilate,
+            batch_size=min(config.batch_size, 4), evidence_dir=evidence_dir,
+            affine=atlas.grid.affine_array, advance=advance)
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

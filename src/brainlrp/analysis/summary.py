@@ -38,6 +38,9 @@ class MethodSummary:
     gt_n_subjects, gt_mass_accuracy, gt_chance_mass_accuracy, gt_auc, gt_auc_abs,
     gt_spearman_regions, gt_topk_recall, gt_group_topk_overlap
         Recovery of the simulated atrophy (:mod:`brainlrp.analysis.groundtruth`).
+    gt_spearman_restoration
+        Mean Spearman over areas of area relevance with the restoration importance
+        (:mod:`brainlrp.analysis.twins`).
     aopc_relevance, aopc_random, aopc_difference
         Region perturbation (:mod:`brainlrp.analysis.faithfulness`).
     sanity_spearman_top_layer, sanity_spearman_all_layers
@@ -63,6 +66,7 @@ class MethodSummary:
     gt_auc: float | None = None
     gt_auc_abs: float | None = None
     gt_spearman_regions: float | None = None
+    gt_spearman_restoration: float | None = None
     gt_topk_recall: float | None = None
     gt_group_topk_overlap: float | None = None
     aopc_relevance: float | None = None

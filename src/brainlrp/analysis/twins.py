@@ -1,0 +1,194 @@
+"""The model's own ground truth, from each AD patient's healthy twin (simulated cohorts).
+
+A simulated AD subject has a twin: the same person, age and scanner rendered
+without the disease (``derivatives/ground_truth/<pid>_desc-healthy_T1w.nii.gz``).
+Both are preprocessed as the model sees them. Per AD test scan:
+
+* ``p_ad_twin``: the model's p(AD) for the twin: how much of the decision the
+  disease explains;
+* the **evidence map** ``|patient - twin|`` (written to ``analysis/evidence/``) and
+  how well it finds the atrophy mask (``evidence_auc``, ``evidence_mass``): a check
+  that the ground truth itself is sound;
+* the **restoration importance** of every merged atlas area: the drop in p(AD)
+  when that area, dilated by a few voxels so the CSF next to it goes along, is
+  replaced by the twin's voxels. That is which areas *this model* uses for this
+  patient; explanations are ranked against it (region Spearman).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from brainlrp.analysis import metrics
+
+#: Columns of ``analysis/twins.tsv`` (one row per AD scan with a twin).
+TWIN_COLUMNS = ("participant_id", "scan_id", "p_ad", "p_ad_twin", "evidence_auc",
+                "evidence_mass", "atrophied_fraction")
+#: Columns of ``analysis/restoration.tsv`` (one row per scan and merged area).
+RESTORATION_COLUMNS = ("participant_id", "scan_id", "area", "n_voxels", "p_ad_restored",
+                       "drop")
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TwinResult:
+    """Tables of the twin analysis and the restoration importance per scan.
+
+    Attributes
+    ----------
+    twins : pandas.DataFrame
+        :data:`TWIN_COLUMNS`.
+    restoration : pandas.DataFrame
+        :data:`RESTORATION_COLUMNS`.
+    importance : dict of str to numpy.ndarray
+        ``scan_id -> (n_areas,)`` drop in p(AD) per merged area.
+    """
+
+    twins: pd.DataFrame
+    restoration: pd.DataFrame
+    importance: dict[str, np.ndarray]
+
+
+def area_masks(area_codes: np.ndarray, n_areas: int, dilate: int) -> list[np.ndarray]:
+    """Each merged area as a boolean mask, dilated by ``dilate`` voxels (26-neighbourhood)."""
+    structure = ndi.generate_binary_structure(3, 3)
+    masks = []
+    for code in range(1, n_areas + 1):
+        mask = area_codes == code
+        if dilate > 0 and mask.any():
+            mask = ndi.binary_dilation(mask, structure, iterations=int(dilate))
+        masks.append(mask)
+    return masks
+
+
+def restoration_importance(predict: PredictFn, patient: np.ndarray, twin: np.ndarray,
+                           masks: list[np.ndarray], batch_size: int = 8
+                           ) -> tuple[float, np.ndarray]:
+    """p(AD) of the patient and its drop when each area is restored from the twin.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(x) -> p(AD)`` for ``x`` of shape ``(n, 1, X, Y, Z)``.
+    patient, twin : numpy.ndarray
+        ``(X, Y, Z)`` preprocessed inputs.
+    masks : list of bool arrays
+        The areas to restore, one at a time.
+    batch_size : int
+
+    Returns
+    -------
+    p_ad : float
+    drops : numpy.ndarray
+        ``(len(masks),)``: ``p_ad - p_ad(restored)``; positive when the area carries
+        evidence for AD.
+    """
+    p_ad = float(predict(patient[None, None])[0])
+    drops = np.zeros(len(masks))
+    for start in range(0, len(masks), batch_size):
+        chunk = masks[start: start + batch_size]
+        batch = np.repeat(patient[None, None], len(chunk), axis=0)
+        for i, mask in enumerate(chunk):
+            batch[i, 0][mask] = twin[mask]
+        drops[start: start + len(chunk)] = p_ad - predict(batch)
+    return p_ad, drops
+
+
+def twin_analysis(scans: pd.DataFrame, patient_inputs: Callable[[list[str]], np.ndarray],
+                  twin_inputs: Callable[[list[str]], np.ndarray], predict: PredictFn,
+                  area_codes: np.ndarray, area_names: list[str], brain: np.ndarray,
+                  atrophy: Callable[[str], np.ndarray] | None, dilate: int = 2,
+                  batch_size: int = 8, evidence_dir: Path | None = None,
+                  affine: np.ndarray | None = None,
+                  advance: Callable[[int], None] | None = None) -> TwinResult:
+    """p(AD) of twins, evidence maps and restoration importance for AD scans.
+
+    Parameters
+    ----------
+    scans : pandas.DataFrame
+        AD scans with twins: ``participant_id``, ``scan_id``.
+    patient_inputs, twin_inputs : callable
+        ``f(scan_ids) -> (n, 1, X, Y, Z)`` preprocessed patient scans and twins.
+    predict : callable
+        ``predict(x) -> p(AD)``.
+    area_codes : int array (X, Y, Z)
+        Merged-area code per voxel (0 outside).
+    area_names : list of str
+    brain : bool array (X, Y, Z)
+        Where the evidence map is scored.
+    atrophy : callable, optional
+        ``atrophy(participant_id) -> bool mask`` of truly atrophied voxels.
+    dilate : int
+        Voxels by which each area grows before it is restored.
+    batch_size : int
+    evidence_dir : Path, optional
+        Where ``<scan_id>.nii.gz`` evidence maps go (with ``affine``).
+    affine : numpy.ndarray, optional
+    advance : callable, optional
+        Progress callback, called once per scan.
+
+    Returns
+    -------
+    TwinResult
+    """
+    from brainlrp._io import save_nifti
+
+    masks = area_masks(area_codes, len(area_names), dilate)
+    sizes = [int(m.sum()) for m in masks]
+    twin_rows, rest_rows, importance = [], [], {}
+    brain = np.asarray(brain, dtype=bool)
+    for row in scans.itertuples():
+        sid, pid = str(row.scan_id), str(row.participant_id)
+        x = np.asarray(patient_inputs([sid]), dtype=np.float32).reshape(area_codes.shape)
+        t = np.asarray(twin_inputs([sid]), dtype=np.float32).reshape(area_codes.shape)
+        p_ad, drops = restoration_importance(predict, x, t, masks, batch_size)
+        p_twin = float(predict(t[None, None])[0])
+        evidence = np.abs(x - t)
+        if evidence_dir is not None:
+            save_nifti(evidence_dir / f"{sid}.nii.gz", evidence, affine,
+                       description="brainlrp |patient - healthy twin|")
+        auc = mass = fraction = float("nan")
+        if atrophy is not None:
+            mask = np.asarray(atrophy(pid), dtype=bool)
+            auc = metrics.roc_auc(evidence[brain], mask[brain])
+            mass = metrics.mass_accuracy(evidence, mask)
+            fraction = float(mask[brain].mean()) if brain.any() else float("nan")
+        twin_rows.append({"participant_id": pid, "scan_id": sid, "p_ad": p_ad,
+                          "p_ad_twin": p_twin, "evidence_auc": auc, "evidence_mass": mass,
+                          "atrophied_fraction": fraction})
+        importance[sid] = drops
+        rest_rows += [{"participant_id": pid, "scan_id": sid, "area": name, "n_voxels": n,
+                       "p_ad_restored": p_ad - d, "drop": d}
+                      for name, n, d in zip(area_names, sizes, drops, strict=True)]
+        if advance is not None:
+            advance(1)
+    return TwinResult(pd.DataFrame(twin_rows, columns=list(TWIN_COLUMNS)),
+                      pd.DataFrame(rest_rows, columns=list(RESTORATION_COLUMNS)), importance)
+
+
+def restoration_spearman(area_relevance: np.ndarray, scan_ids: list[str],
+                         importance: dict[str, np.ndarray]) -> np.ndarray:
+    """Per scan, the Spearman correlation over areas of a method's area relevance with
+    the restoration importance (NaN for scans without it).
+
+    Parameters
+    ----------
+    area_relevance : array (n_scans, n_areas)
+        E.g. ``MethodRegions.area_sums``.
+    scan_ids : list of str
+        The scans of the rows.
+    importance : dict
+        :attr:`TwinResult.importance`.
+    """
+    out = np.full(len(scan_ids), np.nan)
+    for i, sid in enumerate(scan_ids):
+        if sid in importance:
+            out[i] = metrics.spearman(np.asarray(area_relevance[i], float), importance[sid])
+    return out
