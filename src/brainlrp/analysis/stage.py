@@ -396,11 +396,15 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
         from brainlrp.training import load_model
 
         model, _card = load_model(rd.root)
+    from brainlrp.card import read_card
+
+    card = read_card(rd.root) if rd.card.is_file() or inputs_fn is None else None
+    # AD's output index from the card: an imported model may put AD first.
+    target = card.target_class if card is not None else 1
     if inputs_fn is None:
-        from brainlrp.card import read_card
         from brainlrp.data import load_inputs
 
-        prep = read_card(rd.root).prep
+        prep = card.prep
 
         def inputs_fn(ids):
             return load_inputs(rd.root, ids, prep)
@@ -412,10 +416,10 @@ def _model_checks(rd: RunDir, results: dict[str, MethodRegions], atlas: AtlasReg
         used = recorded.get("method_options") or {}
 
         def explain_fn(model, x, method):
-            return explain(model, x, method, **used.get(method, {}))
+            return explain(model, x, method, target=target, **used.get(method, {}))
     return model_checks(results, atlas, atlas.grid, modes, notices, config, model=model,
                         inputs_fn=inputs_fn, explain_fn=explain_fn, timings=timings,
-                        progress=progress)
+                        progress=progress, target=target)
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
