@@ -24,6 +24,14 @@ def _check_shape(input_shape: Sequence[int]) -> None:
         raise ValueError(f"input_shape must have 3 sizes, got {tuple(input_shape)}")
 
 
+def _not_in_place(model: nn.Module) -> nn.Module:
+    # MONAI's residual blocks build their ReLU in place whatever ``act`` says.
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    return model
+
+
 def densenet121(input_shape: Sequence[int], **overrides) -> nn.Module:
     """``monai.networks.nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)``.
 
@@ -35,7 +43,7 @@ def densenet121(input_shape: Sequence[int], **overrides) -> nn.Module:
     _check_shape(input_shape)
     params = dict(spatial_dims=3, in_channels=1, out_channels=2, act=RELU)
     params.update(overrides)
-    return DenseNet121(**params)
+    return _not_in_place(DenseNet121(**params))
 
 
 def _resnet(name: str, input_shape: Sequence[int], overrides: dict) -> nn.Module:
@@ -44,7 +52,7 @@ def _resnet(name: str, input_shape: Sequence[int], overrides: dict) -> nn.Module
     _check_shape(input_shape)
     params = dict(spatial_dims=3, n_input_channels=1, num_classes=2, act=RELU)
     params.update(overrides)
-    return getattr(nets, name)(**params)
+    return _not_in_place(getattr(nets, name)(**params))
 
 
 def resnet10(input_shape: Sequence[int], **overrides) -> nn.Module:
