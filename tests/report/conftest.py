@@ -47,6 +47,8 @@ def add_training_outputs(root: Path) -> None:
     splits = pred.drop_duplicates("participant_id")[["participant_id", "split"]]
     splits.to_csv(rd.splits, sep="\t", index=False)
     card = read_json(rd.card)
+    # An empty preprocessing record: the card reads, the subjects' own scans do not load.
+    card.setdefault("preprocessing", {})
     card.update(classes=["CN", "AD"], training={"lr": 1e-4, "batch_size": 4, "epochs": 200,
                                                 "early_stopping_start": 15, "patience": 8},
                 normalisation="template brain mask, then min-max to [0, 1] per scan")

@@ -38,12 +38,18 @@ def _groups():
     return {g: part.reset_index(drop=True) for g, part in frame.groupby("group")}
 
 
-def test_region_bars_rank_by_true_positives():
-    fig = figs.region_bars(_groups(), "relevance (a.u.)", k=3)
+def test_region_bars_draw_the_given_top_areas():
+    """The areas and their order come from analysis/top_areas.tsv, the values from the
+    group tables."""
+    top = {"sum": ["Hippocampus", "Amygdala", "PHG_parahippocampal_gyrus"],
+           "density": ["CSF", "Hippocampus"], "gain": ["Amygdala"]}
+    fig = figs.region_bars(_groups(), "relevance (a.u.)", top, "TP")
     sum_ax = fig.axes[0]
     labels = [t.get_text() for t in sum_ax.get_yticklabels()]
     assert labels == ["Hippocampus", "Amygdala", "parahippocampal gyrus (PHG)"]
     assert "top 3 by TP" in sum_ax.get_title(loc="left")
+    assert "top 2 by TP" in fig.axes[1].get_title(loc="left")
+    assert [t.get_text() for t in fig.axes[2].get_yticklabels()] == ["Amygdala"]
     assert "TP/HC (n=3)" in _texts(fig) or any(
         "TP/HC" in t.get_text() for t in fig.axes[2].get_legend().get_texts())
 
@@ -138,3 +144,25 @@ def test_brain_figures(grid):
     fig = figs.glass_brains(maps, grid.affine_array, ncols=2)
     assert "relevance (a.u.)" in [ax.get_ylabel() for ax in fig.axes]
     assert figs.robust_max(np.zeros(3)) == 1.0
+
+
+def test_glass_brain_outlines_leave_matplotlib_alone(grid):
+    """The outline speed-up lives in the glass-brain figure's own axes: other axes still
+    update their data limits when a patch is added, and the views keep nilearn's limits."""
+    from matplotlib.axes import Axes
+    from matplotlib.patches import Rectangle
+
+    original = Axes.add_patch
+    data = np.zeros(grid.shape, np.float32)
+    data[5:9, 6:10, 5:9] = 1.0
+    fig = figs.glass_brains([figs.BrainMap(data, "m", "relevance (a.u.)", "positive")],
+                            grid.affine_array, ncols=1)
+    assert Axes.add_patch is original
+    views = [ax for ax in fig.axes if len(ax.patches) > 50]
+    assert len(views) == 4  # l, y, r, z: nilearn's outline patches, all drawn
+    assert all(abs(np.diff(ax.get_xlim())[0]) > 100 for ax in views)  # mm, not 0..1
+    plain = Figure().add_subplot()
+    plain.add_patch(Rectangle((10, 20), 5, 5))
+    assert plain.dataLim.x1 == 15 and plain.dataLim.y1 == 25
+    extra = fig.add_axes((0, 0, 0.1, 0.1))  # made after nilearn: an ordinary Axes
+    assert type(extra) is Axes

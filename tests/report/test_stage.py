@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from brainlrp import catalog
 from brainlrp._io import read_json, write_json
 from brainlrp.cli import app
 from brainlrp.errors import BrainLRPError
 from brainlrp.report import report
-from brainlrp.report.stage import choose_methods
 
 SECTIONS = ["summary", "training", "individual", "group-means", "regions", "fingerprints",
             "beta", "hippocampus", "ground-truth", "faithfulness", "sanity", "cards",
@@ -51,7 +51,9 @@ def test_report_end_to_end(reported, analysed):
     assert "most raised vs HC" in html and "(z = " in html
 
 
-def test_choose_methods():
+def test_main_and_comparison_methods():
+    """The report shows the paper's lowest beta in depth, beside guided backprop."""
+    choose_methods = catalog.choose_main_and_comparison
     assert choose_methods(["lrp-b0", "lrp-b1", "gb", "ig"]) == ("lrp-b0", "gb")
     assert choose_methods(["lrp-b0.5", "lrp-b1", "ig"]) == ("lrp-b0.5", "ig")
     assert choose_methods(["lrp-b1"]) == ("lrp-b1", None)
@@ -60,10 +62,10 @@ def test_choose_methods():
 
 def test_missing_optional_parts_are_explained(run_copy):
     """No training outputs, one beta, no ground truth, no checks, no own scans (the fake
-    model card has no preprocessing record): each section says what is missing instead
-    of failing, through the CLI; text from files is escaped."""
+    model card's preprocessing record is empty): each section says which files are
+    missing and which command writes them, through the CLI; text from files is escaped."""
     analysis = run_copy / "analysis"
-    for name in ("ground_truth", "ground_truth_summary", "beta_overlap", "faithfulness",
+    for name in ("ground_truth", "ground_truth_summary", "faithfulness",
                  "faithfulness_aopc", "sanity", "hippocampus", "hippocampus_subjects"):
         (analysis / f"{name}.tsv").unlink()
     (run_copy / "metrics.json").unlink()
@@ -80,10 +82,15 @@ def test_missing_optional_parts_are_explained(run_copy):
     html = (run_copy / "report" / "index.html").read_text()
     for sid in SECTIONS:
         assert f'<section id="{sid}">' in html
-    for text in ("metrics.json is missing", "training_log.csv is missing",
+    for text in ("missing: metrics.json - written by `brainlrp train",
+                 "missing: training_log.csv - written by `brainlrp train",
                  "only one method was analysed", "this run has 1 LRP β",
-                 "no hippocampus analysis", "no ground truth", "no faithfulness check",
-                 "no sanity check", "cards were not written", "template is shown"):
+                 "missing: analysis/hippocampus.tsv, analysis/hippocampus_subjects.tsv - "
+                 "written by `brainlrp analyze", "no hippocampus analysis",
+                 "missing: analysis/ground_truth.tsv", "no ground truth",
+                 "missing: analysis/faithfulness.tsv", "no faithfulness check",
+                 "missing: analysis/sanity.tsv", "no sanity check",
+                 "cards were not written", "template is shown"):
         assert text in html, text
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert not (run_copy / "report" / "cards").exists()

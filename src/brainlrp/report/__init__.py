@@ -20,8 +20,10 @@ Modules: :mod:`~brainlrp.report.inputs` (reading the run),
 :mod:`~brainlrp.report.style` (names, colours, units), :mod:`~brainlrp.report.figures`
 (pure plotting functions), :mod:`~brainlrp.report.cards`,
 :mod:`~brainlrp.report.viewer` (the offline slice viewer),
-:mod:`~brainlrp.report.html` (page assembly), :mod:`~brainlrp.report.sections` and
-:mod:`~brainlrp.report.stage`.
+:mod:`~brainlrp.report.html` (page assembly), :mod:`~brainlrp.report.sections` (one
+module and spec per section, in page order; a section whose files are missing says
+which command writes them) and :mod:`~brainlrp.report.stage`. The report computes no
+result: every number comes from the files of ``train`` and ``analyze``.
 """
 
 from brainlrp.report.stage import ReportResult, report

@@ -9,7 +9,6 @@ L and R); charts with matplotlib. Colours, names and units come from
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from brainlrp.report import style
@@ -301,26 +301,30 @@ def group_slices(background: np.ndarray, affine: np.ndarray,
     return fig
 
 
-@contextlib.contextmanager
-def _outline_patches_fast():
-    """Skip matplotlib's data-limit update for each patch while nilearn draws glass brains.
+class _GlassBrainAxes(Axes):
+    """Axes for nilearn's glass-brain views: patches are added without a data-limit update.
 
-    nilearn's glass-brain outline is about 250 patches per view and nilearn sets the
-    view's limits from the outline's bounds itself afterwards, so the per-patch
-    update (a composite transform each) is wasted work - most of a glass brain's
-    drawing time in a long report. The original method is restored on exit.
+    nilearn draws each view's outline as about 250 Bezier patches and then sets the
+    view's limits from the outline's bounds itself, so matplotlib's per-patch limit
+    update (an extrema search on every Bezier segment) is wasted work - most of a glass
+    brain's drawing time in a long report. Everything else ``add_patch`` does (axes,
+    transform, clipping to the axes) ``add_artist`` does too.
     """
-    from matplotlib.axes import Axes
 
-    original = getattr(Axes, "_update_patch_limits", None)
-    if original is None:  # pragma: no cover - another matplotlib: nothing to skip
-        yield
-        return
-    Axes._update_patch_limits = lambda self, patch: None
-    try:
-        yield
-    finally:
-        Axes._update_patch_limits = original
+    def add_patch(self, p):
+        return self.add_artist(p)
+
+
+class _GlassBrainFigure(Figure):
+    """A figure whose axes made while ``nilearn_axes`` is set are :class:`_GlassBrainAxes`
+    (nilearn creates its view axes itself, inside the axes it is given)."""
+
+    nilearn_axes = False
+
+    def add_axes(self, *args, **kwargs):
+        if self.nilearn_axes and not {"projection", "polar", "axes_class"} & set(kwargs):
+            kwargs["axes_class"] = _GlassBrainAxes
+        return super().add_axes(*args, **kwargs)
 
 
 @styled
@@ -346,7 +350,7 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
     from nilearn import plotting
 
     nrows = max(1, -(-len(maps) // ncols))
-    fig = Figure(figsize=(12, row_height * nrows), facecolor="white")
+    fig = _GlassBrainFigure(figsize=(12, row_height * nrows), facecolor="white")
     w, h = 1.0 / ncols, 1.0 / nrows
     for k, bm in enumerate(maps):
         r, c = divmod(k, ncols)
@@ -354,13 +358,17 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
         ax = fig.add_axes((left + 0.005, bottom + h * 0.04, w - 0.1, h * 0.8))
         vmax, threshold = bm.scale()
         signed = bm.mode == "signed"
-        with warnings.catch_warnings(), _outline_patches_fast():
-            warnings.simplefilter("ignore", UserWarning)
-            plotting.plot_glass_brain(
-                _img(bm.data, affine), axes=ax, display_mode=display_mode,
-                cmap=style.cmap_for(bm.mode), vmin=-vmax if signed else 0.0, vmax=vmax,
-                threshold=threshold, colorbar=False, plot_abs=not signed,
-                symmetric_cbar=signed, black_bg=False, annotate=True)
+        fig.nilearn_axes = True
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                plotting.plot_glass_brain(
+                    _img(bm.data, affine), axes=ax, display_mode=display_mode,
+                    cmap=style.cmap_for(bm.mode), vmin=-vmax if signed else 0.0, vmax=vmax,
+                    threshold=threshold, colorbar=False, plot_abs=not signed,
+                    symmetric_cbar=signed, black_bg=False, annotate=True)
+        finally:
+            fig.nilearn_axes = False
         _colorbar(fig, (left + w - 0.085, bottom + h * 0.12, 0.008, h * 0.66), bm, dark=False)
         fig.text(left + 0.01, bottom + h - 0.012, bm.title, fontsize=10, fontweight="bold",
                  va="top")
@@ -565,51 +573,49 @@ def _barh_panel(ax, labels: Sequence[str], series: Sequence[tuple[str, np.ndarra
 
 
 @styled
-def region_bars(groups: Mapping[str, pd.DataFrame], unit: str, k: int = 25,
-                rank_group: str = "TP") -> Figure:
-    """Relevance sum, density and gain of the top-``k`` areas (as in the paper).
+def region_bars(groups: Mapping[str, pd.DataFrame], unit: str,
+                top: Mapping[str, Sequence[str]], rank_group: str = "TP") -> Figure:
+    """Relevance sum, density and gain of the top areas (as in the paper).
 
     Parameters
     ----------
     groups : mapping of group -> area rows of ``groups.tsv``
-        Needs AD, HC and the ranking group; TP and TN for the gain.
+        Needs AD and HC; TP and TN for the gain.
     unit : str
         Relevance unit (e.g. ``relevance (a.u.)``).
-    k : int
+    top : mapping of measure -> area names
+        The top areas of ``sum``, ``density`` and ``gain``, highest first
+        (``analysis/top_areas.tsv``).
     rank_group : str
-        Group whose values rank the areas (the paper: true positives).
+        Group whose values ranked the areas (the paper: true positives).
 
     Returns
     -------
     Figure
     """
-    fig = Figure(figsize=(12, 0.21 * k + 1.4))
+    k = max((len(v) for v in top.values()), default=0)
+    fig = Figure(figsize=(12, 0.21 * max(k, 1) + 1.4))
     axes = fig.subplots(1, 3)
     fig.subplots_adjust(left=0.155, right=0.99, bottom=0.72 / fig.get_figheight(),
                         top=1 - 0.55 / fig.get_figheight(), wspace=1.02)
-    ranker = groups.get(rank_group)
-    if ranker is None or ranker.empty:
-        rank_group = "AD"
-        ranker = groups.get("AD")
-    specs = (("mean_sum", "relevance sum", f"sum of {unit}", ("AD", "HC")),
-             ("mean_density", "relevance density", _per_voxel(unit), ("AD", "HC")),
-             ("gain", "relevance gain", "group mean / HC mean", ("TP", "TN")))
-    for ax, (col, title, xlabel, shown) in zip(axes, specs, strict=True):
-        if ranker is None or ranker.empty:
+    specs = (("sum", "mean_sum", "relevance sum", f"sum of {unit}", ("AD", "HC")),
+             ("density", "mean_density", "relevance density", _per_voxel(unit), ("AD", "HC")),
+             ("gain", "gain", "relevance gain", "group mean / HC mean", ("TP", "TN")))
+    for ax, (measure, col, title, xlabel, shown) in zip(axes, specs, strict=True):
+        areas = list(top.get(measure) or [])
+        if not areas:
             _message(fig, "no AD group", ax)
             continue
-        order = ranker.sort_values(col, ascending=False, na_position="last")["region"]
-        top = list(order.head(k))
         series = []
         for g in shown:
             table = groups.get(g)
             if table is None or table.empty:
                 continue
-            vals = table.set_index("region")[col].reindex(top).to_numpy(float)
+            vals = table.set_index("region")[col].reindex(areas).to_numpy(float)
             name = f"{g}/HC" if col == "gain" else g
             series.append((f"{name} (n={int(table['n_subjects'].max())})", vals,
                            style.GROUP_COLORS[g]))
-        _barh_panel(ax, top, series, xlabel, f"{title}\n(top {len(top)} by {rank_group})",
+        _barh_panel(ax, areas, series, xlabel, f"{title}\n(top {len(areas)} by {rank_group})",
                     ref=1.0 if col == "gain" else None)
         ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="none")
     return fig

@@ -2,8 +2,8 @@
 
 Required: ``predictions.tsv``, ``model/card.json`` (the grid) and the ``analyze``
 outputs (``analysis/summary.json`` and ``regions/<method>/``). Everything else is
-optional: a missing part becomes ``None`` and a note, and its section says what is
-missing and which command produces it.
+optional: a missing table becomes ``None``, and a section that needs it says what
+is missing and which command writes it (:mod:`brainlrp.report.sections`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainlrp import catalog
 from brainlrp._io import read_json
-from brainlrp.analysis.metrics import apply_relevance, split_method_names
+from brainlrp.analysis.metrics import apply_relevance
+from brainlrp.analysis.summary import AnalysisSummary, read_summary
+from brainlrp.card import ModelCard, read_card
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 #: Tables of ``analysis/`` the report reads (``<name>.tsv``).
-ANALYSIS_TABLES = ("summary", "fingerprints", "fingerprint_similarity", "beta_overlap",
-                   "hippocampus", "hippocampus_subjects", "relevance_totals", "ground_truth",
-                   "ground_truth_summary", "faithfulness", "faithfulness_aopc", "sanity")
+ANALYSIS_TABLES = ("claims", "top_areas", "fingerprints", "fingerprint_similarity",
+                   "beta_overlap", "hippocampus", "hippocampus_subjects", "relevance_totals",
+                   "ground_truth", "ground_truth_summary", "faithfulness",
+                   "faithfulness_aopc", "sanity")
 
 
 @dataclass(eq=False)
@@ -40,7 +44,7 @@ class RunData:
         The model grid (from the model card).
     run : dict
         ``run.json`` (empty when absent).
-    card : dict
+    card : ModelCard
         ``model/card.json``.
     metrics : dict or None
         ``metrics.json``.
@@ -49,7 +53,7 @@ class RunData:
     predictions : pandas.DataFrame
         ``predictions.tsv`` with outcomes derived from label and prediction.
     splits : pandas.DataFrame or None
-    summary : dict
+    summary : AnalysisSummary
         ``analysis/summary.json``.
     methods : list of str
         Methods shown, in the contract's order.
@@ -62,12 +66,12 @@ class RunData:
     rd: RunDir
     grid: Grid
     run: dict
-    card: dict
+    card: ModelCard
     metrics: dict | None
     training_log: pd.DataFrame | None
     predictions: pd.DataFrame
     splits: pd.DataFrame | None
-    summary: dict
+    summary: AnalysisSummary
     methods: list[str]
     tables: dict[str, pd.DataFrame | None]
     notes: list[str] = field(default_factory=list)
@@ -76,7 +80,7 @@ class RunData:
 
     def mode(self, method: str) -> str:
         """Relevance mode of ``method`` (positive, absolute or signed)."""
-        return str(self.summary.get("relevance", {}).get(method, "positive"))
+        return str(self.summary.relevance.get(method, "positive"))
 
     @functools.cache  # noqa: B019 - one RunData per report; caching saves re-reading TSVs
     def subjects(self, method: str) -> pd.DataFrame:
@@ -162,8 +166,7 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
     BrainLRPError
         When the run or its analysis outputs are missing.
     """
-    from brainlrp.analysis.metrics import ordered
-    from brainlrp.analysis.stage import read_predictions
+    from brainlrp.analysis.inputs import read_predictions
 
     rd = RunDir(run)
     if not rd.root.is_dir():
@@ -173,32 +176,32 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
     if not summary_path.is_file():
         raise BrainLRPError(f"{rd.root} has no analysis results ({summary_path} is missing)",
                             f"run `brainlrp analyze {rd.root}` first")
-    summary = _read_json(summary_path, required=True)
+    try:
+        summary = read_summary(summary_path)
+    except Exception as exc:
+        raise BrainLRPError(f"cannot read {summary_path} ({type(exc).__name__})",
+                            f"re-run `brainlrp analyze {rd.root}`") from None
     if not rd.predictions.is_file():
         raise BrainLRPError(f"{rd.root} has no predictions.tsv", "run `brainlrp train` first")
     if not rd.card.is_file():
         raise BrainLRPError(f"{rd.root} has no model/card.json", "run `brainlrp train` first")
-    card = _read_json(rd.card, required=True)
-    try:
-        grid = Grid.from_dict(card["grid"])
-    except (KeyError, TypeError, ValueError):
-        raise BrainLRPError(f"{rd.card} has no valid grid",
-                            "re-run `brainlrp train` to rewrite the model card") from None
-    analysed = [m for m in (summary.get("methods") or {})
+    card = read_card(rd.root)
+    grid = card.grid
+    analysed = [m for m in summary.methods
                 if (rd.regions / m / "subjects.tsv").is_file()
                 and (rd.regions / m / "groups.tsv").is_file()]
     if not analysed:
         raise BrainLRPError(f"{rd.root} has no region tables (regions/<method>/*.tsv)",
                             f"run `brainlrp analyze {rd.root}` first")
-    analysed = ordered(analysed)
+    analysed = catalog.ordered(analysed)
     if methods:
-        names = split_method_names(methods)
+        names = catalog.parse(methods)
         unknown = [n for n in names if n not in analysed]
         if unknown:
             raise BrainLRPError(f"method(s) {', '.join(unknown)} not analysed in {rd.root}; "
                                 f"it has {', '.join(analysed)}",
                                 "choose among those or run `brainlrp analyze` with them")
-        analysed = ordered(names)
+        analysed = catalog.ordered(names)
     notes: list[str] = []
     metrics = _read_json(rd.metrics) if rd.metrics.is_file() else None
     log_path = rd.root / "training_log.csv"

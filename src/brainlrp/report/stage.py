@@ -12,11 +12,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from brainlrp import catalog
 from brainlrp._io import write_text
-from brainlrp.analysis.metrics import beta_of
-from brainlrp.report import sections as sec
 from brainlrp.report import style
 from brainlrp.report.inputs import RunData, load_run
+from brainlrp.report.sections import SECTIONS, Context, build
+from brainlrp.report.sections.context import hc_density, method_unit
 
 #: Scans sampled to set the cards' common colour scale.
 SCALE_SAMPLE = 8
@@ -60,29 +61,6 @@ class ReportResult:
     size_bytes: int = 0
 
 
-def choose_methods(methods: Sequence[str]) -> tuple[str, str | None]:
-    """The method shown in depth (LRP, lowest beta first) and its comparison (GB first).
-
-    Parameters
-    ----------
-    methods : sequence of str
-        Analysed methods, in the contract's order.
-
-    Returns
-    -------
-    (str, str or None)
-    """
-    methods = list(methods)
-    lrp = [m for m in methods if style.is_lrp(m)]
-    betas = sorted((beta_of(m), m) for m in lrp if beta_of(m) is not None)
-    main = betas[0][1] if betas else (lrp[0] if lrp else methods[0])
-    others = [m for m in methods if m != main]
-    if "gb" in others:
-        return main, "gb"
-    non_lrp = [m for m in others if not style.is_lrp(m)]
-    return main, (non_lrp or others or [None])[0]
-
-
 def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: bool = True,
            inputs_fn=None, progress: bool = False) -> ReportResult:
     """Write a run's self-contained HTML report and per-subject explanation cards.
@@ -97,7 +75,7 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
         Write ``report/cards/<scan_id>.png`` for every test scan.
     inputs_fn : callable, optional
         ``inputs_fn(scan_ids) -> (n, 1, X, Y, Z)``: the subjects' preprocessed scans,
-        drawn beneath their heatmaps. Default: ``brainlrp.training.load_inputs`` (the
+        drawn beneath their heatmaps. Default: :func:`brainlrp.data.load_inputs` (the
         run's cohort and preprocessing cache); the template when that fails.
     progress : bool
         Print one line per step.
@@ -114,10 +92,10 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
     start = time.perf_counter()
     matplotlib.use("Agg", force=False)
     data = load_run(run, methods)
-    main, compare = choose_methods(data.methods)
+    main, compare = catalog.choose_main_and_comparison(data.methods)
     if inputs_fn is None:
         inputs_fn = _default_inputs(data)
-    ctx = sec.Context(data=data, main=main, compare=compare, inputs_fn=inputs_fn)
+    ctx = Context(data=data, main=main, compare=compare, inputs_fn=inputs_fn)
     ctx.timings["read"] = time.perf_counter() - start
     out = data.rd.report
     out.mkdir(parents=True, exist_ok=True)
@@ -126,35 +104,19 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
         if progress:
             print(f"report: {text}", flush=True)
 
-    built: list = []
-    steps = [("training", sec.training_section), ("individual", sec.individual_section)]
-    for name, func in steps:
-        say(name)
-        built.append(sec.timed(ctx, name, func, ctx))
-    say("group means")
-    group, _payload = sec.timed(ctx, "group-means", sec.group_section, ctx)
-    built.append(group)
-    for name, func in (("regions", sec.regions_section),
-                       ("fingerprints", sec.fingerprint_section), ("beta", sec.beta_section),
-                       ("hippocampus", sec.hippocampus_section),
-                       ("ground-truth", sec.ground_truth_section),
-                       ("faithfulness", sec.faithfulness_section),
-                       ("sanity", sec.sanity_section)):
-        say(name)
-        built.append(sec.timed(ctx, name, func, ctx))
-    card_links: dict[str, str] = {}
     card_paths: list[Path] = []
     if cards:
         say("cards")
         tick = time.perf_counter()
         card_paths = write_cards(ctx, out / "cards")
-        card_links = {p.name[: -len(".png")]: "cards/" + urllib.parse.quote(p.name)
-                      for p in card_paths}
-        ctx.timings["cards"] = time.perf_counter() - tick
-    built.append(sec.timed(ctx, "cards-list", sec.cards_section, ctx, card_links))
-    built.append(sec.timed(ctx, "methods", sec.methods_section, ctx, []))
-    summary = sec.timed(ctx, "summary", sec.summary_section, ctx, dict(ctx.timings))
-    pages = [summary, *built]
+        ctx.cards = {p.name[: -len(".png")]: "cards/" + urllib.parse.quote(p.name)
+                     for p in card_paths}
+        ctx.timings["card files"] = time.perf_counter() - tick
+    built = {}
+    for spec in sorted(SECTIONS, key=lambda s: s.last):  # stable: page order otherwise
+        say(spec.id)
+        built[spec.id] = build(spec, ctx)
+    pages = [built[spec.id] for spec in SECTIONS]
     from brainlrp.report.html import page
     from brainlrp.report.viewer import viewer_script
 
@@ -182,16 +144,15 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
 
 
 def _default_inputs(data: RunData):
-    """The run's preprocessed scans through the training stage's loader."""
-    try:
-        from brainlrp.training import load_inputs
-    except ImportError:  # pragma: no cover - training is part of the package
-        return None
-    root = data.rd.root
-    return lambda ids: load_inputs(root, ids)
+    """The run's preprocessed scans through the data module's loader."""
+    from brainlrp.data import load_inputs
+
+    # The preprocessing is read at the first call, where a card without one becomes a
+    # note (the template is shown) rather than a failed report.
+    return lambda ids: load_inputs(data.rd.root, ids, data.card.prep)
 
 
-def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
+def write_cards(ctx: Context, folder: Path) -> list[Path]:
     """Write one card per test scan of the main method; remove stale cards.
 
     Parameters
@@ -210,7 +171,7 @@ def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
     data, main = ctx.data, ctx.main
     scans = data.test_scans()
     dens = data.area_density(main)
-    hc = sec.hc_density(data, main)
+    hc = hc_density(data, main)
     ids = scans["scan_id"].astype(str).tolist()
     if not ids:
         return []
@@ -221,7 +182,7 @@ def write_cards(ctx: sec.Context, folder: Path) -> list[Path]:
         0, len(called) - 1, min(SCALE_SAMPLE, len(called))).round())]
     peaks = [robust_max(h) for h in (data.heatmap(main, s) for s in sample) if h is not None]
     vmax = float(np.median(peaks)) if peaks else 1.0
-    renderer = CardRenderer(ctx.affine, ctx.grid.shape, sec.method_unit(data, main),
+    renderer = CardRenderer(ctx.affine, ctx.grid.shape, method_unit(data, main),
                             data.mode(main), style.method_label(main), vmax, ctx.mask())
     rows = scans.set_index("scan_id")
     written = []

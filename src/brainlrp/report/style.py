@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from brainlrp.analysis.metrics import beta_of
+from brainlrp import catalog
 
 #: Groups in the paper's order.
 GROUPS = ("AD", "HC", "TP", "TN", "FP", "FN")
@@ -27,26 +27,13 @@ CONTOUR_COLORS = ("#00E5FF", "#76FF03", "#FF40FF")
 POSITIVE_CMAP = "hot"
 SIGNED_CMAP = "cold_hot"
 
-_METHOD_NAMES = {"lrp-eps": "LRP-ε", "gb": "Guided backprop", "gradient": "Gradient",
-                 "ig": "Integrated gradients", "smoothgrad": "SmoothGrad",
-                 "occlusion": "Occlusion"}
-_QUANTITY = {"gb": "guided backprop", "gradient": "gradient", "smoothgrad": "SmoothGrad",
-             "ig": "IG attribution", "occlusion": "occlusion"}
 _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def method_label(method: str) -> str:
-    """Display name of a method, e.g. ``lrp-b0`` -> ``LRP β=0``."""
-    beta = beta_of(method)
-    if beta is not None:
-        return f"LRP β={beta:g}"
-    return _METHOD_NAMES.get(method, method)
-
-
-def is_lrp(method: str) -> bool:
-    """Whether ``method`` is a layer-wise relevance propagation variant."""
-    return method.startswith("lrp")
+    """Display name of a method: its label in :mod:`brainlrp.catalog` (``LRP β=0``)."""
+    return catalog.describe(method).label
 
 
 def method_color(method: str, methods: list[str]) -> str:
@@ -56,12 +43,7 @@ def method_color(method: str, methods: list[str]) -> str:
 
 def unit_label(method: str, mode: str | None = None) -> str:
     """Colour-bar label with units, e.g. ``relevance (a.u.)`` or ``|gradient| (a.u.)``."""
-    quantity = "relevance" if is_lrp(method) else _QUANTITY.get(method, "attribution")
-    if mode == "absolute":
-        quantity = f"|{quantity}|"
-    elif mode == "positive" and not is_lrp(method):
-        quantity = f"positive {quantity}"
-    return f"{quantity} (a.u.)"
+    return catalog.unit_label(method, mode)
 
 
 def cmap_for(mode: str | None) -> str:

@@ -1,0 +1,106 @@
+"""Group means: slices and glass brains per group, AD means per method, the viewer."""
+
+from __future__ import annotations
+
+from brainlrp.report import figures as figs
+from brainlrp.report import style
+from brainlrp.report.html import Safe, Section, fmt, heading, note
+from brainlrp.report.sections.context import Context, method_unit
+from brainlrp.report.sections.context import group_counts as _counts
+from brainlrp.report.sections.spec import SectionSpec
+from brainlrp.report.style import area_label, fmt_number, method_label
+
+#: Axial cuts (z, mm) of the group-mean slices: temporal lobe and hippocampus to vertex.
+AXIAL_CUTS = (-36, -24, -14, -4, 8, 20, 34, 50)
+
+
+def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
+    """Group means: slices and glass brains per group, AD means per method, the viewer.
+
+    Parameters
+    ----------
+    ctx : Context
+    sec : Section
+
+    Returns
+    -------
+    Section
+    dict
+        The viewer's payload (built from the same maps; empty without mean images).
+    """
+    from brainlrp.report.viewer import Layer, viewer_html, viewer_payload
+
+    data = ctx.data
+    main = ctx.main
+    unit = method_unit(data, main)
+    mode = data.mode(main)
+    counts = _counts(data, main)
+    maps = {g: data.mean_map(main, g) for g in style.GROUPS}
+    if all(v is None for v in maps.values()):
+        sec.add(note(f"no mean images in means/{main}/ - run `brainlrp analyze` again"))
+        return sec, {}
+    ref = maps.get("AD") if maps.get("AD") is not None else next(
+        v for v in maps.values() if v is not None)
+    vmax = figs.robust_max(ref)
+    template = ctx.template()
+    fig = figs.group_slices(template, ctx.affine, maps, counts, unit, mode, AXIAL_CUTS, vmax,
+                            method_label(main))
+    sec.add(heading("Axial slices"),
+            ctx.fig(fig, "group mean heatmaps, axial slices",
+                    f"{method_label(main)} mean maps over the ICBM 2009c template, "
+                    f"neurological convention (left on the left). One colour scale "
+                    f"(0 to the AD mean's 99.5th percentile, {fmt_number(vmax)}); values "
+                    "below 20% of it are transparent. FP and FN means rest on few subjects.",
+                    "fig-group-slices"))
+    glass = [figs.BrainMap(v, f"{g} (n = {counts.get(g, 0)})", unit, mode, vmax=vmax)
+             for g, v in maps.items() if v is not None]
+    fig = figs.glass_brains(glass, ctx.affine, ncols=2, display_mode="lyrz")
+    sec.add(heading("Glass brains"),
+            ctx.fig(fig, "group mean heatmaps, glass brains",
+                    "Maximum-intensity projections of the same maps (left, front, right and "
+                    "top views), on the same colour scale.", "fig-group-glass"))
+    per_method = []
+    for m in data.methods:
+        ad = data.mean_map(m, "AD")
+        if ad is not None:
+            per_method.append(figs.BrainMap(ad, method_label(m), method_unit(data, m),
+                                            data.mode(m)))
+    if len(per_method) > 1:
+        fig = figs.glass_brains(per_method, ctx.affine, ncols=2, display_mode="ortho",
+                                row_height=2.3)
+        sec.add(heading("AD mean per method"),
+                ctx.fig(fig, "AD mean heatmap per method",
+                        "Mean map of the AD group for every method, each on its own scale "
+                        "(99.5th percentile); projections: sagittal, coronal, axial.",
+                        "fig-method-glass"))
+    layers = []
+    for m in data.methods:
+        groups = style.GROUPS if m == main else ("AD",)
+        for g in groups:
+            v = maps[g] if m == main else data.mean_map(m, g)
+            if v is None:
+                continue
+            scale = vmax if m == main else figs.robust_max(v)
+            layers.append(Layer(f"{method_label(m)} · {g} mean (n = {_counts(data, m).get(g, 0)})",
+                                v, method_unit(data, m), data.mode(m) == "signed", scale))
+    atlas = ctx.atlas()
+    labels = atlas.codes if atlas is not None else None
+    names = ([area_label(n, 80) for n in atlas.labels["region"]] if atlas is not None
+             else None)
+    payload = viewer_payload(template, ctx.mask(), ctx.affine, layers, labels, names)
+    sec.add(heading("Interactive viewer", ident="viewer-heading"),
+            fmt("<p>Click or drag in a view, or move the sliders, to navigate; the readout "
+                "gives the MNI coordinate, the map's value under the cross and the "
+                "atlas label ({}) there. Other maps (every group of {}, the AD mean of every "
+                "method) are in the menu. Works offline.</p>",
+                data.summary.atlas, method_label(main)),
+            Safe(viewer_html(payload, "viewer")))
+    return sec, payload
+
+
+SPEC = SectionSpec(
+    "group-means", "Group mean heatmaps",
+    "Mean relevance over the subjects of each group, as in the paper: patients (AD), "
+    "controls (HC) and the four outcomes, on one colour scale so that groups compare "
+    "directly.",
+    group_section, requires=("means/{main}",))
