@@ -17,9 +17,18 @@ checks at the full grid: brainlrp against zennit (beta = 0) and against the
 layer-by-layer float64 reference of the test suite for all five betas, with
 conservation of relevance on a scan without zero voxels.
 
+With ``--model densenet121`` (or ``resnet10``, ``resnet18``) the network is
+MONAI's 3-D version (1 input channel, 2 classes) and the phases are
+``forward``, ``gradient``, ``lrp-b0``, ``lrp-epsilon-plus`` and zennit's
+counterparts ``zennit-b0`` and ``zennit-epsilon-plus`` (zennit's ``EpsilonPlus``
+composite, BatchNorm passing relevance; residual blocks canonized with zennit's
+``Sum`` layer, concatenations by their gradient, which is zennit's way).
+
 Usage::
 
     python benchmarks/lrp_speed.py --threads 2 --batch 1 4 --check
+    python benchmarks/lrp_speed.py --model densenet121 --grid 97 115 97 --batch 1 \
+        --repeats 2 --no-memory
 """
 
 from __future__ import annotations
@@ -44,13 +53,28 @@ from brainlrp.explain.lrp import lrp  # noqa: E402
 from brainlrp.models import build_model  # noqa: E402
 
 PHASES = ("forward", "gradient", "lrp-b0", "lrp-b1", "zennit-b0")
+MONAI_PHASES = ("forward", "gradient", "lrp-b0", "lrp-epsilon-plus", "zennit-b0",
+                "zennit-epsilon-plus")
+MONAI_MODELS = ("densenet121", "resnet10", "resnet18")
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def make_model(grid: tuple[int, int, int], device: torch.device, seed: int) -> torch.nn.Module:
-    """The paper's network with random weights and non-trivial BatchNorm statistics."""
+def build(name: str, grid: tuple[int, int, int]) -> torch.nn.Module:
+    """The paper's network, or one of MONAI's 3-D networks for 1 channel and 2 classes."""
+    if name == "paper":
+        return build_model("paper", grid)
+    from monai.networks import nets
+
+    if name == "densenet121":
+        return nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
+    return getattr(nets, name)(spatial_dims=3, n_input_channels=1, num_classes=2)
+
+
+def make_model(grid: tuple[int, int, int], device: torch.device, seed: int,
+               name: str = "paper") -> torch.nn.Module:
+    """The network with random weights and non-trivial BatchNorm statistics."""
     torch.manual_seed(seed)
-    model = build_model("paper", grid)
+    model = build(name, grid)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -76,17 +100,47 @@ def make_scans(grid: tuple[int, int, int], batch: int, device: torch.device, see
     return x.to(device)
 
 
-def zennit_composite():
-    from zennit.composites import LayerMapComposite
-    from zennit.rules import AlphaBeta, Pass
-    from zennit.types import Activation, BatchNorm, Convolution
+def zennit_block_canonizers() -> list:
+    """zennit's way for MONAI's residual blocks: a forward that adds through ``Sum``."""
+    from zennit.canonizers import AttributeCanonizer
+    from zennit.layer import Sum
 
+    try:
+        from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck
+    except ImportError:
+        return []
+
+    def forward(self, x):
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+        if isinstance(self, ResNetBottleneck):
+            out = self.bn3(self.conv3(self.act(out)))
+        return self.act(self.canonizer_sum(torch.stack([residual, out], dim=-1)))
+
+    def attributes(name, module):
+        if isinstance(module, (ResNetBlock, ResNetBottleneck)):
+            return {"forward": forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+
+    return [AttributeCanonizer(attributes)]
+
+
+def zennit_composite(kind: str = "b0"):
+    from zennit.composites import EpsilonPlus, LayerMapComposite
+    from zennit.layer import Sum
+    from zennit.rules import AlphaBeta, Norm, Pass
+    from zennit.types import Activation, AvgPool, BatchNorm, Convolution
+
+    if kind == "epsilon-plus":
+        return EpsilonPlus(canonizers=zennit_block_canonizers())
     rule = AlphaBeta(alpha=1.0, beta=0.0, zero_params="bias")
-    return LayerMapComposite([(Activation, Pass()), (BatchNorm, Pass()),
-                              (Convolution, rule), (torch.nn.Linear, rule)])
+    return LayerMapComposite([(Activation, Pass()), (BatchNorm, Pass()), (Sum, Norm()),
+                              (AvgPool, Norm()), (Convolution, rule), (torch.nn.Linear, rule)],
+                             canonizers=zennit_block_canonizers())
 
 
-def zennit_lrp(model: torch.nn.Module, x: torch.Tensor, target: int = 1) -> torch.Tensor:
+def zennit_lrp(model: torch.nn.Module, x: torch.Tensor, target: int = 1,
+               kind: str = "b0") -> torch.Tensor:
     from zennit.attribution import Gradient
 
     def start(out: torch.Tensor) -> torch.Tensor:
@@ -97,7 +151,7 @@ def zennit_lrp(model: torch.nn.Module, x: torch.Tensor, target: int = 1) -> torc
     for p, _ in params:
         p.requires_grad_(False)
     try:
-        with Gradient(model, zennit_composite()) as attributor:
+        with Gradient(model, zennit_composite(kind)) as attributor:
             _, relevance = attributor(x, start)
     finally:
         for p, flag in params:
@@ -122,14 +176,17 @@ def phase_function(name: str, model: torch.nn.Module, x: torch.Tensor) -> Callab
             finally:
                 for p, flag in params:
                     p.requires_grad_(flag)
+    elif name == "lrp-epsilon-plus":
+        def run():
+            return lrp(model, x, "epsilon-plus").relevance
     elif name.startswith("lrp-b"):
         beta = float(name[len("lrp-b"):])
 
         def run():
             return lrp(model, x, "paper", beta=beta).relevance
-    elif name == "zennit-b0":
+    elif name.startswith("zennit-"):
         def run():
-            return zennit_lrp(model, x)
+            return zennit_lrp(model, x, kind=name[len("zennit-"):])
     else:
         raise ValueError(name)
     return run
@@ -164,6 +221,7 @@ def time_phases(phases: list[str], model, x, repeats: int, zennit_repeats: int,
 def measure_memory(args: argparse.Namespace, phase: str, batch: int) -> dict[str, float]:
     """Peak memory of one phase, run once in a fresh subprocess."""
     command = [sys.executable, __file__, "--memory-phase", phase, "--batch", str(batch),
+               "--model", args.model,
                "--grid", *map(str, args.grid), "--threads", str(args.threads),
                "--device", args.device, "--seed", str(args.seed)]
     out = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -172,7 +230,7 @@ def measure_memory(args: argparse.Namespace, phase: str, batch: int) -> dict[str
 
 def memory_worker(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    model = make_model(tuple(args.grid), device, args.seed)
+    model = make_model(tuple(args.grid), device, args.seed, args.model)
     x = make_scans(tuple(args.grid), args.batch[0], device, args.seed)
     run = phase_function(args.memory_phase, model, x)
     if device.type == "cuda":
@@ -269,6 +327,7 @@ def run_checks(args: argparse.Namespace, device: torch.device) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="paper", choices=["paper", *MONAI_MODELS])
     parser.add_argument("--grid", type=int, nargs=3, default=[193, 229, 193])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=5)
@@ -290,35 +349,46 @@ def main() -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA device")
-    phases = [p for p in PHASES if not (args.no_zennit and p.startswith("zennit"))]
+    if args.model != "paper" and (args.check or args.check_only):
+        parser.error("--check compares against the paper network's reference: use --model paper")
+    phases = [p for p in (PHASES if args.model == "paper" else MONAI_PHASES)
+              if not (args.no_zennit and p.startswith("zennit"))]
     zennit_repeats = args.zennit_repeats or args.repeats
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     timing = "" if args.check_only else (
         f", median of {args.repeats} (zennit {zennit_repeats}) after a warm-up")
-    print(f"brainlrp LRP speed: grid {' x '.join(map(str, args.grid))}, {name}, "
+    print(f"brainlrp LRP speed: {args.model}, grid {' x '.join(map(str, args.grid))}, {name}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}{timing}")
     for batch in [] if args.check_only else args.batch:
-        model = make_model(tuple(args.grid), device, args.seed)
+        model = make_model(tuple(args.grid), device, args.seed, args.model)
         x = make_scans(tuple(args.grid), batch, device, args.seed)
         seconds = time_phases(phases, model, x, args.repeats, zennit_repeats, device)
         del model, x
         memory = {} if args.no_memory else {p: measure_memory(args, p, batch) for p in phases}
         print(f"\nbatch {batch}")
-        print(f"  {'phase':<10s} {'seconds':>9s} {'x gradient':>11s} {'peak MB':>9s} "
+        print(f"  {'phase':<19s} {'seconds':>9s} {'x gradient':>11s} {'peak MB':>9s} "
               f"{'(setup MB)':>11s}")
         for phase in phases:
             mem = memory.get(phase)
             mem_text = (f"{mem['peak_mb']:>9.0f} {mem['setup_mb']:>11.0f}" if mem else "")
-            print(f"  {phase:<10s} {seconds[phase]:>9.3f} "
+            print(f"  {phase:<19s} {seconds[phase]:>9.3f} "
                   f"{seconds[phase] / seconds['gradient']:>11.2f} {mem_text}")
-        print(f"  ratios: lrp-b0 / gradient = {seconds['lrp-b0'] / seconds['gradient']:.2f} "
-              f"(target <= 1.3), lrp-b1 / gradient = "
-              f"{seconds['lrp-b1'] / seconds['gradient']:.2f} (target <= 2.5)", end="")
-        if "zennit-b0" in seconds:
-            print(f", zennit-b0 / lrp-b0 = {seconds['zennit-b0'] / seconds['lrp-b0']:.2f} "
-                  "(target >= 4)")
+        if args.model == "paper":
+            print(f"  ratios: lrp-b0 / gradient = {seconds['lrp-b0'] / seconds['gradient']:.2f} "
+                  f"(target <= 1.3), lrp-b1 / gradient = "
+                  f"{seconds['lrp-b1'] / seconds['gradient']:.2f} (target <= 1.3)", end="")
+            if "zennit-b0" in seconds:
+                print(f", zennit-b0 / lrp-b0 = {seconds['zennit-b0'] / seconds['lrp-b0']:.2f} "
+                      "(target >= 4)")
+            else:
+                print()
         else:
-            print()
+            for ours in ("lrp-b0", "lrp-epsilon-plus"):
+                theirs = "zennit-" + ours[len("lrp-"):]
+                text = (f", {theirs} / {ours} = {seconds[theirs] / seconds[ours]:.2f} "
+                        "(target >= 3)" if theirs in seconds else "")
+                print(f"  ratios: {ours} / gradient = "
+                      f"{seconds[ours] / seconds['gradient']:.2f} (target <= 1.5){text}")
     if args.check or args.check_only:
         return 0 if run_checks(args, device) else 1
     return 0

@@ -181,3 +181,22 @@ class PaperReference:
         if isinstance(layer, (nn.BatchNorm3d, nn.ReLU, nn.Dropout)):
             return r
         raise TypeError(f"the reference does not cover {type(layer).__name__}")
+
+
+# -- merges and fixed linear maps ---------------------------------------------------
+
+def map_matrix(fn, in_shape: tuple[int, ...]) -> Tensor:
+    """A fixed linear map ``fn`` (e.g. average pooling) as a dense ``(n_out, n_in)``
+    float64 matrix, one input basis vector at a time."""
+    basis = torch.eye(int(torch.tensor(in_shape).prod()), dtype=torch.float64)
+    with torch.no_grad():
+        columns = fn(basis.reshape(-1, *in_shape))
+    return columns.reshape(columns.shape[0], -1).T.contiguous()
+
+
+def sum_share(terms: list[Tensor], r: Tensor, eps: float = EPS) -> list[Tensor]:
+    """Relevance of each summand of ``y = sum_k x_k``: ``x_k / (y + eps sign(y)) R``."""
+    total = torch.zeros_like(terms[0])
+    for term in terms:  # explicit sum over summands k
+        total = total + term
+    return [term / _stab(total, eps) * r for term in terms]

@@ -10,10 +10,12 @@ from torch import nn
 
 from brainlrp.errors import BrainLRPError
 from brainlrp.explain.lrp import (
+    LINEAR_LAYER_TYPES,
     AlphaBeta,
     Composite,
     Epsilon,
     MergeBatchNorm,
+    Pass,
     ZBox,
     ZPlus,
     available_composites,
@@ -74,8 +76,8 @@ def test_container_with_own_parameters_is_rejected():
 
 
 def test_generic_network_with_avgpool_leaky_relu_and_view_conserves():
-    """Any module tree of supported layers works, functional reshapes included; without
-    biases the beta rule with beta > 0 conserves relevance through every layer type."""
+    """A module tree of supported layers with functional reshapes and slicing between
+    them works; without biases the beta rule with beta > 0 conserves relevance."""
 
     class Net(nn.Module):
         def __init__(self):
@@ -98,6 +100,89 @@ def test_generic_network_with_avgpool_leaky_relu_and_view_conserves():
         assert result.relevance.shape == x.shape
         torch.testing.assert_close(result.relevance.sum((1, 2, 3, 4)), result.logits[:, 2],
                                    rtol=1e-4, atol=1e-5)
+
+
+class Residual(nn.Module):
+    """``relu(h + conv(relu(conv(h))))`` after a stem conv, bias-free; ``untraceable``
+    adds Python control flow on a tensor value, which torch.fx cannot trace."""
+
+    def __init__(self, untraceable: bool = False, merge: str = "add"):
+        super().__init__()
+        self.stem = nn.Conv3d(1, 3, 3, padding=1, bias=False)
+        self.stem_act = nn.ReLU()
+        self.conv1 = nn.Conv3d(3, 3, 3, padding=1, bias=False)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv3d(3, 3, 3, padding=1, bias=False)
+        self.act2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(6 if merge == "cat" else 3, 2, bias=False)
+        self.untraceable, self.merge = untraceable, merge
+
+    def forward(self, x):
+        h = self.stem_act(self.stem(x))
+        if self.untraceable and bool(x.sum() > -1):
+            h = h.contiguous()
+        f = self.conv2(self.act1(self.conv1(h)))
+        out = h + f if self.merge == "add" else torch.cat([h, f], dim=1)
+        return self.fc(self.pool(self.act2(out)).flatten(1))
+
+
+@pytest.mark.parametrize("merge", ["add", "cat"])
+def test_merge_the_tracer_cannot_see_is_refused_naming_the_layers(merge):
+    """Before, a residual x + f(x) passed and doubled relevance (2.00x at beta=1)."""
+    torch.manual_seed(0)
+    with pytest.raises(BrainLRPError, match=rf"operation '{merge}' .* conv2 \(Conv3d\) "
+                                            r"and stem_act \(ReLU\) before act2 \(ReLU\)"):
+        lrp(Residual(untraceable=True, merge=merge), torch.rand(1, 1, 5, 6, 7), "paper", beta=1)
+
+
+def test_merges_are_refused_when_the_composite_does_not_expose_them():
+    composite = Composite([(nn.Conv3d, AlphaBeta(beta=1)), (nn.Linear, AlphaBeta(beta=1))],
+                          expose_merges=False)
+    with pytest.raises(BrainLRPError, match="operation 'add'"):
+        lrp(Residual(), torch.rand(1, 1, 5, 6, 7), composite)
+
+
+def test_arithmetic_between_layers_is_refused():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv3d(1, 2, 3), nn.Linear(2 * 3 * 4 * 5, 2)
+
+        def forward(self, x):
+            return self.fc((2 * self.conv(x)).flatten(1))
+
+    with pytest.raises(BrainLRPError, match=r"operation 'mul' .* conv \(Conv3d\) before fc"):
+        lrp(Scaled(), torch.rand(1, 1, 5, 6, 7))
+
+
+class Doubling(Pass):
+    """A broken rule that claims to conserve relevance."""
+
+    def backward(self, layer, x, y, relevance):
+        return 2 * relevance
+
+
+def test_a_conserving_composite_that_does_not_conserve_raises():
+    composite = Composite([(LINEAR_LAYER_TYPES, AlphaBeta(beta=1)), (nn.ReLU, Doubling())])
+    with pytest.raises(BrainLRPError, match="lost or created relevance.*'custom'"):
+        lrp(Residual(), torch.rand(1, 1, 5, 6, 7), composite)
+
+
+@pytest.mark.parametrize(("composite", "params", "bias", "expected"), [
+    ("paper", {"beta": 1.0}, False, True),
+    ("paper", {"beta": 0.5}, True, False),    # biases take relevance no input gets
+    ("paper", {"beta": 0.0}, False, False),   # z+ drops outputs without positive parts
+    ("epsilon", {}, False, False),            # epsilon absorbs relevance by design
+    ("epsilon-plus", {}, False, False),       # z+ again
+])
+def test_which_composites_check_conservation(composite, params, bias, expected):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 2, 3, bias=bias), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 3 * 4 * 5, 2, bias=bias))
+    built = get_composite(composite, **params)
+    with built.context(model) as rules:
+        assert built.conserves(model, rules) is expected
 
 
 # -- the model comes back as it was ------------------------------------------------------

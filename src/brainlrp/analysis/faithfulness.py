@@ -30,6 +30,7 @@ from torch import nn
 from brainlrp import catalog
 from brainlrp.analysis import metrics
 from brainlrp.atlas import region_sums
+from brainlrp.explain.lrp import MAXPOOL_TYPES, fold_batchnorm
 
 #: Columns of ``analysis/faithfulness.tsv`` (one row per method, scan and step; the
 #: random-order baseline is the method ``random``, averaged over its orders).
@@ -64,33 +65,6 @@ def random_orders(n_orders: int, n_subjects: int, n_regions: int, seed: int = 0)
     return rng.permuted(base, axis=-1)
 
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def _fold_batchnorm(module: nn.Module) -> None:
-    """Fold every BatchNorm that directly follows a convolution in a Sequential into it.
-
-    The BatchNorm becomes an Identity, so module names (and any code that looks
-    layers up by name) stay valid. Only eval-mode BatchNorm with running
-    statistics is folded: that is when it is a fixed affine map.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for child in module.children():
-        if isinstance(child, nn.Sequential):
-            for i in range(len(child) - 1):
-                conv, norm = child[i], child[i + 1]
-                if (isinstance(conv, _CONVS) and isinstance(norm, _NORMS)
-                        and norm.running_mean is not None and not norm.training):
-                    child[i] = fuse_conv_bn_eval(conv, norm)
-                    child[i + 1] = nn.Identity()
-        _fold_batchnorm(child)
-
-
-_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-
-
 def _pool_before_relu(module: nn.Module) -> None:
     """Swap ReLU -> MaxPool into MaxPool -> ReLU (in place) inside every Sequential.
 
@@ -100,7 +74,7 @@ def _pool_before_relu(module: nn.Module) -> None:
     for child in module.children():
         if isinstance(child, nn.Sequential):
             for i in range(len(child) - 1):
-                if isinstance(child[i], nn.ReLU) and isinstance(child[i + 1], _POOLS):
+                if isinstance(child[i], nn.ReLU) and isinstance(child[i + 1], MAXPOOL_TYPES):
                     child[i], child[i + 1] = child[i + 1], nn.ReLU(inplace=True)
         _pool_before_relu(child)
 
@@ -108,12 +82,13 @@ def _pool_before_relu(module: nn.Module) -> None:
 def inference_copy(model: nn.Module) -> nn.Module:
     """A private, faster copy for forward passes with the same outputs.
 
-    Eval mode, BatchNorm folded into the convolution before it, max pooling moved
-    before ReLU, channels-last memory layout for 3D convolutions.
+    Eval mode, BatchNorm folded into the layer that feeds it (the LRP engine's
+    :func:`~brainlrp.explain.lrp.fold_batchnorm`), max pooling moved before ReLU,
+    channels-last memory layout for 3D convolutions.
     """
     fast = copy.deepcopy(model).eval()
     with torch.no_grad():
-        _fold_batchnorm(fast)
+        fold_batchnorm(fast)
         _pool_before_relu(fast)
     if any(isinstance(m, nn.Conv3d) for m in fast.modules()):
         fast = fast.to(memory_format=torch.channels_last_3d)

@@ -1,10 +1,12 @@
 """Layer-wise relevance propagation for PyTorch CNNs, built for speed on 3-D MRI.
 
 Modules in dependency order: :mod:`~brainlrp.explain.lrp.core` (relevance as a
-custom backward pass), :mod:`~brainlrp.explain.lrp.rules` (alpha-beta, epsilon,
-z+, box, gamma, pass, proportional), :mod:`~brainlrp.explain.lrp.canonizers`
-(BatchNorm merging), :mod:`~brainlrp.explain.lrp.composites` (presets by name)
-and :mod:`~brainlrp.explain.lrp.attribution` (:func:`lrp`).
+custom backward pass, the check that nothing bypasses the rules),
+:mod:`~brainlrp.explain.lrp.rules` (alpha-beta, epsilon, z+, box, gamma, pass,
+proportional, sum, split), :mod:`~brainlrp.explain.lrp.layers` (Sum and Concat,
+merges made visible), :mod:`~brainlrp.explain.lrp.canonizers` (merges routed
+through those layers, BatchNorm merging), :mod:`~brainlrp.explain.lrp.composites`
+(presets by name) and :mod:`~brainlrp.explain.lrp.attribution` (:func:`lrp`).
 
 Examples
 --------
@@ -13,7 +15,13 @@ Examples
 """
 
 from brainlrp.explain.lrp.attribution import LRPResult, lrp
-from brainlrp.explain.lrp.canonizers import Canonizer, MergeBatchNorm
+from brainlrp.explain.lrp.canonizers import (
+    Canonizer,
+    ExposeMerges,
+    MergeBatchNorm,
+    fold_batchnorm,
+    merged_weights,
+)
 from brainlrp.explain.lrp.composites import (
     COMPOSITES,
     Composite,
@@ -22,27 +30,43 @@ from brainlrp.explain.lrp.composites import (
     register_composite,
 )
 from brainlrp.explain.lrp.core import (
+    ACTIVATION_TYPES,
+    AUTOGRAD_TYPES,
+    AVGPOOL_TYPES,
+    BATCHNORM_TYPES,
+    CONV_TYPES,
+    LINEAR_LAYER_TYPES,
+    MAXPOOL_TYPES,
+    NORM_TYPES,
     SUPPORTED_TYPES,
     Layer,
     LayerOps,
     LinearRule,
     Rule,
     attach_rules,
+    check_graph,
     check_supported,
+    has_offset,
 )
+from brainlrp.explain.lrp.layers import Concat, Sum
 from brainlrp.explain.lrp.rules import (
     AlphaBeta,
     Epsilon,
     Gamma,
     Pass,
     Proportional,
+    Split,
+    SumShare,
     ZBox,
     ZPlus,
 )
 
 __all__ = [
-    "COMPOSITES", "SUPPORTED_TYPES", "AlphaBeta", "Canonizer", "Composite", "Epsilon", "Gamma",
+    "ACTIVATION_TYPES", "AUTOGRAD_TYPES", "AVGPOOL_TYPES", "BATCHNORM_TYPES", "COMPOSITES",
+    "CONV_TYPES", "LINEAR_LAYER_TYPES", "MAXPOOL_TYPES", "NORM_TYPES", "SUPPORTED_TYPES",
+    "AlphaBeta", "Canonizer", "Composite", "Concat", "Epsilon", "ExposeMerges", "Gamma",
     "LRPResult", "Layer", "LayerOps", "LinearRule", "MergeBatchNorm", "Pass", "Proportional",
-    "Rule", "ZBox", "ZPlus", "attach_rules", "available_composites", "check_supported",
-    "get_composite", "lrp", "register_composite",
+    "Rule", "Split", "Sum", "SumShare", "ZBox", "ZPlus", "attach_rules", "available_composites",
+    "check_graph", "check_supported", "fold_batchnorm", "get_composite", "has_offset", "lrp",
+    "merged_weights", "register_composite",
 ]

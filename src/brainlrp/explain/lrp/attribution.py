@@ -18,7 +18,13 @@ from brainlrp.explain._state import (
     resolve_target,
 )
 from brainlrp.explain.lrp.composites import Composite, get_composite
-from brainlrp.explain.lrp.core import check_supported
+from brainlrp.explain.lrp.core import check_graph
+
+#: Conservation tolerance: relative to the explained output, plus a share of the
+#: relevance's absolute sum for float32 rounding where positive and negative
+#: relevance cancel (beta > 0).
+CONSERVATION_RTOL = 1e-3
+CONSERVATION_MAGNITUDE_RTOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,11 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
     Raises
     ------
     BrainLRPError
-        For an unsupported layer, an unknown composite or parameter, a bad input
-        or a target out of range.
+        For an unsupported layer, an operation between layers that has no rule
+        (such as an addition the fx tracer could not see), an unknown composite or
+        parameter, a bad input or a target out of range; and when a composite that
+        conserves relevance on this network (see
+        :meth:`~brainlrp.explain.lrp.Composite.conserves`) does not.
 
     Examples
     --------
@@ -92,12 +101,13 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
                 "build the Composite with them instead")
     else:
         composite = get_composite(composite, **params)
-    check_supported(model)  # before touching the model's state
+    composite.check(model)  # before touching the model's state
     x = prepare_input(model, x)
     with (eval_mode(model), frozen_parameters(model), exact_float32(x.device),
-          torch.enable_grad(), composite.context(model)):
+          torch.enable_grad(), composite.context(model) as rules):
         x = x.requires_grad_(True)
         logits = model(x)
+        check_graph(logits, model)
         if logits.ndim != 2:
             raise BrainLRPError(
                 f"LRP needs a model that returns (batch, n_classes) logits, got shape "
@@ -110,7 +120,29 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
         initial = torch.zeros_like(logits)
         initial[rows, tgt] = source[rows, tgt]
         (relevance,) = torch.autograd.grad(logits, x, initial)
+        if composite.conserves(model, rules):
+            _check_conservation(relevance, initial.sum(1), composite)
     return LRPResult(relevance.detach(), logits.detach(), probabilities, tgt)
+
+
+def _check_conservation(relevance: Tensor, explained: Tensor, composite: Composite) -> None:
+    """Raise unless each sample's input relevance sums to its explained output."""
+    dims = tuple(range(1, relevance.ndim))
+    total = relevance.double().sum(dims)
+    explained = explained.double()
+    tolerance = (CONSERVATION_RTOL * explained.abs()
+                 + CONSERVATION_MAGNITUDE_RTOL * relevance.double().abs().sum(dims)
+                 + torch.finfo(torch.float32).tiny)
+    bad = ((total - explained).abs() > tolerance).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise BrainLRPError(
+            f"LRP lost or created relevance: the composite {composite.name!r} conserves it "
+            f"on this network, yet the input relevance of sample {i} sums to "
+            f"{float(total[i]):.6g} where the explained output is {float(explained[i]):.6g}",
+            "the model computes something between its layers that no rule sees; "
+            "report it with the model's definition, or explain with a method that "
+            "does not rely on conservation (e.g. 'gradient')")
 
 
 __all__ = ["LRPResult", "lrp"]

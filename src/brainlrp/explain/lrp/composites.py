@@ -2,9 +2,27 @@
 
 A composite maps layer types to rules (optionally a special rule for the input
 layer) and lists the canonizers to apply first. Layers it does not mention get
-the defaults: ReLU/LeakyReLU and BatchNorm pass relevance unchanged, average
-pooling shares it proportionally, and max pooling, Flatten, Dropout and Identity
-keep their gradient (winner takes all, reshape, identity).
+the defaults: elementwise activations (ReLU, LeakyReLU, ELU, PReLU) and
+normalisations pass relevance unchanged, average pooling shares it
+proportionally, residual sums share it by the summands' values, concatenations
+split it back to their inputs, and max pooling, Flatten, Dropout and Identity
+keep their gradient (winner takes all, reshape, identity). The layer types a
+composite supports are those of its layer map and the defaults, so a rule for a
+new layer type makes models with that layer explainable.
+
+Normalisation layers: BatchNorm passes relevance (the paper's mode) or is merged
+into the Linear/Conv layer that feeds it (:class:`MergeBatchNorm`, in the
+"-bn-merged", "epsilon" and "epsilon-plus" presets). A BatchNorm that no such
+layer feeds (pre-activation blocks as in DenseNet: BatchNorm, ReLU, Conv) stays
+and passes relevance. InstanceNorm, GroupNorm and LayerNorm use the sample's own
+statistics, so they cannot be merged into fixed weights; they pass relevance
+too. Passing relevance keeps each layer's total, but the shift such a layer adds
+(like a bias) means the network as a whole does not conserve relevance exactly.
+
+Residual additions and concatenations in a model's forward are routed through
+:class:`~brainlrp.explain.lrp.layers.Sum` and
+:class:`~brainlrp.explain.lrp.layers.Concat` layers by :class:`ExposeMerges`,
+which every composite applies first.
 
 The registry drives the valid names everywhere (API, CLI), so adding a preset is
 one decorated function.
@@ -19,27 +37,40 @@ from collections.abc import Callable, Iterator, Sequence
 from torch import nn
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.explain.lrp.canonizers import Canonizer, MergeBatchNorm
+from brainlrp.explain.lrp.canonizers import Canonizer, ExposeMerges, MergeBatchNorm
 from brainlrp.explain.lrp.core import (
     ACTIVATION_TYPES,
     AUTOGRAD_TYPES,
     AVGPOOL_TYPES,
-    BATCHNORM_TYPES,
     LINEAR_LAYER_TYPES,
+    NORM_TYPES,
     Rule,
     attach_rules,
     check_supported,
     first_linear_layer,
+    has_offset,
 )
-from brainlrp.explain.lrp.rules import AlphaBeta, Epsilon, Pass, Proportional, ZBox, ZPlus
+from brainlrp.explain.lrp.layers import Concat, Sum
+from brainlrp.explain.lrp.rules import (
+    AlphaBeta,
+    Epsilon,
+    Pass,
+    Proportional,
+    Split,
+    SumShare,
+    ZBox,
+    ZPlus,
+)
 
 LayerMap = Sequence[tuple[type[nn.Module] | tuple[type[nn.Module], ...], Rule | None]]
 
 #: Rules for the layers a composite does not mention; None keeps the gradient.
 DEFAULT_LAYER_MAP: LayerMap = (
     (ACTIVATION_TYPES, Pass()),
-    (BATCHNORM_TYPES, Pass()),
+    (NORM_TYPES, Pass()),
     (AVGPOOL_TYPES, Proportional()),
+    (Sum, SumShare()),
+    (Concat, Split()),
     (AUTOGRAD_TYPES, None),
 )
 
@@ -55,17 +86,53 @@ class Composite:
         Rule for the input layer (the first Linear/ConvNd in registration order),
         e.g. the box rule.
     canonizers : sequence of Canonizer
-        Entered in order before the rules are attached, left in reverse order.
+        Entered in order before the rules are attached, left in reverse order,
+        after :class:`ExposeMerges` (unless ``expose_merges`` is False).
     name : str
         For messages and ``repr``.
+    expose_merges : bool
+        Route additions and concatenations through Sum/Concat layers first.
     """
 
     def __init__(self, layer_map: LayerMap, first_layer: Rule | None = None,
-                 canonizers: Sequence[Canonizer] = (), name: str = "custom"):
+                 canonizers: Sequence[Canonizer] = (), name: str = "custom",
+                 expose_merges: bool = True):
         self.layer_map = tuple(layer_map)
         self.first_layer = first_layer
-        self.canonizers = tuple(canonizers)
+        self.canonizers = ((ExposeMerges(),) if expose_merges else ()) + tuple(canonizers)
         self.name = name
+
+    @property
+    def supported_types(self) -> tuple[type[nn.Module], ...]:
+        """Leaf types this composite has a rule (or a gradient) for; Linear/ConvNd
+        always, so that a missing rule for them is named as such."""
+        found: list[type[nn.Module]] = list(LINEAR_LAYER_TYPES)
+        for types, _ in (*self.layer_map, *DEFAULT_LAYER_MAP):
+            found.extend(types if isinstance(types, tuple) else (types,))
+        return tuple(dict.fromkeys(found))
+
+    def check(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """:func:`check_supported` with this composite's layer types."""
+        return check_supported(model, self.supported_types)
+
+    def conserves(self, model: nn.Module, rules: dict[nn.Module, Rule]) -> bool:
+        """Whether the input relevance must sum to the explained output.
+
+        True when every rule in use is conserving, no layer adds an offset (a
+        bias, a BatchNorm shift, a per-sample normalisation) and every layer
+        without a rule is one whose gradient is its rule. Call it inside
+        :meth:`context`, where canonizers (merged biases included) are applied.
+        """
+        for _, module in self.check(model):
+            rule = rules.get(module)
+            if rule is None:
+                if not isinstance(module, AUTOGRAD_TYPES):
+                    return False
+            elif not rule.conserving:
+                return False
+            if has_offset(module):
+                return False
+        return True
 
     def rules(self, model: nn.Module) -> dict[nn.Module, Rule]:
         """The rule of every layer that has one.
@@ -75,7 +142,7 @@ class Composite:
         BrainLRPError
             For an unsupported layer, or a Linear/ConvNd layer without a rule.
         """
-        leaves = check_supported(model)
+        leaves = self.check(model)
         first = first_linear_layer(model)
         rules: dict[nn.Module, Rule] = {}
         for name, module in leaves:
@@ -96,7 +163,7 @@ class Composite:
     @contextlib.contextmanager
     def context(self, model: nn.Module) -> Iterator[dict[nn.Module, Rule]]:
         """Apply the canonizers and attach the rules; undo everything on exit."""
-        check_supported(model)
+        self.check(model)
         with contextlib.ExitStack() as stack:
             for canonizer in self.canonizers:
                 stack.enter_context(canonizer.apply(model))
@@ -155,9 +222,10 @@ def paper(beta: float = 0.0, epsilon: float = 1e-6) -> Composite:
 
 @register_composite("paper-bn-merged")
 def paper_bn_merged(beta: float = 0.0, epsilon: float = 1e-6) -> Composite:
-    """The beta rule everywhere after merging each BatchNorm into the layer before it."""
+    """The beta rule everywhere after merging each BatchNorm into the layer that feeds
+    it (one that no such layer feeds passes relevance, as in "paper")."""
     rule = AlphaBeta(beta=beta, epsilon=epsilon)
-    return Composite([(LINEAR_LAYER_TYPES, rule)], canonizers=[MergeBatchNorm()],
+    return Composite([(LINEAR_LAYER_TYPES, rule)], canonizers=[MergeBatchNorm(strict=False)],
                      name=f"paper-bn-merged (beta={beta:g})")
 
 
@@ -166,15 +234,15 @@ def epsilon_plus(epsilon: float = 1e-6, low: float = 0.0, high: float = 1.0) -> 
     """Epsilon on dense layers, z+ on convolutions, the box rule on the input layer
     (range ``[low, high]``), BatchNorm merged (Montavon et al. 2019's recommendation)."""
     return Composite([(nn.Linear, Epsilon(epsilon)), (LINEAR_LAYER_TYPES, ZPlus(epsilon))],
-                     first_layer=ZBox(low, high, epsilon), canonizers=[MergeBatchNorm()],
-                     name="epsilon-plus")
+                     first_layer=ZBox(low, high, epsilon),
+                     canonizers=[MergeBatchNorm(strict=False)], name="epsilon-plus")
 
 
 @register_composite("epsilon")
 def epsilon_everywhere(epsilon: float = 1e-6) -> Composite:
     """The epsilon rule on every Linear/Conv layer, BatchNorm merged."""
-    return Composite([(LINEAR_LAYER_TYPES, Epsilon(epsilon))], canonizers=[MergeBatchNorm()],
-                     name="epsilon")
+    return Composite([(LINEAR_LAYER_TYPES, Epsilon(epsilon))],
+                     canonizers=[MergeBatchNorm(strict=False)], name="epsilon")
 
 
 __all__ = ["COMPOSITES", "DEFAULT_LAYER_MAP", "Composite", "available_composites",

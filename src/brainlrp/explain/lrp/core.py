@@ -10,6 +10,11 @@ parameter gradients. Layers whose gradient already *is* their LRP rule keep plai
 autograd: max pooling (the gradient goes to the winning voxel), Flatten and
 tensor reshapes, Identity, and Dropout in eval mode.
 
+Relevance must not bypass the rules: :func:`check_graph` walks the autograd
+graph of the output and refuses any operation between layers whose gradient is
+not its LRP rule (a residual addition's gradient would double relevance), and
+:func:`has_offset` tells which layers keep a network from conserving relevance.
+
 This module knows nothing about particular rules; they live in
 :mod:`brainlrp.explain.lrp.rules` and implement :class:`Rule`.
 """
@@ -31,17 +36,38 @@ CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 #: Layers with weights that rules such as alpha-beta or epsilon act on.
 LINEAR_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, *CONV_TYPES)
 BATCHNORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU)
+#: Normalisations by statistics of the sample itself; they cannot be merged into a
+#: layer, so relevance passes through them as through BatchNorm in the paper's mode.
+SAMPLE_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm)
+NORM_TYPES: tuple[type[nn.Module], ...] = BATCHNORM_TYPES + SAMPLE_NORM_TYPES
+#: Elementwise activations: each output depends on one input, which inherits its relevance.
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.PReLU)
 AVGPOOL_TYPES: tuple[type[nn.Module], ...] = (
     nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+MAXPOOL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 #: Layers whose autograd backward is already the LRP rule, so they get no rule.
 AUTOGRAD_TYPES: tuple[type[nn.Module], ...] = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    *MAXPOOL_TYPES,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.Flatten, nn.Identity)
+    nn.Flatten, nn.Unflatten, nn.Identity)
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (
-    LINEAR_LAYER_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES + AVGPOOL_TYPES + AUTOGRAD_TYPES)
+    LINEAR_LAYER_TYPES + NORM_TYPES + ACTIVATION_TYPES + AVGPOOL_TYPES + AUTOGRAD_TYPES)
+
+#: Autograd nodes (names without the trailing version digit) whose backward is the
+#: LRP rule of what they compute in the forward: reshapes, slicing, copies and max
+#: pooling move relevance without changing it. Any other node between the output and
+#: the input is an operation without a rule (see :func:`check_graph`).
+GRADIENT_IS_RULE_NODES: frozenset[str] = frozenset({
+    "ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "CloneBackward",
+    "ToCopyBackward", "SliceBackward", "SelectBackward", "SqueezeBackward",
+    "UnsqueezeBackward", "PermuteBackward", "TransposeBackward", "TBackward",
+    "AliasBackward", "MaxPool1DWithIndicesBackward", "MaxPool2DWithIndicesBackward",
+    "MaxPool3DWithIndicesBackward", "AdaptiveMaxPool1DBackward", "AdaptiveMaxPool2DBackward",
+    "AdaptiveMaxPool3DBackward", "AccumulateGrad"})
 
 _CONV_FUNCTIONS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -188,22 +214,27 @@ class Layer:
     """
 
     module: nn.Module
-    forward: Callable[[Tensor], Tensor]
+    forward: Callable[..., Tensor]
 
 
 class Rule(ABC):
     """How relevance passes one layer: ``R_in = rule(layer, x, y, R_out)``.
 
     Subclasses declare which forward tensors they need (``needs_input``,
-    ``needs_output``), so the forward pass keeps nothing that is not used.
+    ``needs_output``), so the forward pass keeps nothing that is not used, and
+    whether they conserve relevance (``conserving``; see :func:`conserves`).
     """
 
     needs_input: bool = True
     needs_output: bool = False
+    #: The input relevance of every output with some contribution sums to that
+    #: output's relevance (up to the stabiliser). Rules that absorb relevance by
+    #: design (epsilon, gamma with biases) or drop it (z+) say False.
+    conserving: bool = False
 
     @abstractmethod
-    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
-                 relevance: Tensor) -> Tensor:
+    def backward(self, layer: Layer, x: Tensor | tuple[Tensor, ...] | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor | tuple[Tensor, ...]:
         """Relevance of the layer's input from the relevance of its output.
 
         Parameters
@@ -211,12 +242,15 @@ class Rule(ABC):
         layer : Layer
         x, y : Tensor or None
             The layer's input and output from the forward pass (None unless needed).
+            For a layer with several inputs (:class:`~brainlrp.explain.lrp.layers.Sum`,
+            :class:`~brainlrp.explain.lrp.layers.Concat`) ``x`` is their tuple and
+            the rule returns one relevance per input.
         relevance : Tensor
             Relevance of the output, shaped like ``y``.
         """
 
     def __repr__(self) -> str:
-        hidden = {"needs_input", "needs_output"}
+        hidden = {"needs_input", "needs_output", "conserving"}
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
                            if not k.startswith("_") and k not in hidden)
         return f"{type(self).__name__}({params})"
@@ -239,24 +273,34 @@ class _RuleFunction(torch.autograd.Function):
     """Forward: the layer's own forward. Backward: the layer's rule."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, layer: Layer, rule: Rule) -> Tensor:
-        y = layer.forward(x)
-        if y is x:
+    def forward(ctx, layer: Layer, rule: Rule, *xs: Tensor) -> Tensor:
+        y = layer.forward(*xs)
+        if any(y is x for x in xs):
             # autograd needs a fresh output tensor from a custom function.
-            y = x.clone()
-        ctx.layer, ctx.rule = layer, rule
-        ctx.save_for_backward(x if rule.needs_input else None,
-                              y if rule.needs_output else None)
+            y = y.clone()
+        ctx.layer, ctx.rule, ctx.n_inputs = layer, rule, len(xs)
+        kept = xs if rule.needs_input else (None,) * len(xs)
+        ctx.save_for_backward(*kept, y if rule.needs_output else None)
         return y
 
     @staticmethod
-    def backward(ctx, relevance: Tensor) -> tuple[Tensor, None, None]:
-        x, y = ctx.saved_tensors
-        return ctx.rule.backward(ctx.layer, x, y, relevance), None, None
+    def backward(ctx, relevance: Tensor) -> tuple[Tensor | None, ...]:
+        *xs, y = ctx.saved_tensors
+        x = xs[0] if ctx.n_inputs == 1 else tuple(xs)
+        out = ctx.rule.backward(ctx.layer, x, y, relevance)
+        return (None, None, *(out if ctx.n_inputs > 1 else (out,)))
 
 
-def check_supported(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def check_supported(model: nn.Module, supported: tuple[type[nn.Module], ...] = SUPPORTED_TYPES
+                    ) -> list[tuple[str, nn.Module]]:
     """The model's leaf modules, after checking that LRP can handle each of them.
+
+    Parameters
+    ----------
+    model : nn.Module
+    supported : tuple of module types
+        Leaf types with a rule or a gradient that is their rule; a composite passes
+        the types of its layer map, so a rule for a new layer type makes it supported.
 
     Returns
     -------
@@ -280,11 +324,12 @@ def check_supported(model: nn.Module) -> list[tuple[str, nn.Module]]:
                     "move the computation into a supported layer "
                     "(Conv1d/2d/3d, Linear, BatchNorm, ...)")
             continue
-        if not isinstance(module, SUPPORTED_TYPES):
-            supported = ", ".join(sorted({t.__name__ for t in SUPPORTED_TYPES}))
+        if not isinstance(module, supported):
+            names = ", ".join(sorted({t.__name__ for t in supported}))
             raise BrainLRPError(
                 f"LRP does not support the layer {_module_label(name, module)}",
-                f"use a model built from {supported}")
+                f"use a model built from {names}, or give the layer a rule in the "
+                "composite's layer map")
         if isinstance(module, CONV_TYPES):
             if module.padding_mode != "zeros":
                 raise BrainLRPError(
@@ -293,6 +338,94 @@ def check_supported(model: nn.Module) -> list[tuple[str, nn.Module]]:
             _conv_padding(module)
         leaves.append((name, module))
     return leaves
+
+
+def _node_kind(node: object) -> str:
+    return type(node).__name__.rstrip("0123456789")
+
+
+def _producers(node: object, labels: Mapping[int, str], limit: int = 3) -> list[str]:
+    """Labels of the nearest rule layers below ``node`` (towards the input)."""
+    found: list[str] = []
+    stack, seen = [node], set()
+    while stack and len(found) < limit:
+        current = stack.pop()
+        for child, _ in reversed(current.next_functions):
+            if child is None or id(child) in seen:
+                continue
+            seen.add(id(child))
+            layer = getattr(child, "layer", None)
+            if isinstance(layer, Layer):
+                found.append(labels.get(id(layer.module), type(layer.module).__name__))
+            elif _node_kind(child) == "AccumulateGrad":
+                found.append("the input")
+            else:
+                stack.append(child)
+    return found
+
+
+def check_graph(output: Tensor, model: nn.Module) -> None:
+    """Check that relevance from ``output`` reaches the input only through rules.
+
+    Walks the autograd graph of ``output`` (computed inside :func:`attach_rules`):
+    every node must be a layer's rule or an operation whose gradient is its LRP
+    rule (:data:`GRADIENT_IS_RULE_NODES`). Anything else, such as a residual
+    addition, a concatenation or an arithmetic call in a ``forward``, would change
+    relevance without a rule (a residual ``x + f(x)`` doubles it) and is refused.
+
+    Raises
+    ------
+    BrainLRPError
+        Naming the operation and the layers that feed it.
+    """
+    if output.grad_fn is None:
+        return
+    labels = {id(m): _module_label(name, m) for name, m in model.named_modules()}
+    stack, seen = [(output.grad_fn, "the output")], {id(output.grad_fn)}
+    while stack:
+        node, consumer = stack.pop()
+        layer = getattr(node, "layer", None)
+        if isinstance(layer, Layer):
+            consumer = labels.get(id(layer.module), type(layer.module).__name__)
+        elif _node_kind(node) not in GRADIENT_IS_RULE_NODES:
+            operation = _node_kind(node).removesuffix("Backward").lower()
+            inputs = " and ".join(_producers(node, labels)) or "constants"
+            raise BrainLRPError(
+                f"LRP has no rule for the operation {operation!r} ({type(node).__name__}) "
+                f"that combines the output of {inputs} before {consumer}; its gradient "
+                "would change relevance silently (a residual x + f(x) doubles it)",
+                "write the block's forward so torch.fx can trace it (no Python control "
+                "flow on tensor values; additions and concatenations are then routed "
+                "through Sum/Concat layers), or do the operation in a module the "
+                "composite has a rule for")
+        for child, _ in node.next_functions:
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, consumer))
+
+
+def has_offset(module: nn.Module) -> bool:
+    """Whether ``module`` adds something independent of its input (a bias or shift).
+
+    An output with no contributions from its input is then non-zero and may carry
+    relevance that no input can take, so a network with offsets does not conserve
+    relevance even under conserving rules. Normalisations by the sample's own
+    statistics shift by its mean and count as offsets.
+    """
+    if isinstance(module, SAMPLE_NORM_TYPES):
+        return True
+    if isinstance(module, BATCHNORM_TYPES):
+        if module.running_mean is None:
+            return True
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight
+        shift = -module.running_mean * scale
+        if module.bias is not None:
+            shift = shift + module.bias
+        return bool(shift.detach().abs().max() > 0)
+    bias = getattr(module, "bias", None)
+    return isinstance(bias, Tensor) and bool(bias.detach().abs().max() > 0)
 
 
 def first_linear_layer(model: nn.Module) -> nn.Module | None:
@@ -321,13 +454,13 @@ def attach_rules(rules: Mapping[nn.Module, Rule]) -> Iterator[None]:
             previous = module.__dict__.get("forward", _MISSING)
             layer = Layer(module, module.forward)
 
-            def forward(x: Tensor, *args, _layer: Layer = layer, _rule: Rule = rule,
+            def forward(*xs: Tensor, _layer: Layer = layer, _rule: Rule = rule,
                         **kwargs) -> Tensor:
-                if args or kwargs:
+                if kwargs or not xs or not all(isinstance(x, Tensor) for x in xs):
                     raise BrainLRPError(
-                        f"LRP expects {type(_layer.module).__name__} to take one tensor",
-                        "call the layer with a single input")
-                return _RuleFunction.apply(x, _layer, _rule)
+                        f"LRP expects {type(_layer.module).__name__} to take tensors only, "
+                        "as positional arguments", "call the layer with its input tensor(s)")
+                return _RuleFunction.apply(_layer, _rule, *xs)
 
             # An instance attribute shadows the class's forward without touching
             # the class, so other instances and the user's code are unaffected.

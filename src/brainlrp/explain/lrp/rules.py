@@ -113,6 +113,8 @@ class AlphaBeta(LinearRule):
         self.alpha = alpha
         self.beta = beta
         self.epsilon = _check_epsilon(epsilon)
+        # beta = 0 drops the relevance of outputs without positive contributions.
+        self.conserving = beta > 0
 
     def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
                   relevance: Tensor) -> Tensor:
@@ -221,6 +223,7 @@ class ZBox(LinearRule):
         self.low = low
         self.high = high
         self.epsilon = _check_epsilon(epsilon)
+        self.conserving = True
 
     def _bound(self, value: float | Tensor, x: Tensor) -> Tensor | None:
         if not isinstance(value, Tensor) and value == 0:
@@ -296,6 +299,7 @@ class Pass(Rule):
     """
 
     needs_input = False
+    conserving = True
 
     def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
                  relevance: Tensor) -> Tensor:
@@ -315,6 +319,7 @@ class Proportional(Rule):
     """
 
     needs_output = True
+    conserving = True
 
     def __init__(self, epsilon: float = 1e-6):
         self.epsilon = _check_epsilon(epsilon)
@@ -328,4 +333,54 @@ class Proportional(Rule):
         return x * grad
 
 
-__all__ = ["AlphaBeta", "Epsilon", "Gamma", "Pass", "Proportional", "Rule", "ZBox", "ZPlus"]
+class SumShare(Rule):
+    r"""Share a sum's relevance among its summands by their values (a residual addition).
+
+    ``R_k = x_k / (y + eps sign(y)) R`` for ``y = sum_k x_k``, elementwise: the
+    epsilon rule on a sum with unit weights (zennit's ``Norm`` rule on its ``Sum``
+    layer). Conserving up to the stabiliser; summands of opposite sign share
+    relevance of opposite signs.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``; larger values absorb the relevance of small sums.
+    """
+
+    conserving = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = _check_epsilon(epsilon)
+
+    def backward(self, layer: Layer, x: tuple[Tensor, ...] | Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> tuple[Tensor, ...] | Tensor:
+        xs = x if isinstance(x, tuple) else (x,)
+        total = xs[0]
+        for term in xs[1:]:
+            total = total + term
+        ratio = relevance / stabilize(total, self.epsilon)
+        # A broadcast summand takes the relevance of every output it reached.
+        shares = tuple((term * ratio).sum_to_size(term.shape) for term in xs)
+        return shares if isinstance(x, tuple) else shares[0]
+
+
+class Split(Rule):
+    """Give each input of a concatenation the relevance of its own slice.
+
+    Every output element is a copy of one input element, so this is exact and
+    conserving; it is the concatenation's gradient. The layer needs a ``dim``
+    attribute (:class:`~brainlrp.explain.lrp.layers.Concat` has one).
+    """
+
+    conserving = True
+
+    def backward(self, layer: Layer, x: tuple[Tensor, ...] | Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> tuple[Tensor, ...] | Tensor:
+        if not isinstance(x, tuple):
+            return relevance
+        dim = layer.module.dim
+        return tuple(relevance.split([part.shape[dim] for part in x], dim=dim))
+
+
+__all__ = ["AlphaBeta", "Epsilon", "Gamma", "Pass", "Proportional", "Rule", "Split", "SumShare",
+           "ZBox", "ZPlus"]
