@@ -102,14 +102,15 @@ def test_monai_model_trained_elsewhere_through_explain_analyze_report(tmp_path, 
     with torch.no_grad():
         p_ad = torch.softmax(model(x), dim=1)[:, 0].numpy()
     np.testing.assert_allclose(pred["p_ad"].to_numpy()[:2], p_ad, rtol=1e-4, atol=1e-6)
-    result = runner.invoke(app, ["explain", str(run), "-m", "gradient", "--quiet"])
+    result = runner.invoke(app, ["explain", str(run), "-m", "gradient,lrp-b0", "--quiet"])
     assert result.exit_code == 0, result.output
     import nibabel as nib
 
-    stored = np.asarray(nib.load(run / "heatmaps" / "gradient" / f"{ids[0]}.nii.gz")
-                        .dataobj)
-    expected = explain(model, x[:1], "gradient", target=0)[0, 0].detach().numpy()
-    np.testing.assert_allclose(stored, expected, rtol=1e-3, atol=1e-6 * np.abs(expected).max())
+    for method in ("gradient", "lrp-b0"):
+        stored = np.asarray(nib.load(run / "heatmaps" / method / f"{ids[0]}.nii.gz").dataobj)
+        expected = explain(model, x[:1], method, target=0)[0, 0].detach().numpy()
+        np.testing.assert_allclose(stored, expected, rtol=1e-3,
+                                   atol=1e-5 * np.abs(expected).max())
 
     result = runner.invoke(app, ["analyze", str(run), "--no-sanity",
                                  "--faithfulness-subjects", "1", "--faithfulness-steps", "2"])

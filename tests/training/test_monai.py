@@ -83,12 +83,13 @@ def test_train_explain_analyze_report(tmp_path, cohort, arch):
     assert type(model).__module__.startswith("monai.")
     pred = pd.read_csv(run / "predictions.tsv", sep="\t")
     assert len(pred) == 14 and pred["p_ad"].between(0, 1).all()
-    for args in (["explain", str(run), "-m", "gradient", "--quiet"],
+    for args in (["explain", str(run), "-m", "gradient,lrp-b0", "--quiet"],
                  ["analyze", str(run), "--no-faithfulness", "--no-sanity"],
                  ["report", str(run), "--no-cards", "--quiet"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
-    assert len(list((run / "heatmaps" / "gradient").glob("*.nii.gz"))) == 4
+    for method in ("gradient", "lrp-b0"):
+        assert len(list((run / "heatmaps" / method).glob("*.nii.gz"))) == 4
     assert (run / "report" / "index.html").is_file()
     assert json.loads((run / "run.json").read_text())["stages"]["train"]["config"]["arch"] \
         == arch
