@@ -31,7 +31,9 @@ class ModelCard:
     Attributes
     ----------
     architecture : str
-        Registered architecture name (:func:`brainlrp.models.build_model`).
+        Registered architecture name, or ``module:factory`` for a user's network
+        (:func:`brainlrp.models.build_model`; loading such a model imports that module,
+        i.e. runs its code - docs/models.md).
     model_kwargs : dict
         Keyword arguments of the architecture.
     preprocessing : dict
@@ -40,7 +42,8 @@ class ModelCard:
     classes : list of str
         Class names by output index.
     target_class : int
-        Index of the class explained (AD).
+        AD's output index: the class explained and whose softmax is ``p_ad``. 1 for
+        models brainlrp trains; an imported model may put AD first.
     normalisation : str
         One line for readers.
     training_cohort, training, metrics, libraries : dict

@@ -154,6 +154,27 @@ def prepare(
     _say(f"wrote {result.run / 'splits.tsv'}")
 
 
+ModelKwargsOpt = Annotated[str | None, typer.Option(
+    "--model-kwargs", metavar="JSON",
+    help='Architecture keyword arguments as a JSON object, e.g. \'{"conv1_t_stride": 2}\'.')]
+
+
+def _parse_kwargs(text: str | None) -> dict:
+    if not text:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BrainLRPError(f"--model-kwargs {text!r} is not JSON ({exc.msg})",
+                            'write a JSON object, e.g. \'{"dropout": 0.2}\'') from None
+    if not isinstance(value, dict):
+        raise BrainLRPError(f"--model-kwargs {text!r} is not a JSON object",
+                            'write a JSON object, e.g. \'{"dropout": 0.2}\'')
+    return value
+
+
 def _parse_shift(text: str) -> tuple[int, int] | None:
     if text.strip().lower() in ("none", "off", "0"):
         return None
@@ -171,7 +192,10 @@ def train(
     cohort: Annotated[Path, typer.Argument(help="BIDS-like folder or CSV/TSV table.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
     resolution: ResolutionOpt = 2.0,
-    arch: Annotated[str, typer.Option(help="Architecture (paper, tiny).")] = "paper",
+    arch: Annotated[str, typer.Option(
+        help="Architecture: paper, tiny, densenet121, resnet10, resnet18 (MONAI) or "
+             "module:factory (docs/models.md).")] = "paper",
+    model_kwargs: ModelKwargsOpt = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 200,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (val loss).")] = 8,
     early_stopping_start: Annotated[int, typer.Option(
@@ -211,7 +235,8 @@ def train(
         weight_decay=weight_decay, trials=trials, seed=seed, test=test, val=val, flip=flip,
         shift=_parse_shift(shift), accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
-        num_nodes=num_nodes, precision=precision, workers=workers)
+        num_nodes=num_nodes, precision=precision, workers=workers,
+        model_kwargs=_parse_kwargs(model_kwargs))
     result = run_train(cohort, out, config, overwrite=overwrite, cache_dir=cache_dir,
                        jobs=jobs, allow_external_paths=allow_external_paths,
                        progress=not quiet)
@@ -228,6 +253,54 @@ def train(
         _say(f"{len(result.trials)} trials: balanced accuracy {s['mean']:.3f} +- {s['sd']:.3f}"
              f"; kept trial {result.selected_trial} (best validation)")
     _say(f"trained in {result.seconds / 60:.1f} min; model in {result.run / 'model'}")
+
+
+@app.command("import-model")
+@cli_errors
+def import_model(
+    cohort: Annotated[Path, typer.Argument(help="BIDS-like folder or CSV/TSV table: every "
+                                                "scan is preprocessed and predicted.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to make.")],
+    arch: Annotated[str, typer.Option(
+        help="A registered architecture (paper, tiny, densenet121, resnet10, resnet18) or "
+             "module:factory, factory(input_shape, **kwargs) -> nn.Module; the module is "
+             "imported (it runs code) now and whenever the run's model is loaded.")],
+    weights: Annotated[Path, typer.Option(
+        help="State dict saved with torch.save (raw or under 'state_dict'); loaded "
+             "weights-only.")],
+    classes: Annotated[str, typer.Option(
+        help="The model's outputs in order: HC,AD (or CN,AD) or AD,HC.")] = "HC,AD",
+    resolution: ResolutionOpt = 2.0,
+    model_kwargs: ModelKwargsOpt = None,
+    splits: Annotated[Path | None, typer.Option(
+        help="splits.tsv (participant_id, split) marking the scans the model was trained "
+             "and validated on; default: every scan is a test scan.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Scans per forward pass.")] = 4,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Preprocessing processes.")] = 1,
+    cache_dir: CacheOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a model in --out.")] = False,
+    allow_external_paths: Annotated[bool, typer.Option(
+        help="Accept scan paths outside the cohort folder.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Make a run from a model trained elsewhere, ready for explain, analyze and report."""
+    from brainlrp.training import import_model as run_import
+
+    result = run_import(cohort, out, arch, weights, classes=classes, resolution=resolution,
+                        model_kwargs=_parse_kwargs(model_kwargs), splits=splits,
+                        batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,
+                        jobs=jobs, allow_external_paths=allow_external_paths,
+                        progress=not quiet)
+    for notice in result.notices:
+        _say(f"note: {notice}")
+    _say(f"{result.architecture} ({result.n_parameters:,} parameters), classes "
+         f"{','.join(result.classes)} (AD = output {result.target_class}): "
+         f"{result.n_scans} scans predicted")
+    m = result.metrics["test"]
+    _say(f"test: balanced accuracy {m['balanced_accuracy']:.3f}, sensitivity "
+         f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, ROC AUC "
+         f"{m['roc_auc']:.3f} (n = {m['n']})")
+    _say(f"model in {result.run / 'model'}; next: brainlrp explain {result.run}")
 
 
 @app.command()

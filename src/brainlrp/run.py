@@ -171,8 +171,8 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("brainlrp", "torch", "lightning", "torchio", "nibabel", "nilearn", "captum",
-                 "numpy", "scipy", "pandas", "scikit-learn"):
+    for name in ("brainlrp", "torch", "lightning", "monai", "torchio", "nibabel", "nilearn",
+                 "captum", "numpy", "scipy", "pandas", "scikit-learn"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

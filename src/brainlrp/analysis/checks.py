@@ -81,8 +81,8 @@ def check_sample(results: dict[str, MethodRegions], n: int, seed: int) -> list[s
 
 def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: Grid,
                  modes: dict[str, str], notices: list[str], config, *, model, inputs_fn: InputsFn,
-                 explain_fn, timings: dict[str, float], progress: bool = False
-                 ) -> tuple[dict[str, pd.DataFrame], dict[str, list]]:
+                 explain_fn, timings: dict[str, float], progress: bool = False,
+                 target: int = 1) -> tuple[dict[str, pd.DataFrame], dict[str, list]]:
     """Run the faithfulness and sanity checks the config asks for.
 
     Parameters
@@ -105,6 +105,8 @@ def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: G
         Receives seconds per check.
     progress : bool
         Show the randomisation check's progress (explanations computed).
+    target : int
+        AD's output index (the card's ``target_class``).
 
     Returns
     -------
@@ -144,7 +146,7 @@ def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: G
                                    atlas.area_codes, atlas.n_areas, methods, density=density,
                                    scan_ids=f_ids, steps=config.faithfulness_steps,
                                    n_random=config.random_orders, seed=config.seed,
-                                   batch_size=min(config.batch_size, 4))
+                                   batch_size=min(config.batch_size, 4), target=target)
             out["faithfulness"] = res.curves[list(FAITHFULNESS_COLUMNS)]
             out["faithfulness_aopc"] = res.aopc[list(AOPC_COLUMNS)]
             for row in out["faithfulness_aopc"].itertuples():

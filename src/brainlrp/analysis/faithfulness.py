@@ -95,8 +95,10 @@ def inference_copy(model: nn.Module) -> nn.Module:
     return fast
 
 
-def predict_ad(model: nn.Module, x: np.ndarray, batch_size: int = 4) -> np.ndarray:
-    """Softmax probability of AD (class 1) for inputs ``(n, 1, X, Y, Z)``."""
+def predict_ad(model: nn.Module, x: np.ndarray, batch_size: int = 4,
+               target: int = 1) -> np.ndarray:
+    """Softmax probability of AD (output ``target``, the card's ``target_class``) for
+    inputs ``(n, 1, X, Y, Z)``."""
     out = []
     param = next(model.parameters(), None)
     # A model converted by inference_copy has channels-last 3D weights: feed it likewise.
@@ -109,13 +111,13 @@ def predict_ad(model: nn.Module, x: np.ndarray, batch_size: int = 4) -> np.ndarr
                 batch = batch.to(device=param.device, dtype=param.dtype)
             if channels_last and batch.dim() == 5:
                 batch = batch.contiguous(memory_format=torch.channels_last_3d)
-            out.append(torch.softmax(model(batch), dim=1)[:, 1].double().cpu().numpy())
+            out.append(torch.softmax(model(batch), dim=1)[:, target].double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def perturbation_curves(model: nn.Module, inputs: np.ndarray, baseline: np.ndarray,
                         codes: np.ndarray, orders: np.ndarray, steps: int,
-                        batch_size: int = 4) -> np.ndarray:
+                        batch_size: int = 4, target: int = 1) -> np.ndarray:
     """AD probability after replacing the first 0..``steps`` regions of each order.
 
     Parameters
@@ -131,6 +133,8 @@ def perturbation_curves(model: nn.Module, inputs: np.ndarray, baseline: np.ndarr
         Region codes in the order they are replaced.
     steps : int
     batch_size : int
+    target : int
+        AD's output index.
 
     Returns
     -------
@@ -161,7 +165,7 @@ def perturbation_curves(model: nn.Module, inputs: np.ndarray, baseline: np.ndarr
                 lut = np.zeros(int(codes.max()) + 1, dtype=bool)
                 lut[list(regions)] = True
                 batch[j] = np.where(lut[codes], base, x)
-            probs[start: start + len(chunk)] = predict_ad(model, batch, batch_size)
+            probs[start: start + len(chunk)] = predict_ad(model, batch, batch_size, target)
         out[:, s, :] = probs[where]
     return out
 
@@ -187,7 +191,7 @@ def faithfulness(model: nn.Module, inputs: np.ndarray, baseline: np.ndarray, cod
                  density: Mapping[str, np.ndarray] | None = None,
                  explain_fn: ExplainFn | None = None, relevance: Mapping[str, str] | None = None,
                  scan_ids: Sequence[str] | None = None, steps: int = 20, n_random: int = 2,
-                 seed: int = 0, batch_size: int = 4) -> FaithfulnessResult:
+                 seed: int = 0, batch_size: int = 4, target: int = 1) -> FaithfulnessResult:
     """Region perturbation for several methods, with a shared random-order baseline.
 
     Parameters
@@ -217,6 +221,8 @@ def faithfulness(model: nn.Module, inputs: np.ndarray, baseline: np.ndarray, cod
         Random orders averaged for the baseline.
     seed : int
     batch_size : int
+    target : int
+        AD's output index (the card's ``target_class``).
 
     Returns
     -------
@@ -243,7 +249,8 @@ def faithfulness(model: nn.Module, inputs: np.ndarray, baseline: np.ndarray, cod
     order_list = [relevance_order(density[m]) for m in methods]
     rand = random_orders(max(int(n_random), 1), n_subjects, n_regions, seed)
     all_orders = np.concatenate([np.stack(order_list), rand]) if order_list else rand
-    curves = perturbation_curves(fast, inputs, baseline, codes, all_orders, steps, batch_size)
+    curves = perturbation_curves(fast, inputs, baseline, codes, all_orders, steps, batch_size,
+                                 target)
     random_curve = curves[len(order_list):].mean(axis=0)  # (n_subjects, steps + 1)
     random_aopc = metrics.aopc(random_curve)
 

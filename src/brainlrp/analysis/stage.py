@@ -277,7 +277,7 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         check_tables, parts = model_checks(
             results, atlas, atlas.grid, modes, notices, config, model=ctx.model,
             inputs_fn=ctx.inputs_fn, explain_fn=ctx.explain_fn, timings=timings,
-            progress=progress)
+            progress=progress, target=ctx.target)
         written.update(check_tables)
         summaries = {m: s.update(*parts[m]) for m, s in summaries.items()}
     if ctx is not None and config.restoration and truth is not None:
@@ -420,6 +420,8 @@ class _ModelContext:
     model: object
     inputs_fn: Callable[[list[str]], np.ndarray]
     explain_fn: Callable | None
+    #: AD's output index (the card's ``target_class``; an imported model may put AD first).
+    target: int = 1
 
 
 def _model_context(rd: RunDir, notices: list[str], what: str, model, inputs_fn,
@@ -432,11 +434,15 @@ def _model_context(rd: RunDir, notices: list[str], what: str, model, inputs_fn,
         from brainlrp.training import load_model
 
         model, _card = load_model(rd.root)
+    from brainlrp.card import read_card
+
+    card = read_card(rd.root) if rd.card.is_file() or inputs_fn is None else None
+    # AD's output index from the card: an imported model may put AD first.
+    target = card.target_class if card is not None else 1
     if inputs_fn is None:
-        from brainlrp.card import read_card
         from brainlrp.data import load_inputs
 
-        prep = read_card(rd.root).prep
+        prep = card.prep
 
         def inputs_fn(ids):
             return load_inputs(rd.root, ids, prep)
@@ -447,8 +453,8 @@ def _model_context(rd: RunDir, notices: list[str], what: str, model, inputs_fn,
         used = rd.stage_record("explain").get("method_options") or {}
 
         def explain_fn(model, x, method):
-            return explain(model, x, method, **used.get(method, {}))
-    return _ModelContext(model, inputs_fn, explain_fn)
+            return explain(model, x, method, target=target, **used.get(method, {}))
+    return _ModelContext(model, inputs_fn, explain_fn, target)
 
 
 def _twins(rd: RunDir, ctx: _ModelContext, truth: gt.Truth | None, cohort_root: Path,
@@ -496,7 +502,7 @@ def _twins(rd: RunDir, ctx: _ModelContext, truth: gt.Truth | None, cohort_root: 
         if param is not None:
             t = t.to(device=param.device)
         with torch.no_grad():
-            return torch.softmax(model(t), dim=1)[:, 1].double().cpu().numpy()
+            return torch.softmax(model(t), dim=1)[:, ctx.target].double().cpu().numpy()
 
     shape = atlas.grid.shape
     evidence_dir = rd.analysis / "evidence"

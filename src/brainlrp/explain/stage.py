@@ -162,7 +162,7 @@ def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
 
 
 def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None,
-                      advance=None):
+                      advance=None, target: int = 1):
     import lightning.pytorch as pl
 
     from brainlrp.explain import explain
@@ -189,7 +189,7 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
                             continue
                         opts = options | (method_options or {}).get(method, {})
                         tick = time.perf_counter()
-                        heat = explain(self.model, x[todo], method, target=1, **opts)
+                        heat = explain(self.model, x[todo], method, target=target, **opts)
                         heat = heat.detach().float().cpu().numpy()
                         self.timing[method][0] += time.perf_counter() - tick
                         self.timing[method][1] += len(todo)
@@ -279,8 +279,10 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         # Lightning's bar (in batches) is shown instead.
         single = str(devices) == "1" and num_nodes == 1 and strategy == "auto"
         with progress_bar(len(todo), "explain", progress and single) as advance:
+            # AD's output index comes from the card (an imported model may order AD first).
             module = _explainer_module(model, methods, run, prep.grid.affine_array,
-                                       options or {}, method_options, advance)
+                                       options or {}, method_options, advance,
+                                       target=card.target_class)
             import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
             quiet_lightning()
@@ -357,11 +359,11 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     img = load_scan(scan)
     x = torch.from_numpy(preprocess_image(img, prep))[None, None].to(device)
     with torch.no_grad():
-        p_ad = float(torch.softmax(model(x), dim=1)[0, 1])
+        p_ad = float(torch.softmax(model(x), dim=1)[0, card.target_class])
     files = {"input": out / "input.nii.gz"}
     save_nifti(files["input"], x[0, 0].cpu().numpy(), prep.grid.affine_array)
     for method in methods:
-        heat = explain(model, x, method, target=1, **(options or {}))
+        heat = explain(model, x, method, target=card.target_class, **(options or {}))
         files[method] = out / f"{method}.nii.gz"
         save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
                    prep.grid.affine_array, description=f"brainlrp {method} AD relevance")

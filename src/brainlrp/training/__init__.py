@@ -2,6 +2,8 @@
 
 from brainlrp.card import read_card
 from brainlrp.training.checkpoint import load_model
+from brainlrp.training.importer import ImportResult, import_model
 from brainlrp.training.stage import TrainConfig, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "load_model", "read_card", "train"]
+__all__ = ["ImportResult", "TrainConfig", "TrainResult", "import_model", "load_model",
+           "read_card", "train"]

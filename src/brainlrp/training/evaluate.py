@@ -14,13 +14,14 @@ OUTCOMES = {(1, 1): "TP", (0, 0): "TN", (0, 1): "FP", (1, 0): "FN"}
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, arrays, batch_size: int = 4,
-                  device: str | torch.device = "cpu") -> np.ndarray:
-    """AD probability (softmax of the second logit) for each cached array."""
+                  device: str | torch.device = "cpu", target: int = 1) -> np.ndarray:
+    """AD probability (softmax, output ``target``: the card's ``target_class``) for each
+    cached array."""
     model = model.eval().to(device)
     out = []
     for start in range(0, len(arrays), batch_size):
         x = torch.from_numpy(load_arrays(arrays[start:start + batch_size])).to(device)
-        out.append(torch.softmax(model(x).float(), dim=1)[:, 1].cpu().numpy())
+        out.append(torch.softmax(model(x).float(), dim=1)[:, target].cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
