@@ -522,7 +522,62 @@ def write_registration_qc(run_root: Path, scans, registrations: list[RegisteredS
     return table
 
 
+
+# --- explaining one native scan ------------------------------------------------------------
+
+def register_for_model(scan: str | os.PathLike, prep, registration: Registration | None,
+                       cache_dir: str | os.PathLike | None = None):
+    """Register one scan the way a model's preprocessing says (or with ``registration``
+    when the model was trained on MNI-space scans).
+
+    Returns
+    -------
+    prep : Preprocessing
+        The preprocessing with its registration set.
+    registered : RegisteredScan
+    """
+    from dataclasses import replace
+
+    from brainlrp.data.preprocess import PreprocessCache
+
+    if prep.registration is None:
+        prep = replace(prep, registration=registration or Registration())
+    return prep, PreprocessCache(cache_dir).registration(scan, prep)
+
+
+def write_native(path: Path, registered: RegisteredScan, scan: str | os.PathLike,
+                 data: np.ndarray, description: str = "") -> Path:
+    """Write an array on the model grid warped onto ``scan``'s own grid and affine.
+
+    The file has the scan's shape, voxel order and affine (sform and qform code 1,
+    scanner anatomy), so it overlays on the scan in any viewer.
+    """
+    import nibabel as nib
+
+    header = nib.load(str(scan))
+    shape, affine = header.shape[:3], np.asarray(header.affine, float)
+    native = registered.to_native(np.asarray(data, np.float32), shape, affine)
+    img = nib.Nifti1Image(native, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    if description:
+        img.header["descrip"] = description[:79].encode()
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+    return Path(path)
+
+
+def registration_summary(registered: RegisteredScan) -> dict:
+    """What prediction.json records about a scan's registration (with a QC verdict)."""
+    reason = flag_outliers([registered.correlation])[0]
+    return {"method": registered.record["method"], "correlation": registered.correlation,
+            "flagged": bool(reason), "reason": reason,
+            "forward": [str(p) for p in registered.forward],
+            "inverse": [[str(p), flag] for p, flag in registered.inverse]}
+
+
 __all__ = ["METHODS", "QC_COLUMNS", "RegisteredScan", "Registration", "ants_geometry",
            "flag_outliers", "load_registered", "parse_registration", "ras_affine",
-           "register_scan", "registration_dir", "template_correlation", "to_ants",
-           "write_registration_qc"]
+           "register_for_model", "register_scan", "registration_dir", "registration_summary",
+           "template_correlation", "to_ants", "write_native", "write_registration_qc"]
