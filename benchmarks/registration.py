@@ -37,6 +37,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(len(os.sched_getaffinity(0))))
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 

@@ -42,12 +42,16 @@ from brainlrp._io import TMP_PREFIX, atomic_path
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 
+# ITK fixes its thread count at its first use: one thread unless the user chose more
+# (with more, the metric's partial sums are split by timing and results vary slightly).
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+
 #: Bumped whenever the registration recipe changes, so old cache entries are ignored.
 REGISTRATION_VERSION = 1
 #: ANTsPy recipes (antsRegistrationSyNQuick.sh): rigid + affine, or + SyN.
 METHODS = {"affine": "antsRegistrationSyNQuick[a]", "syn": "antsRegistrationSyNQuick[s]"}
 #: A registration whose correlation with the template is below this is flagged.
-QC_MIN_CORRELATION = 0.5
+QC_MIN_CORRELATION = 0.4
 #: A scan this many robust standard deviations below the cohort median is flagged.
 QC_MAX_ROBUST_Z = 3.5
 #: Dilation of the back-projected brain mask before pass 2 (mm): keeps the brain's edge.
@@ -59,8 +63,12 @@ N4_SPACING_MM = 4.0
 N4_CONVERGENCE = {"iters": [50, 50, 30], "tol": 1e-4}
 #: Pass 1 (rigid initialisation) runs on the template at this resolution or coarser.
 PASS1_RESOLUTION_MM = 3.0
-#: Pass 1 (whole image, skull included) is rigid only; see :func:`register_scan`.
-PASS1 = "antsRegistrationSyNQuick[r]"
+#: Coarsest template resolution registration runs at (a coarser model grid gets the
+#: registered scan resampled onto it).
+REGISTRATION_MAX_MM = 4.0
+#: Pass 1 (whole image, skull included) is rigid only, on every voxel of a coarse
+#: template (dense sampling: no sampling luck in the step everything else starts from).
+PASS1 = "Rigid"
 #: Brain-only passes after pass 1 (the last one uses the chosen method).
 N_PASSES = 1
 
@@ -76,17 +84,21 @@ class Registration:
     n4 : bool
         N4 bias-field correction before registration.
     seed : int
-        ANTs random seed (the sampling is regular, so this only fixes what remains).
+        ANTs random seed, at least 1 (ANTs takes 0 as "seed from the clock"); it fixes
+        the jitter of the regular sampling grid.
     """
 
     method: str = "affine"
     n4: bool = True
-    seed: int = 0
+    seed: int = 1
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise BrainLRPError(f"unknown registration {self.method!r}",
                                 f"use one of {', '.join(METHODS)}")
+        if int(self.seed) < 1:
+            raise BrainLRPError(f"registration seed must be at least 1, got {self.seed}",
+                                "ANTs reads 0 as 'seed from the clock'; use 1 or more")
 
     def to_dict(self) -> dict:
         """JSON-friendly description."""
@@ -99,7 +111,7 @@ class Registration:
         if not data:
             return None
         return cls(method=data["method"], n4=bool(data.get("n4", True)),
-                   seed=int(data.get("seed", 0)))
+                   seed=int(data.get("seed", 1)))
 
     def key(self, grid: Grid) -> str:
         """Short hash of the parameters and the target grid (part of the cache key)."""
@@ -150,9 +162,6 @@ def ras_affine(origin, spacing, direction) -> np.ndarray:
 
 
 def _ants():
-    # ITK reads the thread count once; fix it before ANTs starts so runs are repeatable.
-    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
-                          str(len(os.sched_getaffinity(0))))
     try:
         import ants
     except ImportError:
@@ -334,15 +343,20 @@ def _register(data: np.ndarray, affine: np.ndarray, reg: Registration, grid: Gri
     moving = to_ants(data, affine)
     if reg.n4:
         moving = n4_corrected(moving)
-    fixed = to_ants(template(grid), grid.affine_array)
+    # Registration runs on the template at no coarser than REGISTRATION_MAX_MM (ANTs'
+    # 8x shrink needs enough voxels); the result is then resampled onto the model grid.
+    fine = grid if grid.resolution <= REGISTRATION_MAX_MM else Grid.from_resolution(
+        REGISTRATION_MAX_MM)
+    fixed = to_ants(template(fine), fine.affine_array)
+    fixed_mask = to_ants(brain_mask(fine).astype(np.float32), fine.affine_array)
+    model = to_ants(template(grid), grid.affine_array)
     mask = brain_mask(grid)
-    fixed_mask = to_ants(mask.astype(np.float32), grid.affine_array)
     with _seeded(reg.seed):
         # Pass 1 is rigid: a skull-on scan against a skull-stripped template would
         # otherwise pull the scale towards the skull.
-        coarse = Grid.from_resolution(max(grid.resolution, PASS1_RESOLUTION_MM))
+        coarse = Grid.from_resolution(max(fine.resolution, PASS1_RESOLUTION_MM))
         current = ants.registration(to_ants(template(coarse), coarse.affine_array), moving,
-                                    type_of_transform=PASS1,
+                                    type_of_transform=PASS1, aff_random_sampling_rate=1.0,
                                     outprefix=str(work / "pass1_"))
         for k in range(N_PASSES):
             last = k == N_PASSES - 1
@@ -358,7 +372,7 @@ def _register(data: np.ndarray, affine: np.ndarray, reg: Registration, grid: Gri
                 initial_transform=[p for p in current["fwdtransforms"] if p.endswith(".mat")][0],
                 outprefix=str(work / ("fwd_" if last else f"pass{k + 2}_")))
         second = current
-        warped = ants.apply_transforms(fixed=fixed, moving=moving,
+        warped = ants.apply_transforms(fixed=model, moving=moving,
                                        transformlist=second["fwdtransforms"],
                                        interpolator="linear")
         native = ants.apply_transforms(fixed=moving, moving=fixed_mask,
