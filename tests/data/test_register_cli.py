@@ -35,7 +35,17 @@ def native_cohort(tmp_path_factory):
 
 
 def test_native_scans_without_register_say_so(native_cohort, tmp_path):
-    line = one_line_error(["prepare", str(native_cohort), "--out", str(tmp_path / "run"),
+    # the same scans with a scanner origin 80 mm away from MNI's
+    cohort = tmp_path / "scanner"
+    for scan in native_cohort.glob("sub-*/anat/*.nii.gz"):
+        img = nib.load(scan)
+        affine = img.affine.copy()
+        affine[2, 3] += 80
+        target = cohort / scan.relative_to(native_cohort)
+        target.parent.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), target)
+    (cohort / "participants.tsv").write_text((native_cohort / "participants.tsv").read_text())
+    line = one_line_error(["prepare", str(cohort), "--out", str(tmp_path / "run"),
                            "--resolution", "6", "--test", "1", "--val", "1"])
     assert "not in MNI space" in line and "--register" in line
 
