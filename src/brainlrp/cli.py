@@ -85,6 +85,12 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 CacheOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Preprocessing cache (default $BRAINLRP_CACHE_DIR or "
                         "~/.cache/brainlrp).")]
+RegisterOpt = Annotated[bool, typer.Option(
+    "--register", help="Scans are in native (scanner) space: N4, then register them to "
+                       "the ICBM 2009c template with ANTsPy.")]
+RegistrationOpt = Annotated[str | None, typer.Option(
+    "--registration", help="Registration: affine (rigid + affine, default) or syn "
+                           "(+ deformable); implies --register.")]
 
 
 @app.command()
@@ -137,13 +143,17 @@ def prepare(
     allow_external_paths: Annotated[bool, typer.Option(
         help="Accept scan paths outside the cohort folder.")] = False,
     arch: ArchCheckOpt = "paper",
+    register: RegisterOpt = False,
+    registration: RegistrationOpt = None,
 ) -> None:
     """Validate a cohort, preprocess every scan into the cache, write splits.tsv."""
     from brainlrp.data.prepare import prepare as run_prepare
+    from brainlrp.data.register import parse_registration
 
     result = run_prepare(cohort, out, resolution=resolution, test=test, val=val, seed=seed,
                          cache_dir=cache_dir, n_jobs=jobs, overwrite=overwrite,
-                         allow_external_paths=allow_external_paths, arch=arch)
+                         allow_external_paths=allow_external_paths, arch=arch,
+                         registration=parse_registration(register, registration))
     for notice in result.notices:
         _say(f"note: {notice}")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
@@ -224,10 +234,15 @@ def train(
     allow_external_paths: Annotated[bool, typer.Option(
         help="Accept scan paths outside the cohort folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
+    register: RegisterOpt = False,
+    registration: RegistrationOpt = None,
 ) -> None:
     """Train the paper's 3D CNN (AD vs HC) and evaluate it on the test split."""
+    from brainlrp.data.register import parse_registration
     from brainlrp.training import TrainConfig
     from brainlrp.training import train as run_train
+
+    reg = parse_registration(register, registration)
 
     config = TrainConfig(
         arch=arch, resolution=resolution, epochs=epochs, patience=patience,
@@ -236,7 +251,7 @@ def train(
         shift=_parse_shift(shift), accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
         num_nodes=num_nodes, precision=precision, workers=workers,
-        model_kwargs=_parse_kwargs(model_kwargs))
+        model_kwargs=_parse_kwargs(model_kwargs), registration=reg.method if reg else None)
     result = run_train(cohort, out, config, overwrite=overwrite, cache_dir=cache_dir,
                        jobs=jobs, allow_external_paths=allow_external_paths,
                        progress=not quiet)
@@ -333,8 +348,11 @@ def explain(
     cache_dir: CacheOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Recompute existing heatmaps.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    register: RegisterOpt = False,
+    registration: RegistrationOpt = None,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
+    from brainlrp.data.register import parse_registration
     from brainlrp.explain.stage import explain_run, explain_scan
 
     if start not in ("probability", "logit"):
@@ -348,7 +366,10 @@ def explain(
         if out is None:
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")
         result = explain_scan(run, scan, out, methods=methods, options=options,
-                              overwrite=overwrite, resample=resample)
+                              overwrite=overwrite, resample=resample, cache_dir=cache_dir,
+                              register=parse_registration(register, registration))
+        for notice in result.notices:
+            _say(f"note: {notice}")
         _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
         _say(f"wrote {len(result.files)} files to {result.out}")
         return

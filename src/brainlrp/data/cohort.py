@@ -5,7 +5,9 @@ Two layouts are read:
 * a BIDS-like folder: ``participants.tsv`` (``participant_id``, ``diagnosis``, any
   covariates) and ``sub-<id>/[ses-<s>/]anat/sub-<id>[_ses-<s>]_T1w.nii[.gz]``;
 * a CSV/TSV file with ``participant_id``, ``diagnosis`` and ``path`` columns
-  (relative paths are resolved against the table's folder).
+  (relative paths are resolved against the table's folder);
+* a Clinica CAPS folder or fMRIPrep/sMRIPrep derivatives
+  (:mod:`brainlrp.data.layouts`).
 
 Diagnoses CN/HC/control/normal map to 0 and AD/dementia to 1 (case-insensitive);
 MCI and its variants are excluded with a notice; anything else is an error that
@@ -112,6 +114,12 @@ def load_cohort(path: str | os.PathLike, allow_external_paths: bool = False) -> 
         raise BrainLRPError(f"cohort not found: {path}",
                             "pass a BIDS-like folder with participants.tsv or a CSV/TSV table")
     if path.is_dir():
+        from brainlrp.data.layouts import detect_layout, read_layout
+
+        layout = detect_layout(path)
+        if layout != "bids":
+            raw, rows, _ = read_layout(path, layout)
+            return _finish(path, raw, rows)
         table = path / "participants.tsv"
         if not table.is_file():
             raise BrainLRPError(f"{path} has no participants.tsv",

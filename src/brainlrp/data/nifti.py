@@ -19,8 +19,9 @@ MIN_FOV_OVERLAP = 0.8
 #: Largest distance (mm) between a scan's foreground centroid and the template brain's.
 MAX_CENTROID_SHIFT_MM = 40.0
 
-REGISTER_HINT = ("register it to MNI ICBM 2009c space first (e.g. ANTs, FSL FNIRT or "
-                 "SPM normalise), as the model expects scans in template space")
+REGISTER_HINT = ("it looks like a native-space scan: pass --register to register it to MNI "
+                 "ICBM 2009c with ANTsPy, or register it yourself first (ANTs, FSL FNIRT, "
+                 "SPM normalise)")
 
 
 def load_scan(path: str | os.PathLike, check_mni: bool = True):

@@ -15,6 +15,7 @@ from brainlrp._progress import progress_bar
 from brainlrp.data.cohort import Cohort, load_cohort
 from brainlrp.data.grid import Grid
 from brainlrp.data.preprocess import PreprocessCache, Preprocessing, preprocess_paths
+from brainlrp.data.register import Registration
 from brainlrp.data.splits import make_splits, read_splits
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
@@ -35,6 +36,8 @@ class PreparedCohort:
     seconds : float
         Time spent preprocessing.
     notices : list of str
+    registrations : list of RegisteredScan
+        One per row of ``scans`` when the scans were registered, else empty.
     """
 
     cohort: Cohort
@@ -43,14 +46,15 @@ class PreparedCohort:
     splits: pd.DataFrame
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
+    registrations: list = field(default_factory=list)
 
 
 def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
                    test: float = 30, val: float = 18, seed: int = 0,
                    cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
                    splits: pd.DataFrame | None = None, allow_external_paths: bool = False,
-                   progress: bool = True, preprocessing: Preprocessing | None = None
-                   ) -> PreparedCohort:
+                   progress: bool = True, preprocessing: Preprocessing | None = None,
+                   registration: Registration | None = None) -> PreparedCohort:
     """Load and validate a cohort, split it by subject, preprocess every scan.
 
     Parameters
@@ -68,10 +72,13 @@ def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
     splits : pandas.DataFrame, optional
         An existing split to reuse instead of drawing one.
     preprocessing : Preprocessing, optional
-        Overrides ``resolution`` (e.g. the model card's).
+        Overrides ``resolution`` and ``registration`` (e.g. the model card's).
+    registration : Registration, optional
+        Register native-space scans to the template first (ANTsPy).
     """
     cohort = load_cohort(cohort_path, allow_external_paths=allow_external_paths)
-    prep = preprocessing or Preprocessing(grid=Grid.from_resolution(resolution))
+    prep = preprocessing or Preprocessing(grid=Grid.from_resolution(resolution),
+                                          registration=registration)
     if splits is None:
         splits = make_splits(cohort.subjects, test=test, val=val, seed=seed)
     else:
@@ -88,8 +95,37 @@ def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
         arrays = preprocess_paths(scans["path"], prep, cache=cache, n_jobs=n_jobs,
                                   progress=advance)
     scans["array"] = arrays
+    registrations = ([cache.registration(p, prep) for p in scans["path"]]
+                     if prep.registration is not None else [])
     return PreparedCohort(cohort=cohort, prep=prep, scans=scans, splits=splits,
-                          seconds=time.perf_counter() - start, notices=list(cohort.notices))
+                          seconds=time.perf_counter() - start, notices=list(cohort.notices),
+                          registrations=registrations)
+
+
+def record_registration(run: RunDir, prepared: PreparedCohort, stage: str) -> list[str]:
+    """Write the registration QC (``RUN/registration/``) and record it in run.json.
+
+    Returns
+    -------
+    list of str
+        Notices naming the flagged scans (empty when all look right or nothing was
+        registered).
+    """
+    if not prepared.registrations:
+        return []
+    from brainlrp.data.register import write_registration_qc
+
+    table = write_registration_qc(run.root, prepared.scans, prepared.registrations)
+    flagged = table[table["flagged"]]
+    run.record("registration", {
+        "stage": stage, "registration": prepared.prep.registration.to_dict(),
+        "qc": "registration/qc.tsv", "n_scans": len(table), "n_flagged": len(flagged),
+        "correlation_median": float(table["correlation"].median()),
+        "transforms": {sid: [str(p) for p in reg.forward] for sid, reg in
+                       zip(table["scan_id"], prepared.registrations, strict=True)}})
+    notices = [f"registration outlier {row.scan_id}: {row.reason} (see "
+               f"{run.root / row.figure})" for row in flagged.itertuples()]
+    return notices
 
 
 def write_splits(run: RunDir, splits: pd.DataFrame, overwrite: bool) -> None:
@@ -121,11 +157,14 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
             test: float = 30, val: float = 18, seed: int = 0,
             cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
             overwrite: bool = False, allow_external_paths: bool = False,
-            progress: bool = True, arch: str | None = "paper") -> PrepareResult:
+            progress: bool = True, arch: str | None = "paper",
+            registration: Registration | None = None) -> PrepareResult:
     """Validate a cohort, fill the preprocessing cache, write ``splits.tsv`` and run.json.
 
     ``arch`` (a registered architecture) must be able to take the grid: a grid too
-    coarse for it is refused before any scan is read (``None``: no check).
+    coarse for it is refused before any scan is read (``None``: no check). With
+    ``registration``, native-space scans are registered to the template first and the
+    QC table and figures go to ``RUN/registration/`` (outliers become notices).
     """
     if arch is not None:
         from brainlrp.models import check_grid_fits
@@ -134,8 +173,10 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
     run = RunDir(out)
     prepared = prepare_cohort(cohort_path, resolution=resolution, test=test, val=val,
                               seed=seed, cache_dir=cache_dir, n_jobs=n_jobs,
-                              allow_external_paths=allow_external_paths, progress=progress)
+                              allow_external_paths=allow_external_paths, progress=progress,
+                              registration=registration)
     write_splits(run, prepared.splits, overwrite)
+    prepared.notices.extend(record_registration(run, prepared, "prepare"))
     split_counts = (prepared.splits.groupby(["split", "diagnosis"]).size()
                     .unstack(fill_value=0).to_dict(orient="index"))
     run.set_cohort(prepared.cohort.summary())

@@ -22,6 +22,7 @@ import numpy as np
 
 from brainlrp._io import atomic_path, save_npy
 from brainlrp.data.grid import Grid, brain_mask
+from brainlrp.data.register import Registration
 
 #: Bumped whenever the preprocessing maths changes, so old cache entries are ignored.
 PREPROCESS_VERSION = 1
@@ -41,25 +42,35 @@ class Preprocessing:
         ``"minmax"``: scale each scan to [0, 1].
     interpolation : str
         nilearn interpolation for resampling.
+    registration : Registration, optional
+        Register each scan to the template first (native-space scans); ``None``
+        means the scans are already in MNI space.
     """
 
     grid: Grid
     mask: bool = True
     normalisation: str = "minmax"
     interpolation: str = "linear"
+    registration: Registration | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly description."""
         d = asdict(self)
         d["grid"] = self.grid.to_dict()
         d["version"] = PREPROCESS_VERSION
+        # Absent rather than null without registration: cache keys of MNI-space
+        # cohorts stay what they were.
+        d.pop("registration")
+        if self.registration is not None:
+            d["registration"] = self.registration.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
         """Rebuild from :meth:`to_dict`."""
         return cls(grid=Grid.from_dict(data["grid"]), mask=bool(data["mask"]),
-                   normalisation=data["normalisation"], interpolation=data["interpolation"])
+                   normalisation=data["normalisation"], interpolation=data["interpolation"],
+                   registration=Registration.from_dict(data.get("registration")))
 
     def key(self) -> str:
         """Short hash of the parameters (part of the cache key)."""
@@ -148,11 +159,36 @@ class PreprocessCache:
         return value
 
     def array_path(self, path: Path, prep: Preprocessing) -> Path:
-        """Where the preprocessed array of ``path`` lives (it may not exist yet)."""
-        return self.root / "arrays" / f"{self.content_hash(path)[:40]}-{prep.key()}.npy"
+        """Where the preprocessed array of ``path`` lives (it may not exist yet).
+
+        A brain mask written next to the scan by another pipeline (see
+        :func:`~brainlrp.data.layouts.sidecar_brain_mask`) is part of the key.
+        """
+        from brainlrp.data.layouts import sidecar_brain_mask
+
+        mask = sidecar_brain_mask(path)
+        extra = f"-m{self.content_hash(mask)[:12]}" if mask is not None else ""
+        return self.root / "arrays" / f"{self.content_hash(path)[:40]}{extra}-{prep.key()}.npy"
+
+    def registration(self, path: str | os.PathLike, prep: Preprocessing):
+        """The (cached) registration of ``path`` to the template on ``prep.grid``.
+
+        Returns
+        -------
+        brainlrp.data.register.RegisteredScan
+        """
+        from brainlrp.data.register import register_scan, registration_dir
+
+        path = Path(path)
+        if prep.registration is None:
+            raise ValueError("this preprocessing has no registration")
+        folder = registration_dir(self.root, self.content_hash(path), prep.registration,
+                                  prep.grid)
+        return register_scan(path, prep.registration, prep.grid, folder)
 
     def get(self, path: str | os.PathLike, prep: Preprocessing, check_mni: bool = True) -> Path:
         """Path of the cached array for ``path``, preprocessing it on a miss."""
+        from brainlrp.data.layouts import apply_sidecar_mask
         from brainlrp.data.nifti import load_scan
 
         path = Path(path)
@@ -160,7 +196,10 @@ class PreprocessCache:
             load_scan(path)  # raises the standard "not found" error
         target = self.array_path(path, prep)
         if not target.is_file():
-            img = load_scan(path, check_mni=check_mni)
+            if prep.registration is not None:
+                img = self.registration(path, prep).image()
+            else:
+                img = apply_sidecar_mask(path, load_scan(path, check_mni=check_mni))
             save_npy(target, preprocess_image(img, prep))
         return target
 

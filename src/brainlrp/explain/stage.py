@@ -333,15 +333,21 @@ class ScanExplanation:
     out: Path
     p_ad: float
     files: dict[str, Path]
+    notices: list[str] = field(default_factory=list)
 
 
 def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike,
                  methods="lrp-b0", device: str = "cpu", options: dict | None = None,
-                 overwrite: bool = False, resample: bool = False) -> ScanExplanation:
+                 overwrite: bool = False, resample: bool = False, register=None,
+                 cache_dir: str | os.PathLike | None = None) -> ScanExplanation:
     """Explain one new scan, preprocessed exactly as in training (from the model card).
 
     Writes ``OUT/<method>.nii.gz`` per method, ``OUT/input.nii.gz`` (the scan as the
-    model saw it) and ``OUT/prediction.json`` (AD probability and class).
+    model saw it) and ``OUT/prediction.json`` (AD probability and class). A scan is
+    registered to the template when the model was trained on registered scans or
+    ``register`` (a :class:`~brainlrp.data.register.Registration`) is given; then
+    ``OUT/native/<method>.nii.gz`` holds each heatmap on the scan's own grid and
+    ``OUT/registration.png`` the registration check.
     """
     from brainlrp.data.nifti import load_scan
     from brainlrp.data.preprocess import preprocess_image
@@ -355,8 +361,15 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
                             "pass --overwrite or choose another --out")
     model, card = load_model(RunDir.existing(run_dir), device=device)
     prep = card.prep
-    check_scan_grid(card, scan, resample)
-    img = load_scan(scan)
+    registered = None
+    if register is not None or prep.registration is not None:
+        from brainlrp.data import register as reg
+
+        prep, registered = reg.register_for_model(scan, prep, register, cache_dir)
+        img = registered.image()
+    else:
+        check_scan_grid(card, scan, resample)
+        img = load_scan(scan)
     x = torch.from_numpy(preprocess_image(img, prep))[None, None].to(device)
     with torch.no_grad():
         p_ad = float(torch.softmax(model(x), dim=1)[0, card.target_class])
@@ -367,8 +380,20 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         files[method] = out / f"{method}.nii.gz"
         save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
                    prep.grid.affine_array, description=f"brainlrp {method} AD relevance")
+        if registered is not None:
+            files[f"{method}-native"] = reg.write_native(
+                out / "native" / f"{method}.nii.gz", registered, scan,
+                heat[0, 0].detach().float().cpu().numpy(), f"brainlrp {method} AD relevance")
+    extra, notices = {}, []
+    if registered is not None:
+        extra["registration"] = reg.registration_summary(registered)
+        reg.qc_figure(out / "registration.png", registered,
+                      f"r = {registered.correlation:.3f} with the template")
+        if extra["registration"]["flagged"]:
+            notices.append(f"registration looks wrong ({extra['registration']['reason']}); "
+                           f"check {out / 'registration.png'}")
     write_json(out / "prediction.json", {
         "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "HC",
         "model": str(Path(run_dir).resolve()), "grid": prep.grid.to_dict(),
-        "methods": methods})
-    return ScanExplanation(out=out, p_ad=p_ad, files=files)
+        "methods": methods} | extra)
+    return ScanExplanation(out=out, p_ad=p_ad, files=files, notices=notices)

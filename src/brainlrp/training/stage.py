@@ -21,7 +21,13 @@ from brainlrp._io import read_json, write_json, write_table
 from brainlrp._lightning import global_rank, quiet_lightning
 from brainlrp.card import ModelCard
 from brainlrp.data.cohort import CLASS_NAMES
-from brainlrp.data.prepare import PreparedCohort, prepare_cohort, write_splits
+from brainlrp.data.prepare import (
+                                   PreparedCohort,
+                                   prepare_cohort,
+                                   record_registration,
+                                   write_splits,
+)
+from brainlrp.data.register import Registration
 from brainlrp.data.splits import read_splits
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir, library_versions
@@ -65,6 +71,9 @@ class TrainConfig:
         DataLoader worker processes.
     model_kwargs : dict
         Extra architecture arguments.
+    registration : str, optional
+        ``"affine"`` or ``"syn"``: register native-space scans to the template with
+        ANTsPy before preprocessing (see :mod:`brainlrp.data.register`).
     """
 
     arch: str = "paper"
@@ -88,6 +97,7 @@ class TrainConfig:
     precision: str = "32-true"
     workers: int = 0
     model_kwargs: dict = field(default_factory=dict)
+    registration: str | None = None
 
 
 @dataclass
@@ -316,10 +326,14 @@ def train(cohort: str | os.PathLike, out: str | os.PathLike,
                               val=config.val, seed=config.seed, cache_dir=cache_dir,
                               n_jobs=jobs, splits=splits,
                               allow_external_paths=allow_external_paths,
-                              progress=progress and is_main)
+                              progress=progress and is_main,
+                              registration=Registration.from_dict(
+                                  {"method": config.registration} if config.registration
+                                  else None))
     _check_classes(prepared)
     if is_main:
         write_splits(run, prepared.splits, overwrite=True)
+        prepared.notices.extend(record_registration(run, prepared, "train"))
         run.set_cohort(prepared.cohort.summary())
         run.record("train", {"status": "running", "config": _config_dict(config),
                              "grid": prepared.prep.grid.to_dict()})
