@@ -305,11 +305,12 @@ register(MethodInfo("lrp-epsilon-gamma-box", "lrp", label="LRP ε-γ-box", quant
 register(MethodInfo("lrp-epsilon-plus-flat", "lrp", label="LRP ε-plus-flat",
                     quantity="relevance", relevance="positive", composite="epsilon-plus-flat",
                     order=11, description="LRP: epsilon (dense), z+ (conv), flat (input layer)"))
-# Floors: model-free maps any method must beat.
+# Floors: model-free maps any method must beat. ("noise", not "random": the analyses
+# already use "random" for their random-ranking row in faithfulness tables.)
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
                     "(model-free floor)", order=900))
-register(MethodInfo("random", "floor", label="Random (floor)", quantity="noise",
+register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
                     relevance="positive", description="uniform noise per voxel (model-free "
                     "floor)", order=901))
 

@@ -456,7 +456,7 @@ def edges(model: nn.Module, x: Tensor, target: Target = 1,
             volume = volumes[index]
             out[index] = np.sqrt(sum(ndimage.sobel(volume, axis=a) ** 2 for a in range(3)))
         attribution = torch.as_tensor(out, dtype=x.dtype, device=x.device)
-        return attribution, _probabilities(wrapped, x, reuse=False)
+        return attribution, _floor_probabilities(wrapped, x)
 
 
 def random_floor(model: nn.Module, x: Tensor, target: Target = 1,
@@ -477,7 +477,14 @@ def random_floor(model: nn.Module, x: Tensor, target: Target = 1,
         noise = np.stack([np.random.default_rng([int(seed), i]).random(x.shape[1:])
                           for i in range(x.shape[0])])
         attribution = torch.as_tensor(noise, dtype=x.dtype, device=x.device)
-        return attribution, _probabilities(wrapped, x, reuse=False)
+        return attribution, _floor_probabilities(wrapped, x)
+
+
+def _floor_probabilities(wrapped: _Explained, x: Tensor) -> Tensor:
+    """The probabilities of ``x`` from one pass that also checks the target's range."""
+    with torch.no_grad():
+        wrapped(x)
+    return _probabilities(wrapped, x, reuse=True)
 
 
 def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:

@@ -33,7 +33,7 @@ RUNNERS: dict[str, Runner] = {
     "ig-ref": baselines.integrated_gradients_from_reference,
     "occlusion-ref": baselines.occlusion_from_reference,
     "edges": baselines.edges,
-    "random": baselines.random_floor,
+    "noise": baselines.random_floor,
 }
 
 
@@ -152,7 +152,7 @@ def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int
         ``n_samples``, ``noise``, ``batch_size``, ``seed``. occlusion:
         ``window``, ``stride``, ``batch_size``. ig-ref: ``steps``,
         ``batch_size``. occlusion-ref: ``areas`` (area codes on the grid),
-        ``dilate`` (voxels, default 2), ``batch_size``. random: ``seed``.
+        ``dilate`` (voxels, default 2), ``batch_size``. noise: ``seed``.
         lrp-epsilon-gamma-box: ``gamma``, ``low``/``high``.
 
     Returns
