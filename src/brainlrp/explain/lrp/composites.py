@@ -254,6 +254,13 @@ def epsilon_plus(epsilon: float = 1e-6, low: float = 0.0, high: float = 1.0) -> 
                      canonizers=[MergeBatchNorm(strict=False)], name="epsilon-plus")
 
 
+@register_composite("epsilon")
+def epsilon_everywhere(epsilon: float = 1e-6) -> Composite:
+    """The epsilon rule on every Linear/Conv layer, BatchNorm merged."""
+    return Composite([(LINEAR_LAYER_TYPES, Epsilon(epsilon))],
+                     canonizers=[MergeBatchNorm(strict=False)], name="epsilon")
+
+
 @register_composite("epsilon-gamma-box")
 def epsilon_gamma_box(epsilon: float = 1e-6, gamma: float = 0.25, low: float = 0.0,
                       high: float = 1.0) -> Composite:
@@ -291,13 +298,6 @@ def reference_rescale(epsilon: float = 1e-6) -> Composite:
                       (AVGPOOL_TYPES, RescaleProportional(epsilon)),
                       (Sum, RescaleSum(epsilon))],
                      name="reference (rescale)", reference=True)
-
-
-@register_composite("epsilon")
-def epsilon_everywhere(epsilon: float = 1e-6) -> Composite:
-    """The epsilon rule on every Linear/Conv layer, BatchNorm merged."""
-    return Composite([(LINEAR_LAYER_TYPES, Epsilon(epsilon))],
-                     canonizers=[MergeBatchNorm(strict=False)], name="epsilon")
 
 
 __all__ = ["COMPOSITES", "DEFAULT_LAYER_MAP", "Composite", "available_composites",
