@@ -24,11 +24,19 @@ counterparts ``zennit-b0`` and ``zennit-epsilon-plus`` (zennit's ``EpsilonPlus``
 composite, BatchNorm passing relevance; residual blocks canonized with zennit's
 ``Sum`` layer, concatenations by their gradient, which is zennit's way).
 
+``--methods lrp-ref ig-ref occlusion-ref ...`` adds catalog methods, run through
+``brainlrp.explain.explain`` with their default options; the reference methods get
+a second random scan as reference (occlusion-ref needs a template grid, e.g.
+``--grid 97 115 97``, for its atlas areas).
+
 Usage::
 
     python benchmarks/lrp_speed.py --threads 2 --batch 1 4 --check
     python benchmarks/lrp_speed.py --model densenet121 --grid 97 115 97 --batch 1 \
         --repeats 2 --no-memory
+    python benchmarks/lrp_speed.py --grid 97 115 97 --batch 1 --repeats 1 --no-memory \
+        --no-zennit --methods lrp-ref ig-ref occlusion-ref lrp-epsilon-gamma-box \
+        lrp-epsilon-plus-flat edges noise
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))  # for tests.explain.reference in --check
 
+from brainlrp.explain import explain, get_method  # noqa: E402
 from brainlrp.explain.lrp import lrp  # noqa: E402
 from brainlrp.models import build_model  # noqa: E402
 
@@ -187,8 +196,14 @@ def phase_function(name: str, model: torch.nn.Module, x: torch.Tensor) -> Callab
     elif name.startswith("zennit-"):
         def run():
             return zennit_lrp(model, x, kind=name[len("zennit-"):])
+    elif get_method(name).needs_reference:
+        reference = make_scans(tuple(x.shape[2:]), 1, x.device, seed=12345)
+
+        def run():
+            return explain(model, x, name, reference=reference)
     else:
-        raise ValueError(name)
+        def run():
+            return explain(model, x, name)
     return run
 
 
@@ -340,6 +355,8 @@ def main() -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--check", action="store_true", help="full-grid exactness checks")
     parser.add_argument("--check-only", action="store_true", help="the checks, no timing")
+    parser.add_argument("--methods", nargs="+", default=[],
+                        help="catalog methods to time as well (through explain)")
     parser.add_argument("--memory-phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -353,6 +370,7 @@ def main() -> int:
         parser.error("--check compares against the paper network's reference: use --model paper")
     phases = [p for p in (PHASES if args.model == "paper" else MONAI_PHASES)
               if not (args.no_zennit and p.startswith("zennit"))]
+    phases += [m for m in args.methods if m not in phases]
     zennit_repeats = args.zennit_repeats or args.repeats
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     timing = "" if args.check_only else (

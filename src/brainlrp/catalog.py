@@ -33,8 +33,9 @@ from brainlrp.errors import BrainLRPError
 #: Families of methods. ``lrp`` runs brainlrp's own engine; ``gradient`` methods are
 #: sensitivities (their sign says in which direction the intensity would have to
 #: change, not whether a voxel supports AD); ``attribution`` methods give signed
-#: evidence for or against the target; ``perturbation`` methods measure output drops.
-FAMILIES = ("lrp", "gradient", "attribution", "perturbation", "other")
+#: evidence for or against the target; ``perturbation`` methods measure output drops;
+#: ``floor`` methods are model-free (edges, noise): the score any method must beat.
+FAMILIES = ("lrp", "gradient", "attribution", "perturbation", "floor", "other")
 #: How a heatmap is turned into "relevance" before it is summed.
 RELEVANCE_MODES = ("positive", "signed", "absolute")
 
@@ -72,6 +73,11 @@ class MethodInfo:
         The paper's comparison method (guided backpropagation).
     order : int
         Position group in tables (see :meth:`sort_key`).
+    needs_reference : bool
+        The method explains the difference from a reference image (a
+        healthy-looking brain) and must be given one: ``explain(...,
+        reference=...)``. Its evidence for AD is then what the scan has and the
+        reference has not.
     """
 
     name: str
@@ -85,6 +91,7 @@ class MethodInfo:
     paper_beta: float | None = None
     paper_comparison: bool = False
     order: int = 100
+    needs_reference: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -275,6 +282,37 @@ register(MethodInfo("smoothgrad", "gradient", label="SmoothGrad", quantity="Smoo
                     relevance="absolute", description="SmoothGrad", order=5))
 register(MethodInfo("occlusion", "perturbation", label="Occlusion", quantity="occlusion",
                     relevance="positive", description="3-D occlusion", order=6))
+
+# Against a reference image. Their signed evidence for AD relative to the reference
+# keeps its positive part, as LRP does: atrophy darkens tissue and brightens CSF,
+# and either change moves p(AD) up from the reference, so evidence for AD at
+# atrophy is positive wherever it lies.
+register(MethodInfo("lrp-ref", "lrp", label="LRP (reference)", quantity="relevance",
+                    relevance="positive", composite="reference", needs_reference=True,
+                    description="LRP on differences from a reference image (DeepLIFT "
+                    "rescale)", order=7))
+register(MethodInfo("ig-ref", "attribution", label="Integrated gradients (reference)",
+                    quantity="IG attribution", relevance="positive", needs_reference=True,
+                    description="integrated gradients from a reference image", order=8))
+register(MethodInfo("occlusion-ref", "perturbation", label="Area occlusion (reference)",
+                    quantity="occlusion", relevance="positive", needs_reference=True,
+                    description="atlas areas replaced by a reference image: p(AD) drop per "
+                    "area", order=9))
+# Best-practice composites (Kohlbrenner et al. 2020; zennit's presets).
+register(MethodInfo("lrp-epsilon-gamma-box", "lrp", label="LRP ε-γ-box", quantity="relevance",
+                    relevance="positive", composite="epsilon-gamma-box", order=10,
+                    description="LRP: epsilon (dense), gamma (conv), box (input layer)"))
+register(MethodInfo("lrp-epsilon-plus-flat", "lrp", label="LRP ε-plus-flat",
+                    quantity="relevance", relevance="positive", composite="epsilon-plus-flat",
+                    order=11, description="LRP: epsilon (dense), z+ (conv), flat (input layer)"))
+# Floors: model-free maps any method must beat. ("noise", not "random": the analyses
+# already use "random" for their random-ranking row in faithfulness tables.)
+register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
+                    relevance="positive", description="Sobel gradient magnitude of the scan "
+                    "(model-free floor)", order=900))
+register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
+                    relevance="positive", description="uniform noise per voxel (model-free "
+                    "floor)", order=901))
 
 
 __all__ = ["DEFAULT_METHODS", "FAMILIES", "RELEVANCE_MODES", "MethodInfo",

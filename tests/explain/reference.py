@@ -200,3 +200,21 @@ def sum_share(terms: list[Tensor], r: Tensor, eps: float = EPS) -> list[Tensor]:
     for term in terms:  # explicit sum over summands k
         total = total + term
     return [term / _stab(total, eps) * r for term in terms]
+
+
+# -- reference (DeepLIFT rescale) and flat rules -------------------------------------
+
+def rescale_matrix(w: Tensor, dx: Tensor, dz: Tensor, r: Tensor, eps: float = EPS) -> Tensor:
+    """DeepLIFT's rescale rule on a linear layer: ``R_i = sum_j w_ji dx_i / dz_j R_j``."""
+    out = torch.zeros_like(dx)
+    for j in range(w.shape[0]):  # explicit sum over outputs j
+        out += w[j] * dx / _stab(dz[j], eps) * r[j]
+    return out
+
+
+def flat_matrix(connected: Tensor, r: Tensor, eps: float = EPS) -> Tensor:
+    """The flat rule: each output's relevance in equal shares over its connected inputs."""
+    out = torch.zeros(connected.shape[1], dtype=torch.float64)
+    for j in range(connected.shape[0]):
+        out += connected[j] / _stab(connected[j].sum(), eps) * r[j]
+    return out

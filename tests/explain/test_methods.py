@@ -13,9 +13,35 @@ from tests.explain.test_engine import assert_unchanged, snapshot
 
 LISTED = ["lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-bn-merged-b0",
           "lrp-eps", "lrp-epsilon-plus", "gb", "gradient", "gxi", "ig", "smoothgrad",
-          "occlusion"]
+          "occlusion", "lrp-ref", "ig-ref", "occlusion-ref", "lrp-epsilon-gamma-box",
+          "lrp-epsilon-plus-flat", "edges", "noise"]
 #: Cheap settings so every method runs in well under a second on the tiny model.
-FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "occlusion": {"window": 12}}
+FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "occlusion": {"window": 12},
+        "ig-ref": {"steps": 8}}
+
+
+def options_for(method: str, x: torch.Tensor) -> dict:
+    """FAST settings, plus a reference and areas for the methods that need them."""
+    options = dict(FAST.get(method, {}))
+    if get_method(method).needs_reference:
+        options["reference"] = reference_for(x)
+    if method == "occlusion-ref":
+        options["areas"] = two_areas(x.shape[2:])
+    return options
+
+
+def reference_for(x: torch.Tensor) -> torch.Tensor:
+    """One reference image for the batch: a different brain-like volume."""
+    gen = torch.Generator().manual_seed(11)
+    return (x[:1] != 0) * torch.rand(x[:1].shape, generator=gen, dtype=x.dtype)
+
+
+def two_areas(shape) -> torch.Tensor:
+    """Two boxes as areas 1 and 2 on the grid, 0 elsewhere."""
+    areas = torch.zeros(tuple(shape), dtype=torch.int64)
+    areas[2:10, 3:12, 4:11] = 1
+    areas[12:20, 14:24, 12:22] = 2
+    return areas
 
 
 def probability_of(model: nn.Module, x: torch.Tensor, target: int = 1) -> torch.Tensor:
@@ -53,7 +79,7 @@ def test_unknown_option_names_the_accepted_ones(tiny_model, tiny_input):
 @pytest.mark.parametrize("method", LISTED)
 def test_target_out_of_range_is_a_user_error(tiny_model, tiny_input, method):
     with pytest.raises(BrainLRPError, match="target 5 is out of range"):
-        explain(tiny_model, tiny_input, method, target=5, **FAST.get(method, {}))
+        explain(tiny_model, tiny_input, method, target=5, **options_for(method, tiny_input))
 
 
 # -- every method -----------------------------------------------------------------------
@@ -63,9 +89,11 @@ def test_every_method_gives_a_finite_heatmap_shaped_like_the_input(tiny_model, t
                                                                     method):
     tiny_model.train()
     before = snapshot(tiny_model)
-    heatmap, probs = explain(tiny_model, tiny_input.double(), method, target=1,
-                             return_probabilities=True, **FAST.get(method, {}))
+    x = tiny_input.double()
+    heatmap, probs = explain(tiny_model, x, method, target=1, return_probabilities=True,
+                             **options_for(method, x))
     assert heatmap.shape == tiny_input.shape and heatmap.dtype == torch.float32
+    assert heatmap.device == tiny_input.device
     assert torch.isfinite(heatmap).all() and heatmap.abs().sum() > 0
     assert_unchanged(tiny_model, before)
     with torch.no_grad():

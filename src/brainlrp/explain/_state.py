@@ -102,6 +102,33 @@ def prepare_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(device=device, dtype=dtype)
 
 
+def prepare_reference(model: nn.Module, x: torch.Tensor,
+                      reference: torch.Tensor | None) -> torch.Tensor:
+    """The reference image of each scan: validated, broadcast to ``x``'s batch.
+
+    ``x`` must already be prepared (:func:`prepare_input`). ``reference`` is one
+    image for the whole batch ``(1, channel, x, y, z)`` or one per scan
+    ``(batch, channel, x, y, z)``.
+
+    Raises
+    ------
+    BrainLRPError
+        If ``reference`` is missing, malformed or not shaped like the scans.
+    """
+    if reference is None:
+        raise BrainLRPError("this method explains the difference from a reference image, "
+                            "and none was given",
+                            "pass reference=<a healthy-looking scan on the same grid, "
+                            "shaped (1 or batch, 1, x, y, z)>")
+    ref = prepare_input(model, reference)
+    if ref.shape[1:] != x.shape[1:] or ref.shape[0] not in (1, x.shape[0]):
+        raise BrainLRPError(
+            f"the reference of shape {tuple(ref.shape)} does not fit scans of shape "
+            f"{tuple(x.shape)}", f"give one reference (1, {', '.join(map(str, x.shape[1:]))}) "
+            f"or one per scan ({', '.join(map(str, x.shape))})")
+    return ref.expand_as(x).contiguous()
+
+
 def resolve_target(target: int | Sequence[int] | torch.Tensor, batch: int, n_classes: int,
                    device: torch.device) -> torch.Tensor:
     """Target class per sample as a ``(batch,)`` long tensor, checked against ``n_classes``.

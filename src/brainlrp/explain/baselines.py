@@ -1,5 +1,7 @@
 """Comparison methods through Captum: guided backprop, gradient, gradient x input,
-integrated gradients, SmoothGrad and 3-D occlusion.
+integrated gradients, SmoothGrad and 3-D occlusion; their counterparts against a
+reference image (integrated gradients from it, atlas-area occlusion by it); and
+two model-free floors every benchmark shows (Sobel edges of the scan, noise).
 
 All of them explain the same output as LRP by default, the softmax probability
 of the target class (``start="probability"``), or its logit (``start="logit"``).
@@ -27,6 +29,7 @@ from brainlrp.explain._state import (
     exact_float32,
     frozen_parameters,
     prepare_input,
+    prepare_reference,
     resolve_target,
 )
 
@@ -173,14 +176,46 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: Target = 1,
     attribution, probabilities : Tensor
         See :func:`guided_backprop`.
     """
+    return _integrated_gradients(model, x, None, target, start, steps, batch_size)
+
+
+def integrated_gradients_from_reference(
+        model: nn.Module, x: Tensor, target: Target = 1, start: str = "probability",
+        steps: int = 32, batch_size: int = 4, *, reference: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Integrated gradients on the straight path from ``reference`` to the scan.
+
+    The attributions sum approximately to ``f(x) - f(reference)``: the evidence
+    for the target in what the scan has and the reference has not.
+
+    Parameters
+    ----------
+    steps, batch_size : int
+        See :func:`integrated_gradients`.
+    reference : Tensor
+        ``(1 or batch, channel, x, y, z)``, e.g. a healthy-looking brain.
+
+    Returns
+    -------
+    attribution, probabilities : Tensor
+        See :func:`guided_backprop`.
+    """
+    return _integrated_gradients(model, x, reference, target, start, steps, batch_size,
+                                 needs_reference=True)
+
+
+def _integrated_gradients(model: nn.Module, x: Tensor, reference: Tensor | None,
+                          target: Target, start: str, steps: int, batch_size: int,
+                          needs_reference: bool = False) -> tuple[Tensor, Tensor]:
     from captum.attr import IntegratedGradients
 
     steps = _check_positive_int(steps, "steps")
     batch_size = _check_positive_int(batch_size, "batch_size")
     with _prepared(model, x, target, start) as (wrapped, x, tgt):
+        baseline = (prepare_reference(model, x, reference) if needs_reference
+                    else torch.zeros_like(x))
         attribution = IntegratedGradients(wrapped).attribute(
-            x, baselines=torch.zeros_like(x), target=tgt, n_steps=steps,
-            internal_batch_size=batch_size)
+            x, baselines=baseline, target=tgt, n_steps=steps, internal_batch_size=batch_size)
         return attribution.detach(), _probabilities(wrapped, x, reuse=False)
 
 
@@ -273,6 +308,185 @@ def occlusion(model: nn.Module, x: Tensor, target: Target = 1,
         return attribution.detach(), _probabilities(wrapped, x, reuse=False)
 
 
+def occlusion_from_reference(
+        model: nn.Module, x: Tensor, target: Target = 1, start: str = "probability",
+        areas=None, dilate: int = 2, batch_size: int = 4, *,
+        reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Area occlusion by the reference: the output drop when one atlas area is
+    replaced by the reference image's values there.
+
+    Each area (Neuromorphometrics areas, left and right merged, unless ``areas``
+    is given) is grown by ``dilate`` voxels into voxels no area holds (CSF and
+    background, where atrophy shows as widened spaces), each such voxel going to
+    the nearest area; atlas voxels keep their own area, so grown areas never
+    overlap. One model pass per area and scan gives ``drop = f(x) - f(x with the
+    area from the reference)``, spread evenly over the area's voxels (value =
+    drop / n_voxels), so an area's relevance sum equals its drop. Voxels of no
+    area get 0.
+
+    Parameters
+    ----------
+    areas : array-like of int, optional
+        Area code per voxel on the input grid (0 = none), shaped like one scan's
+        volume. Without it the built-in Neuromorphometrics atlas is resampled to the
+        template grid whose shape matches the input (1, 1.5, 2, 3 or 4 mm).
+    dilate : int
+        Voxels each area grows into unlabelled voxels, ``>= 0``.
+    batch_size : int
+        Occluded volumes per forward pass (memory bound).
+    reference : Tensor
+        ``(1 or batch, channel, x, y, z)``, e.g. a healthy-looking brain.
+
+    Returns
+    -------
+    attribution, probabilities : Tensor
+        See :func:`guided_backprop`.
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if int(dilate) != dilate or dilate < 0:
+        raise BrainLRPError(f"dilate must be an integer >= 0, got dilate={dilate!r}",
+                            "use e.g. dilate=2 (voxels)")
+    with _prepared(model, x, target, start) as (wrapped, x, tgt):
+        ref = prepare_reference(model, x, reference)
+        codes = _grown_areas(_area_codes(areas, tuple(x.shape[2:])), int(dilate))
+        labels = torch.as_tensor(codes, device=x.device)
+        present = torch.unique(labels)
+        present = present[present > 0]
+        masks = labels[None] == present[:, None, None, None]  # (areas, X, Y, Z)
+        counts = masks.flatten(1).sum(1)
+        targets = torch.as_tensor(tgt, device=x.device).expand(x.shape[0])
+        out = torch.zeros_like(x)
+        with torch.no_grad():
+            for i in range(x.shape[0]):
+                scan, base = x[i], ref[i]
+                full = wrapped(scan[None])[0, targets[i]]
+                drops = []
+                for chunk in masks.split(batch_size):
+                    # (k, C, X, Y, Z): the scan with one area from the reference each.
+                    occluded = torch.where(chunk[:, None], base[None], scan[None])
+                    drops.append(full - wrapped(occluded)[:, targets[i]])
+                drop = torch.cat(drops)
+                density = (drop / counts).to(x.dtype)
+                voxel = torch.zeros(int(labels.max()) + 1, dtype=x.dtype, device=x.device)
+                voxel[present] = density
+                out[i] = voxel[labels.long()][None].expand_as(scan)
+        return out, _probabilities(wrapped, x, reuse=False)
+
+
+#: Template resolutions (mm) tried to recognise an input grid by its shape.
+_RESOLUTIONS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def _area_codes(areas, shape: tuple[int, int, int]):
+    """Area code per voxel on the input grid, given or from the built-in atlas."""
+    import numpy as np
+
+    if areas is not None:
+        codes = np.asarray(areas.cpu() if isinstance(areas, Tensor) else areas)
+        if codes.shape != shape or not np.issubdtype(codes.dtype, np.integer):
+            raise BrainLRPError(
+                f"areas must be an integer code array shaped like one scan {shape}, got "
+                f"{codes.dtype} {codes.shape}", "give the atlas areas on the model grid")
+        if codes.min() < 0 or codes.max() == 0:
+            raise BrainLRPError("areas must be codes >= 0 with at least one area (> 0)",
+                                "use 0 outside the areas and 1, 2, ... for the areas")
+        return codes.astype(np.int64)
+    return _atlas_areas(shape)
+
+
+def _atlas_areas(shape: tuple[int, int, int]):
+    from brainlrp.data.grid import Grid
+
+    for resolution in _RESOLUTIONS:
+        grid = Grid.from_resolution(resolution)
+        if grid.shape == shape:
+            return _cached_atlas(grid)
+    raise BrainLRPError(
+        f"no template grid has the input's shape {shape}, so the atlas cannot be placed",
+        "pass areas=<int code array on the model grid> (e.g. RegionReducer(level='area')"
+        ".fit(grid).codes_)")
+
+
+_ATLAS_CACHE: dict = {}
+
+
+def _cached_atlas(grid):
+    """Neuromorphometrics areas (left and right merged) on ``grid``, resampled once."""
+    if grid not in _ATLAS_CACHE:
+        from brainlrp.atlas import RegionReducer
+
+        _ATLAS_CACHE[grid] = RegionReducer("neuromorphometrics", level="area").fit(grid).codes_
+    return _ATLAS_CACHE[grid]
+
+
+def _grown_areas(codes, dilate: int):
+    """``codes`` with each unlabelled voxel within ``dilate`` voxels of an area given
+    to the nearest area (atlas voxels keep theirs)."""
+    import numpy as np
+    from scipy import ndimage
+
+    if dilate == 0:
+        return codes
+    distance, nearest = ndimage.distance_transform_edt(codes == 0, return_indices=True)
+    grown = codes[tuple(nearest)]
+    return np.where((codes == 0) & (distance > dilate), 0, grown)
+
+
+def edges(model: nn.Module, x: Tensor, target: Target = 1,
+          start: str = "probability") -> tuple[Tensor, Tensor]:
+    """A model-free floor: the Sobel gradient magnitude of the scan itself.
+
+    ``sqrt(sum_axis sobel(x, axis)^2)`` per channel (scipy.ndimage, edges
+    reflected). A method whose heatmap scores no better than this only shows
+    where the anatomy has edges. ``model``, ``target`` and ``start`` are used
+    for the probabilities only.
+
+    Returns
+    -------
+    attribution, probabilities : Tensor
+        See :func:`guided_backprop`.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    with _prepared(model, x, target, start) as (wrapped, x, _):
+        volumes = x.detach().cpu().double().numpy()
+        out = np.zeros_like(volumes)
+        for index in np.ndindex(*volumes.shape[:2]):
+            volume = volumes[index]
+            out[index] = np.sqrt(sum(ndimage.sobel(volume, axis=a) ** 2 for a in range(3)))
+        attribution = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        return attribution, _floor_probabilities(wrapped, x)
+
+
+def random_floor(model: nn.Module, x: Tensor, target: Target = 1,
+                 start: str = "probability", seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A model-free floor: uniform noise in [0, 1) per voxel.
+
+    Scan ``i`` of the batch gets the noise of ``numpy.random.default_rng([seed, i])``,
+    reproducible and independent of the global random state.
+
+    Returns
+    -------
+    attribution, probabilities : Tensor
+        See :func:`guided_backprop`.
+    """
+    import numpy as np
+
+    with _prepared(model, x, target, start) as (wrapped, x, _):
+        noise = np.stack([np.random.default_rng([int(seed), i]).random(x.shape[1:])
+                          for i in range(x.shape[0])])
+        attribution = torch.as_tensor(noise, dtype=x.dtype, device=x.device)
+        return attribution, _floor_probabilities(wrapped, x)
+
+
+def _floor_probabilities(wrapped: _Explained, x: Tensor) -> Tensor:
+    """The probabilities of ``x`` from one pass that also checks the target's range."""
+    with torch.no_grad():
+        wrapped(x)
+    return _probabilities(wrapped, x, reuse=True)
+
+
 def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
     values = (value,) * 3 if isinstance(value, int) else tuple(value)
     if len(values) != 3 or any(int(v) != v or v < 1 for v in values):
@@ -281,5 +495,6 @@ def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in values)
 
 
-__all__ = ["gradient", "gradient_x_input", "guided_backprop", "integrated_gradients",
-           "occlusion", "smoothgrad"]
+__all__ = ["edges", "gradient", "gradient_x_input", "guided_backprop", "integrated_gradients",
+           "integrated_gradients_from_reference", "occlusion", "occlusion_from_reference",
+           "random_floor", "smoothgrad"]

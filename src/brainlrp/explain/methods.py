@@ -30,6 +30,10 @@ RUNNERS: dict[str, Runner] = {
     "ig": baselines.integrated_gradients,
     "smoothgrad": baselines.smoothgrad,
     "occlusion": baselines.occlusion,
+    "ig-ref": baselines.integrated_gradients_from_reference,
+    "occlusion-ref": baselines.occlusion_from_reference,
+    "edges": baselines.edges,
+    "noise": baselines.random_floor,
 }
 
 
@@ -44,7 +48,8 @@ class Method:
     run : callable
         ``run(model, x, target=..., **options) -> (attribution, probabilities)``.
     options : tuple of str
-        Keyword options ``run`` accepts besides ``target``.
+        Keyword options ``run`` accepts besides ``target`` (and ``reference``,
+        which :func:`explain` passes to the methods that need one).
     """
 
     info: catalog.MethodInfo
@@ -55,6 +60,11 @@ class Method:
     def name(self) -> str:
         """The catalog name."""
         return self.info.name
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the method explains the difference from a reference image."""
+        return self.info.needs_reference
 
     @property
     def description(self) -> str:
@@ -84,7 +94,7 @@ def get_method(name: str) -> Method:
         return _lrp_method(info)
     if info.name in RUNNERS:
         function = RUNNERS[info.name]
-        skip = {"model", "x", "target"}
+        skip = {"model", "x", "target", "reference"}
         options = tuple(p for p in inspect.signature(function).parameters if p not in skip)
         return Method(info, function, options)
     raise BrainLRPError(f"the explanation method {name!r} has no runner in this version",
@@ -96,8 +106,9 @@ def _lrp_method(info: catalog.MethodInfo) -> Method:
     composite = info.composite
 
     def run(model: nn.Module, x: Tensor, target=1, start: str = "probability",
-            **params) -> tuple[Tensor, Tensor]:
-        result = lrp(model, x, composite, target=target, start=start, **fixed, **params)
+            reference: Tensor | None = None, **params) -> tuple[Tensor, Tensor]:
+        result = lrp(model, x, composite, target=target, start=start, reference=reference,
+                     **fixed, **params)
         return result.relevance, result.probabilities
 
     params = [p for p in inspect.signature(COMPOSITES[composite]).parameters if p not in fixed]
@@ -105,7 +116,8 @@ def _lrp_method(info: catalog.MethodInfo) -> Method:
 
 
 def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int] | Tensor = 1,
-            *, return_probabilities: bool = False, **options) -> Tensor | tuple[Tensor, Tensor]:
+            *, reference: Tensor | None = None, return_probabilities: bool = False,
+            **options) -> Tensor | tuple[Tensor, Tensor]:
     """Explain ``model``'s decision for ``target`` on a batch of scans.
 
     Parameters
@@ -120,6 +132,14 @@ def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int
         ``lrp-bn-merged-b<beta>`` for any ``beta >= 0``.
     target : int or sequence of int or Tensor
         Class to explain, for all samples or one per sample; 1 = AD.
+    reference : Tensor, optional
+        The image the scans are compared with, ``(1 or batch, 1, x, y, z)`` (e.g. a
+        healthy-looking brain from training controls). Required by, and passed
+        only to, the methods that explain a difference from it (catalog flag
+        ``needs_reference``: lrp-ref, ig-ref, occlusion-ref); the other methods
+        refuse it rather than ignore it, because they explain against their own
+        baseline (a black image for ig and occlusion), which a caller giving a
+        reference would not expect. ``reference=None`` is accepted everywhere.
     return_probabilities : bool
         Also return the model's class probabilities for ``x``. LRP takes them
         from its own forward pass; the baselines from theirs where it saw ``x``
@@ -130,7 +150,10 @@ def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int
         default) or ``"logit"``. LRP: ``epsilon`` (stabiliser), ``low``/``high``
         (input range, epsilon-plus). ig: ``steps``, ``batch_size``. smoothgrad:
         ``n_samples``, ``noise``, ``batch_size``, ``seed``. occlusion:
-        ``window``, ``stride``, ``batch_size``.
+        ``window``, ``stride``, ``batch_size``. ig-ref: ``steps``,
+        ``batch_size``. occlusion-ref: ``areas`` (area codes on the grid),
+        ``dilate`` (voxels, default 2), ``batch_size``. noise: ``seed``.
+        lrp-epsilon-gamma-box: ``gamma``, ``low``/``high``.
 
     Returns
     -------
@@ -157,6 +180,18 @@ def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int
         raise BrainLRPError(
             f"method {spec.name!r} takes no option {', '.join(map(repr, unknown))}",
             f"it takes: {', '.join(spec.options)}")
+    if spec.needs_reference:
+        if reference is None:
+            raise BrainLRPError(
+                f"method {spec.name!r} explains the difference from a reference image and "
+                "none was given", "pass reference=<a healthy-looking scan on the same grid, "
+                "(1 or batch, 1, x, y, z)>")
+        options["reference"] = reference
+    elif reference is not None:
+        twins = [m for m in available_methods() if catalog.lookup(m).needs_reference]
+        raise BrainLRPError(
+            f"method {spec.name!r} explains against its own baseline and takes no reference",
+            f"use a reference method ({', '.join(twins)}) or leave reference out")
     attribution, probabilities = spec.run(model, x, target=target, **options)
     device = x.device if isinstance(x, Tensor) else attribution.device
     heatmap = attribution.to(device=device).float()

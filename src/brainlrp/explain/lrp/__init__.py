@@ -3,7 +3,8 @@
 Modules in dependency order: :mod:`~brainlrp.explain.lrp.core` (relevance as a
 custom backward pass, the check that nothing bypasses the rules),
 :mod:`~brainlrp.explain.lrp.rules` (alpha-beta, epsilon, z+, box, gamma, pass,
-proportional, sum, split), :mod:`~brainlrp.explain.lrp.layers` (Sum and Concat,
+proportional, sum, split, flat; the reference rules: DeepLIFT's rescale as LRP on
+differences), :mod:`~brainlrp.explain.lrp.layers` (Sum and Concat,
 merges made visible), :mod:`~brainlrp.explain.lrp.canonizers` (merges routed
 through those layers, BatchNorm merging), :mod:`~brainlrp.explain.lrp.composites`
 (presets by name) and :mod:`~brainlrp.explain.lrp.attribution` (:func:`lrp`).
@@ -52,9 +53,14 @@ from brainlrp.explain.lrp.layers import Concat, Sum
 from brainlrp.explain.lrp.rules import (
     AlphaBeta,
     Epsilon,
+    Flat,
     Gamma,
     Pass,
     Proportional,
+    RescaleLinear,
+    RescaleMaxPool,
+    RescaleProportional,
+    RescaleSum,
     Split,
     SumShare,
     ZBox,
@@ -64,9 +70,10 @@ from brainlrp.explain.lrp.rules import (
 __all__ = [
     "ACTIVATION_TYPES", "AUTOGRAD_TYPES", "AVGPOOL_TYPES", "BATCHNORM_TYPES", "COMPOSITES",
     "CONV_TYPES", "LINEAR_LAYER_TYPES", "MAXPOOL_TYPES", "NORM_TYPES", "SUPPORTED_TYPES",
-    "AlphaBeta", "Canonizer", "Composite", "Concat", "Epsilon", "ExposeMerges", "Gamma",
+    "AlphaBeta", "Canonizer", "Composite", "Concat", "Epsilon", "ExposeMerges", "Flat", "Gamma",
     "LRPResult", "Layer", "LayerOps", "LinearRule", "MergeBatchNorm", "Pass", "Proportional",
-    "Rule", "Split", "Sum", "SumShare", "ZBox", "ZPlus", "attach_rules", "available_composites",
+    "RescaleLinear", "RescaleMaxPool", "RescaleProportional", "RescaleSum", "Rule", "Split",
+    "Sum", "SumShare", "ZBox", "ZPlus", "attach_rules", "available_composites",
     "check_graph", "check_supported", "fold_batchnorm", "get_composite", "has_offset", "lrp",
     "merged_weights", "register_composite",
 ]

@@ -15,6 +15,7 @@ from brainlrp.explain._state import (
     exact_float32,
     frozen_parameters,
     prepare_input,
+    prepare_reference,
     resolve_target,
 )
 from brainlrp.explain.lrp.composites import Composite, get_composite
@@ -51,7 +52,7 @@ class LRPResult:
 
 def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
         target: int | Sequence[int] | Tensor = 1, start: str = "probability",
-        **params) -> LRPResult:
+        reference: Tensor | None = None, **params) -> LRPResult:
     """Layer-wise relevance propagation of ``model``'s decision for ``target``.
 
     Relevance starts at the target class only: at its softmax probability (the
@@ -72,6 +73,16 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
         Class to explain, for all samples or one per sample (1 = AD).
     start : {"probability", "logit"}
         Where relevance starts.
+    reference : Tensor, optional
+        For a reference composite (``composite.reference``, e.g. ``"reference"``)
+        only, and required there: the image each scan is compared with,
+        ``(1 or batch, channel, x, y, z)``. The forward pass then runs on the
+        stacked batch ``(scans, references)`` and relevance starts at the
+        difference of the target's output, ``p_t(x) - p_t(ref)`` or
+        ``f_t(x) - f_t(ref)``, placed on the target logit. The probability start is
+        the rescale rule of ``p_t`` on the target logit alone, as the other
+        composites start at the target logit: it equals the logit start times
+        ``dp_t / df_t``.
     **params
         Parameters of a named composite, e.g. ``beta=0.5`` for ``"paper"``.
 
@@ -101,8 +112,14 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
                 "build the Composite with them instead")
     else:
         composite = get_composite(composite, **params)
+    if reference is not None and not composite.reference:
+        raise BrainLRPError(f"the composite {composite.name!r} takes no reference image",
+                            "use the 'reference' composite, or leave reference out")
     composite.check(model)  # before touching the model's state
     x = prepare_input(model, x)
+    batch = x.shape[0]
+    if composite.reference:
+        x = torch.cat([x, prepare_reference(model, x, reference)])
     with (eval_mode(model), frozen_parameters(model), exact_float32(x.device),
           torch.enable_grad(), composite.context(model) as rules):
         x = x.requires_grad_(True)
@@ -112,17 +129,21 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
             raise BrainLRPError(
                 f"LRP needs a model that returns (batch, n_classes) logits, got shape "
                 f"{tuple(logits.shape)}", "end the model with a Linear layer")
-        batch, n_classes = logits.shape
+        n_classes = logits.shape[1]
         tgt = resolve_target(target, batch, n_classes, logits.device)
         rows = torch.arange(batch, device=logits.device)
         probabilities = torch.softmax(logits.detach(), dim=1)
         source = probabilities if start == "probability" else logits.detach()
         initial = torch.zeros_like(logits)
-        initial[rows, tgt] = source[rows, tgt]
+        explained = source[rows, tgt]
+        if composite.reference:
+            explained = explained - source[rows + batch, tgt]
+        initial[rows, tgt] = explained
         (relevance,) = torch.autograd.grad(logits, x, initial)
         if composite.conserves(model, rules):
-            _check_conservation(relevance, initial.sum(1), composite)
-    return LRPResult(relevance.detach(), logits.detach(), probabilities, tgt)
+            _check_conservation(relevance[:batch], explained, composite)
+    return LRPResult(relevance[:batch].detach(), logits[:batch].detach(),
+                     probabilities[:batch], tgt)
 
 
 def _check_conservation(relevance: Tensor, explained: Tensor, composite: Composite) -> None:

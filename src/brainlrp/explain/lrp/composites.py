@@ -43,7 +43,9 @@ from brainlrp.explain.lrp.core import (
     AUTOGRAD_TYPES,
     AVGPOOL_TYPES,
     LINEAR_LAYER_TYPES,
+    MAXPOOL_TYPES,
     NORM_TYPES,
+    SAMPLE_NORM_TYPES,
     Rule,
     attach_rules,
     check_supported,
@@ -54,8 +56,14 @@ from brainlrp.explain.lrp.layers import Concat, Sum
 from brainlrp.explain.lrp.rules import (
     AlphaBeta,
     Epsilon,
+    Flat,
+    Gamma,
     Pass,
     Proportional,
+    RescaleLinear,
+    RescaleMaxPool,
+    RescaleProportional,
+    RescaleSum,
     Split,
     SumShare,
     ZBox,
@@ -92,11 +100,17 @@ class Composite:
         For messages and ``repr``.
     expose_merges : bool
         Route additions and concatenations through Sum/Concat layers first.
+    reference : bool
+        The rules explain the difference from a reference image: they read the
+        activations of the stacked batch ``(scans, references)`` (see
+        :func:`~brainlrp.explain.lrp.lrp`). Biases and BatchNorm shifts then
+        cancel, so they do not keep the network from conserving relevance.
     """
 
     def __init__(self, layer_map: LayerMap, first_layer: Rule | None = None,
                  canonizers: Sequence[Canonizer] = (), name: str = "custom",
-                 expose_merges: bool = True):
+                 expose_merges: bool = True, reference: bool = False):
+        self.reference = bool(reference)
         self.layer_map = tuple(layer_map)
         self.first_layer = first_layer
         self.canonizers = ((ExposeMerges(),) if expose_merges else ()) + tuple(canonizers)
@@ -130,7 +144,9 @@ class Composite:
                     return False
             elif not rule.conserving:
                 return False
-            if has_offset(module):
+            # Against a reference a fixed offset cancels; a per-sample one does not.
+            cancels = self.reference and not isinstance(module, SAMPLE_NORM_TYPES)
+            if has_offset(module) and not cancels:
                 return False
         return True
 
@@ -243,6 +259,45 @@ def epsilon_everywhere(epsilon: float = 1e-6) -> Composite:
     """The epsilon rule on every Linear/Conv layer, BatchNorm merged."""
     return Composite([(LINEAR_LAYER_TYPES, Epsilon(epsilon))],
                      canonizers=[MergeBatchNorm(strict=False)], name="epsilon")
+
+
+@register_composite("epsilon-gamma-box")
+def epsilon_gamma_box(epsilon: float = 1e-6, gamma: float = 0.25, low: float = 0.0,
+                      high: float = 1.0) -> Composite:
+    """Epsilon on dense layers, gamma on convolutions, the box rule on the input layer
+    (range ``[low, high]``: scans are min-max scaled to [0, 1]), BatchNorm merged
+    (Kohlbrenner et al. 2020's recommendation; zennit's ``EpsilonGammaBox``)."""
+    return Composite([(nn.Linear, Epsilon(epsilon)), (LINEAR_LAYER_TYPES, Gamma(gamma, epsilon))],
+                     first_layer=ZBox(low, high, epsilon),
+                     canonizers=[MergeBatchNorm(strict=False)], name="epsilon-gamma-box")
+
+
+@register_composite("epsilon-plus-flat")
+def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
+    """Epsilon on dense layers, z+ on convolutions, the flat rule on the input layer,
+    BatchNorm merged (zennit's ``EpsilonPlusFlat``)."""
+    return Composite([(nn.Linear, Epsilon(epsilon)), (LINEAR_LAYER_TYPES, ZPlus(epsilon))],
+                     first_layer=Flat(epsilon), canonizers=[MergeBatchNorm(strict=False)],
+                     name="epsilon-plus-flat")
+
+
+@register_composite("reference")
+def reference_rescale(epsilon: float = 1e-6) -> Composite:
+    """DeepLIFT's rescale rule as LRP on differences from a reference image.
+
+    Linear/Conv layers share relevance by ``w_ij dx_i / dz_j``, elementwise
+    activations and normalisations pass it, average pooling and residual sums
+    share it by differences, max pooling routes it to the scan's winner where the
+    output did not fall and to the reference's winner where it fell (Captum's
+    ``DeepLift``). BatchNorm is not merged: in eval mode it is affine, so its
+    shift cancels in differences and its scale cancels between ``dx`` and ``dz``.
+    Needs ``reference=`` in :func:`~brainlrp.explain.lrp.lrp`.
+    """
+    return Composite([(LINEAR_LAYER_TYPES, RescaleLinear(epsilon)),
+                      (MAXPOOL_TYPES, RescaleMaxPool()),
+                      (AVGPOOL_TYPES, RescaleProportional(epsilon)),
+                      (Sum, RescaleSum(epsilon))],
+                     name="reference (rescale)", reference=True)
 
 
 __all__ = ["COMPOSITES", "DEFAULT_LAYER_MAP", "Composite", "available_composites",

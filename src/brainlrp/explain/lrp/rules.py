@@ -291,6 +291,37 @@ class Gamma(LinearRule):
         return _signed_transpose(ops, x, parts, s_up, s_down, w_up, w_down)
 
 
+class Flat(LinearRule):
+    r"""The flat rule: every input in an output's receptive field gets an equal share.
+
+    .. math::
+
+        R_i = \sum_j \frac{1}{n_j} R_j, \quad n_j = \sum_i 1[w_{ij} \text{ connects } i, j]
+
+    The weights and the input are replaced by ones (zennit's ``Flat``), so the
+    share ignores both; zero-padded borders are not inputs and take none.
+    Conserving; meant for the input layer, where pixel values say little.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    needs_input = True
+    conserving = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = _check_epsilon(epsilon)
+
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        ones_w = torch.ones_like(ops.weight)
+        ones_x = torch.ones_like(x)
+        count = ops.forward(ones_x, ones_w)
+        return ops.transpose(relevance / stabilize(count, self.epsilon), ones_w, x)
+
+
 class Pass(Rule):
     """Pass relevance through unchanged (ReLU, and BatchNorm in the paper's mode).
 
@@ -382,5 +413,151 @@ class Split(Rule):
         return tuple(relevance.split([part.shape[dim] for part in x], dim=dim))
 
 
-__all__ = ["AlphaBeta", "Epsilon", "Gamma", "Pass", "Proportional", "Rule", "Split", "SumShare",
+# -- reference rules: DeepLIFT's rescale rule as LRP on differences ----------------------
+#
+# With a reference, the forward pass runs on the stacked batch ``(scans, references)``
+# (:func:`~brainlrp.explain.lrp.lrp` with ``reference=``): every layer sees its
+# activations for both, so a rule reads the difference ``dx = x - x_ref`` of its
+# input and ``dy`` of its output. Relevance lives on the scans' half; the
+# references' half carries zeros. DeepLIFT's rescale rule is LRP on these
+# differences (Ancona et al. 2018): a linear map shares ``R_j`` in proportion to
+# ``w_ij dx_i / dz_j`` (biases and BatchNorm shifts cancel in differences), an
+# elementwise nonlinearity passes ``R`` unchanged (its multiplier ``dy / dx``
+# cancels against the next linear layer's ``dz``), a sum shares by ``dx_k / dy``.
+
+
+def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(scans, references)`` halves of a stacked batch."""
+    n = t.shape[0] // 2
+    return t[:n], t[n:]
+
+
+def _scans_only(r: Tensor) -> Tensor:
+    """Relevance of the scans' half, with zeros for the references' half."""
+    return torch.cat([r, torch.zeros_like(r)])
+
+
+class RescaleLinear(LinearRule):
+    r"""DeepLIFT's rescale rule on a Linear/ConvNd layer (the epsilon rule on differences).
+
+    .. math::
+
+        R_i = \sum_j \frac{w_{ij} (x_i - \bar x_i)}{z_j - \bar z_j + \epsilon\,
+              \mathrm{sign}(z_j - \bar z_j)} R_j
+
+    with bars for the reference's activations. ``z_j - z̄_j`` is the difference of
+    the layer's two outputs, so the bias cancels and no extra map is computed.
+    Conserving up to the stabiliser, biases or not.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    needs_output = True
+    conserving = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = _check_epsilon(epsilon)
+
+    def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
+                  relevance: Tensor) -> Tensor:
+        xa, xr = _halves(x)
+        ya, yr = _halves(y)
+        ratio = _halves(relevance)[0] / stabilize(ya - yr, self.epsilon)
+        dx = xa - xr
+        return _scans_only(ops.transpose(ratio, ops.weight, dx).mul_(dx))
+
+
+class RescaleSum(Rule):
+    """Share a sum's relevance among its summands by their differences from the reference.
+
+    ``R_k = dx_k / (dy + eps sign(dy)) R``: :class:`SumShare` on differences, so a
+    residual block conserves relevance when the scan and the reference differ.
+    A summand broadcast over the batch (a constant) is the same for both and takes none.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    conserving = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = _check_epsilon(epsilon)
+
+    def backward(self, layer: Layer, x: tuple[Tensor, ...] | Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> tuple[Tensor, ...] | Tensor:
+        xs = x if isinstance(x, tuple) else (x,)
+        batch = relevance.shape[0]
+        deltas = [(a - r) if term.ndim == relevance.ndim and term.shape[0] == batch else None
+                  for term in xs for a, r in [_halves(term)]]
+        total = sum(d for d in deltas if d is not None)
+        ratio = _halves(relevance)[0] / stabilize(total, self.epsilon)
+        shares = tuple(torch.zeros_like(term) if d is None
+                       else _scans_only((d * ratio).sum_to_size(d.shape))
+                       for term, d in zip(xs, deltas, strict=True))
+        return shares if isinstance(x, tuple) else shares[0]
+
+
+class RescaleProportional(Rule):
+    """DeepLIFT's rescale rule on a fixed linear map such as average pooling.
+
+    ``R_i = sum_j w_ij dx_i / (dy_j + eps sign(dy_j)) R_j`` through the map's gradient.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser, ``> 0``.
+    """
+
+    needs_output = True
+    conserving = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = _check_epsilon(epsilon)
+
+    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor:
+        xa, xr = _halves(x)
+        ya, yr = _halves(y)
+        ratio = _halves(relevance)[0] / stabilize(ya - yr, self.epsilon)
+        dx = xa - xr
+        with torch.enable_grad():
+            xx = dx.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(layer.forward(xx), xx, ratio)
+        return _scans_only(dx * grad)
+
+
+class RescaleMaxPool(Rule):
+    """Max pooling against a reference, as Captum's ``DeepLift`` does it.
+
+    The scan's and the reference's winners may differ. A pooled output that did
+    not fall (``y >= y_ref``) sends its relevance to the scan's winner; one that
+    fell (``y < y_ref``) to the reference's winner, the position where the
+    reference's maximum was lost. Captum splits ``dy`` into ``max(y, y_ref) - y_ref``
+    (scan's winner) and ``y - max(y, y_ref)`` (reference's winner), which is the
+    same; the sum of both is conserved.
+    """
+
+    needs_output = True
+    conserving = True
+
+    def backward(self, layer: Layer, x: Tensor | None, y: Tensor | None,
+                 relevance: Tensor) -> Tensor:
+        ya, yr = _halves(y)
+        ra = _halves(relevance)[0]
+        rose = ya >= yr
+        routed = torch.cat([torch.where(rose, ra, 0.0), torch.where(rose, 0.0, ra)])
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(layer.forward(xx), xx, routed)
+        scans, refs = _halves(grad)
+        return _scans_only(scans + refs)
+
+
+__all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Pass", "Proportional", "RescaleLinear",
+           "RescaleMaxPool", "RescaleProportional", "RescaleSum", "Rule", "Split", "SumShare",
            "ZBox", "ZPlus"]
