@@ -94,4 +94,6 @@ SPEC = SectionSpec(
     "(density) and relative to the controls (gain = group mean / HC mean), for the 25 areas "
     "ranked highest in the true positives, as in the paper.",
     build, requires=("analysis/top_areas.tsv",),
-    optional=(("analysis/relevance_totals.tsv", "the total relevance per group"),))
+    optional=(("analysis/relevance_totals.tsv", "the total relevance per group"),),
+    data=("analysis/top_areas.tsv", "regions/{method}/groups.tsv", "regions/{main}/subjects.tsv",
+          "analysis/relevance_totals.tsv"))
