@@ -79,3 +79,17 @@ def test_cards_get_age_sex_and_large_areas(run_copy, make_ctx, tmp_path, monkeyp
         else:
             assert (card.age, card.sex) == (None, None)
             assert card.demographics() == "age – · sex –"
+
+
+def test_group_density_ranking_warns_of_small_areas(run_copy, make_ctx):
+    """The region bars' density ranking is analyze's (top_areas.tsv): the report does not
+    re-rank it, it names the small areas in it."""
+    from brainlrp.report.sections.regions import small_area_caveat
+
+    ctx = make_ctx(run_copy)
+    small = [a for a in ctx.data.area_order("lrp-b0")
+             if a not in large_areas(ctx.data, "lrp-b0")]
+    assert small
+    text = small_area_caveat(ctx, [small[0], large_areas(ctx.data, "lrp-b0")[0]])
+    assert "1 small area (" + style.area_label(small[0]) in text
+    assert small_area_caveat(ctx, large_areas(ctx.data, "lrp-b0")[:3]) == ""

@@ -169,8 +169,9 @@ def ranked_density(data: RunData, method: str) -> pd.DataFrame:
 
 
 def min_area_text(data: RunData, method: str) -> str:
-    """The caption's words for the minimum area size, e.g. ``at least 0.1 % of the
-    atlas's voxels (208 voxels, 1.7 cm³; 5 smaller areas left out)``."""
+    """The caption's words for the minimum area size, e.g. ``areas of at least 0.1 % of
+    the atlas's voxels (208 voxels, 1.7 cm³); 5 smaller areas (e.g. Optic Chiasm, Basal
+    Forebrain) left out, ...``."""
     n = data.area_voxels(method)
     least = MIN_AREA_FRACTION * max(int(n.sum()), 1)
     size = f"{least:.0f} voxels, {least * data.grid.voxel_volume / 1000:.1f} cm³"
