@@ -68,7 +68,7 @@ def build(ctx: Context, sec: Section) -> None:
                     "statistics (TSV: tab-separated with a header row; NIfTI: float32 on the "
                     "model's MNI grid). The page embeds none of them: these are {}.</p>",
                     DATA_LINKS_NOTE),
-                table(frame, table_id="data-files"))
+                details(f"All data files ({len(frame)})", table(frame, table_id="data-files")))
     versions = dict(card.libraries)
     versions.update(current_versions())
     sec.add(heading("Versions"),

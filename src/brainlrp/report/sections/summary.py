@@ -96,7 +96,8 @@ def claims_table(claims: pd.DataFrame, method: str, areas: Sequence[str] = ()) -
             return Safe(f'<span class="{esc(v)}">{esc(v)}</span>')
         target = CLAIM_SECTIONS.get(str(row["claim"]))
         if target:
-            return Safe(f'<a href="#{esc(target)}">see §{section_number(target)}</a>')
+            return Safe(f'{esc(v)} <a href="#{esc(target)}">see §{section_number(target)}'
+                        '</a>')
         return v
 
     frame = claims.assign(agrees=[verdict(r) for _, r in claims.iterrows()],
