@@ -493,11 +493,19 @@ def report(
     cards: Annotated[bool, typer.Option(help="Write a PNG explanation card per test scan.")
                      ] = True,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Rebuild even when nothing the report reads has changed since the last "
+             "report.")] = False,
 ) -> None:
     """The self-contained HTML report (report/index.html) and per-subject cards."""
     from brainlrp.report import report as run_report
 
-    result = run_report(run, methods=methods, cards=cards, progress=not quiet)
+    result = run_report(run, methods=methods, cards=cards, progress=not quiet,
+                        overwrite=overwrite)
+    if result.skipped:
+        _say(f"report is up to date: {result.index} ({len(result.cards)} card(s)); "
+             "--overwrite rebuilds it")
+        return
     for notice in result.notes:
         _say(f"note: {notice}")
     _say(f"wrote {result.index} ({result.size_bytes / 1e6:.1f} MB) and {len(result.cards)} "

@@ -12,6 +12,7 @@ import io
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -84,10 +85,15 @@ def test_page_loads_offline_without_errors(page, reported):
     images = pg.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
     assert len(images) >= 15
     assert all(done and width > 0 for done, width in images)
-    hrefs = pg.evaluate("Array.from(document.querySelectorAll('#cards a')).map(a => a.href)")
+    hrefs = pg.evaluate("Array.from(document.querySelectorAll('#cards-table a'))"
+                        ".map(a => a.href)")
     assert len(hrefs) == len(reported.cards)
-    for href in hrefs:
-        assert href.startswith("file://") and Path(href[len("file://"):]).is_file()
+    # The data links resolve, in the browser, to the run's own files.
+    data = pg.evaluate("Array.from(document.querySelectorAll('a[href^=\"../\"]'))"
+                       ".map(a => a.href)")
+    assert any(h.endswith("/analysis/claims.tsv") for h in data)
+    for href in hrefs + data:
+        assert href.startswith("file://") and Path(unquote(href[len("file://"):])).is_file()
 
 
 def _ready(pg, selector: str):

@@ -45,3 +45,26 @@ def test_card_renders_peak_and_saves(tmp_path):
     renderer.save(card, path)
     with Image.open(path) as img:
         assert img.size == (1100, 390)
+
+
+def test_card_shows_age_sex_legend_and_coordinates_off_the_brain():
+    grid = Grid.from_resolution(6.0)
+    rel = np.zeros(grid.shape, np.float32)
+    rel[10, 20, 15] = 1.0
+    renderer = CardRenderer(grid.affine_array, grid.shape, "relevance (a.u.)", "positive",
+                            "LRP β=0", vmax=1.0, mask=np.asarray(brain_mask(grid)))
+    top = pd.DataFrame({"area": ["Hippocampus"], "density": [2.0], "hc_mean": [1.0],
+                        "hc_sd": [0.5], "z": [2.0]})
+    bg = np.asarray(template(grid))
+    known = CardData("sub-01", "sub-01", "AD", "TP", 0.9, bg, rel, top, age=71.4, sex="F")
+    texts = " ".join(t.get_text() for t in renderer.draw(known).texts)
+    assert "age 71 · sex F" in texts
+    unknown = CardData("sub-02", "sub-02", "AD", "TP", 0.9, bg, rel, top)
+    texts = " ".join(t.get_text() for t in renderer.draw(unknown).texts)
+    assert "age – · sex –" in texts
+    legend = [t.get_text() for leg in renderer.fig.legends for t in leg.get_texts()]
+    assert legend == ["z ≥ 2", "1 ≤ z < 2", "z < 1", "HC mean ± 1 SD"]
+    # The slices' coordinates sit above each slice, outside the brain.
+    for ax, *_rest, label in renderer.slices:
+        assert label.get_text().endswith(" mm") and label.get_position()[1] > 1
+        assert label.get_transform() == ax.transAxes

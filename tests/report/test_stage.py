@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 import pandas as pd
 import pytest
@@ -34,14 +35,20 @@ def test_report_end_to_end(reported, analysed):
                    "fig-density-violins", "fig-fingerprints", "fig-beta-overlap",
                    "fig-hippocampus", "fig-ground-truth", "fig-faithfulness", "fig-sanity"):
         assert f'id="{fig_id}"' in html, fig_id
-    # Self-contained: every image is embedded, nothing points off the page but the cards.
+    # Self-contained: every image is embedded; links lead only to the cards and to the
+    # run's own data files, relative to the page, and every target exists.
     sources = re.findall(r'<img src="([^"]{0,40})', html)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(src|href)="(https?:)?//', html)
     hrefs = re.findall(r'href="([^"#][^"]*)"', html)
-    assert hrefs and all(h.startswith("cards/") for h in hrefs)
+    assert hrefs and all(h.startswith(("cards/", "../")) for h in hrefs)
     for h in hrefs:
-        assert (root / "report" / h).is_file()
+        assert (root / "report" / urllib.parse.unquote(h)).resolve().is_file(), h
+    data = {h[3:] for h in hrefs if h.startswith("../")}
+    assert {"analysis/claims.tsv", "analysis/top_areas.tsv", "regions/lrp-b0/groups.tsv",
+            "regions/gb/groups.tsv", "means/lrp-b0/AD.nii.gz", "means/lrp-b0/HC.nii.gz",
+            "means/gb/AD.nii.gz"} <= data
+    assert 'id="data-files"' in html and "inside its run folder" in html
     pred = pd.read_csv(root / "predictions.tsv", sep="\t")
     test_scans = set(pred.loc[pred["split"] == "test", "scan_id"])
     assert {p.name[:-4] for p in reported.cards} == test_scans

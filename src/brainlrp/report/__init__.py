@@ -8,13 +8,18 @@
     beside guided backpropagation), group means (slices, glass brains and an offline
     NiiVue viewer), region metrics (sum, density, gain; violins AD vs HC; patients A
     and B), fingerprints, beta sensitivity, hippocampus, ground truth, faithfulness,
-    sanity, the list of cards, and methods/notes. Section ids: ``summary``,
+    sanity, the list of cards, and methods/notes (with the Data list: relative links
+    to the run's tables and mean images, which also close each section). Section ids:
+    ``summary``,
     ``training``, ``individual``, ``group-means``, ``regions``, ``fingerprints``,
     ``beta``, ``hippocampus``, ``ground-truth``, ``faithfulness``, ``sanity``,
     ``cards``, ``methods``.
 ``report/cards/<scan_id>.png``
-    A card per test scan: AD probability, three slices through the relevance peak
-    and the top-10 areas with their z-scores against the healthy controls.
+    A card per test scan: AD probability, age and sex, three slices through the
+    relevance peak and the top-10 areas (of at least 0.1 % of the atlas's voxels) with
+    their z-scores against the healthy controls.
+
+Re-running on an unchanged run writes nothing (``ReportResult.skipped``).
 
 Modules: :mod:`~brainlrp.report.inputs` (reading the run),
 :mod:`~brainlrp.report.style` (names, colours, units), :mod:`~brainlrp.report.figures`

@@ -3,7 +3,10 @@
 A card shows the AD probability and outcome, three orthogonal slices of the
 subject's own scan through the relevance peak with the relevance on top, and the
 ten areas of highest relevance density with each area's z-score against the
-healthy controls (bar: the subject; grey: the controls' mean ± 1 SD).
+healthy controls (bar: the subject, coloured by z as the legend says; grey: the
+controls' mean ± 1 SD), and the subject's age and sex from the participants table.
+Which areas are ranked (a minimum size) is the caller's choice
+(:func:`brainlrp.report.sections.context.ranked_density`).
 
 Speed: :class:`CardRenderer` builds one matplotlib figure (Agg) and, for each
 card, only swaps image data, bar widths and texts before saving; slices are drawn
@@ -44,6 +47,10 @@ class CardData:
         ``area``, ``density``, ``hc_mean``, ``hc_sd``, ``z``; highest density first.
     background_note : str
         Shown when the background is not the subject's own scan.
+    age : float or None
+        From the cohort's participants table (``None``: shown as ``age –``).
+    sex : str or None
+        As written in the participants table (``None``: ``sex –``).
     """
 
     scan_id: str
@@ -55,6 +62,13 @@ class CardData:
     relevance: np.ndarray
     top: pd.DataFrame
     background_note: str = ""
+    age: float | None = None
+    sex: str | None = None
+
+    def demographics(self) -> str:
+        """``age 71 · sex F``; a dash for what the participants table lacks."""
+        age = "–" if self.age is None or not np.isfinite(self.age) else f"{self.age:.0f}"
+        return f"age {age} · sex {self.sex or '–'}"
 
 
 def top_areas(density: pd.Series, hc: pd.DataFrame, k: int = N_TOP) -> pd.DataFrame:
@@ -190,7 +204,9 @@ class CardRenderer:
             ax.set_ylim(ext[2], ext[3])
             h = ax.axhline(0, color="#00E5FF", lw=0.6, alpha=0.7)
             v = ax.axvline(0, color="#00E5FF", lw=0.6, alpha=0.7)
-            label = ax.text(0.03, 0.03, "", color="white", fontsize=8, transform=ax.transAxes)
+            # Above the slice, not on it: the cropped slices have brain up to their edges.
+            label = ax.text(0.5, 1.015, "", color="#333333", fontsize=8, ha="center",
+                            va="bottom", transform=ax.transAxes)
             marks = ("P", "A") if axis == 0 else ("L", "R")
             ax.text(0.03, 0.97, marks[0], color="white", fontsize=9, fontweight="bold",
                     transform=ax.transAxes, va="top")
@@ -208,7 +224,7 @@ class CardRenderer:
         cb.ax.axhline(self.threshold, color="#888888", lw=1)
         self.method_text = fig.text(0.006, 0.02, "", fontsize=7.5, color="#555555")
 
-        ax = fig.add_axes((0.775, 0.15, 0.15, 0.6))
+        ax = fig.add_axes((0.775, 0.2, 0.15, 0.55))
         self.bars_ax = ax
         y = np.arange(N_TOP)
         self.bars = ax.barh(y, np.zeros(N_TOP), height=0.62, color="#D55E00")
@@ -233,8 +249,14 @@ class CardRenderer:
         fig.text(0.605, 0.79, "top-10 areas by relevance density", fontsize=9,
                  fontweight="bold")
         fig.text(0.99, 0.79, "z vs HC", fontsize=8.5, fontweight="bold", ha="right")
-        fig.text(0.605, 0.02, "bar: this scan; grey: HC mean ± 1 SD (blue tick: mean)",
-                 fontsize=7, color="#555555")
+        handles = [mpl.patches.Patch(color=_z_color(z), label=text)
+                   for z, text in ((2.0, "z ≥ 2"), (1.0, "1 ≤ z < 2"), (0.0, "z < 1"))]
+        handles.append(mpl.lines.Line2D([], [], color="#555555", lw=2.5, alpha=0.45,
+                                        marker="|", ms=7, mec="#0072B2", mew=1.4,
+                                        label="HC mean ± 1 SD"))
+        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.6, -0.015), ncol=4,
+                   fontsize=7, frameon=False, handlelength=1.4, handletextpad=0.4,
+                   columnspacing=0.9)
 
     # ------------------------------------------------------------------ drawing
 
@@ -267,8 +289,9 @@ class CardRenderer:
         verdict = {"TP": "AD detected", "TN": "control, correctly classified",
                    "FP": "control, misclassified as AD",
                    "FN": "AD missed"}.get(card.outcome, card.outcome)
-        self.subtitle.set_text(f"diagnosis {dx} · {verdict} · slices through the relevance "
-                               f"peak, MNI ({xyz[0]:.0f}, {xyz[1]:.0f}, {xyz[2]:.0f}) mm")
+        self.subtitle.set_text(f"{dx} · {card.demographics()} · {verdict} · slices at the "
+                               f"relevance peak, MNI ({xyz[0]:.0f}, {xyz[1]:.0f}, "
+                               f"{xyz[2]:.0f}) mm")
         self.outcome.set_text(card.outcome)
         self.outcome.set_color(color)
         self.gauge_bar.set_width(float(card.p_ad))

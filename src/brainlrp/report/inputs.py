@@ -59,6 +59,9 @@ class RunData:
         Methods shown, in the contract's order.
     tables : dict
         ``analysis/<name>.tsv`` per name of :data:`ANALYSIS_TABLES`; ``None`` when absent.
+    participants : pandas.DataFrame or None
+        The cohort's subjects with their covariates (participants table), indexed by
+        ``participant_id``; ``None`` when the run's cohort cannot be read.
     notes : list of str
         What was missing and skipped.
     """
@@ -74,6 +77,7 @@ class RunData:
     summary: AnalysisSummary
     methods: list[str]
     tables: dict[str, pd.DataFrame | None]
+    participants: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     # ----------------------------------------------------------------- per method
@@ -101,6 +105,15 @@ class RunData:
     def area_density(self, method: str) -> pd.DataFrame:
         """Relevance density per scan (rows, ``scan_id``) and merged area (columns)."""
         return area_density(self.subjects(method), self.area_order(method))
+
+    @functools.cache  # noqa: B019
+    def area_voxels(self, method: str) -> pd.Series:
+        """Voxels of each merged area on the grid (``subjects.tsv``'s ``n_voxels`` of
+        one scan: every scan shares the grid), in atlas order."""
+        sub = self.subjects(method)
+        first = sub[sub["scan_id"] == sub["scan_id"].iloc[0]] if len(sub) else sub
+        counts = first.groupby("area", sort=False)["n_voxels"].sum()
+        return counts.reindex(list(self.area_order(method))).fillna(0).astype(int)
 
     @functools.cache  # noqa: B019
     def area_order(self, method: str) -> tuple[str, ...]:
@@ -137,6 +150,20 @@ class RunData:
         return data
 
     # ----------------------------------------------------------------- subjects
+
+    def age_sex(self, participant_id: str) -> tuple[float | None, str | None]:
+        """A participant's age and sex from the participants table (``None`` when the
+        table, its column or the value is missing)."""
+        p = self.participants
+        if p is None or participant_id not in p.index:
+            return None, None
+        row = p.loc[participant_id]
+        age = _column(p, ("age", "age_years", "age_at_scan"))
+        sex = _column(p, ("sex", "gender"))
+        a = pd.to_numeric(row[age], errors="coerce") if age else np.nan
+        x = row[sex] if sex else None
+        return (None if pd.isna(a) else float(a),
+                None if x is None or pd.isna(x) or not str(x).strip() else str(x).strip())
 
     def test_scans(self) -> pd.DataFrame:
         """Scans of the test split that have a heatmap of the first method (all analysed
@@ -222,7 +249,32 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
                                    & b["method_b"].isin(analysed)].reset_index(drop=True)
     return RunData(rd=rd, grid=grid, run=rd.read_run(), card=card, metrics=metrics,
                    training_log=training_log, predictions=read_predictions(rd), splits=splits,
-                   summary=summary, methods=analysed, tables=tables, notes=notes)
+                   summary=summary, methods=analysed, tables=tables,
+                   participants=_read_participants(rd, notes), notes=notes)
+
+
+def _read_participants(rd: RunDir, notes: list[str]) -> pd.DataFrame | None:
+    """The run's cohort's subjects (covariates) by participant, or ``None`` with a note."""
+    from brainlrp.data import load_cohort
+
+    source = rd.cohort_source()
+    if source is None:
+        return None
+    try:
+        subjects = load_cohort(source).subjects
+    except (BrainLRPError, OSError, ValueError) as exc:
+        reason = exc.message if isinstance(exc, BrainLRPError) else type(exc).__name__
+        notes.append(f"the cohort {source} cannot be read ({reason}); the cards show no age "
+                     "or sex")
+        return None
+    return subjects.assign(participant_id=subjects["participant_id"].astype(str)).set_index(
+        "participant_id")
+
+
+def _column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
+    """The first column of ``frame`` whose lower-case name is in ``names``."""
+    lower = {str(c).lower(): c for c in frame.columns}
+    return next((lower[n] for n in names if n in lower), None)
 
 
 def area_density(subjects: pd.DataFrame, areas: Sequence[str] | None = None) -> pd.DataFrame:

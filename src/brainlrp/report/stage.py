@@ -17,7 +17,8 @@ from brainlrp._io import write_text
 from brainlrp.report import style
 from brainlrp.report.inputs import RunData, load_run
 from brainlrp.report.sections import SECTIONS, Context, build
-from brainlrp.report.sections.context import hc_density, method_unit
+from brainlrp.report.sections.context import hc_density, method_unit, ranked_density
+from brainlrp.run import inputs_key
 
 #: Scans sampled to set the cards' common colour scale.
 SCALE_SAMPLE = 8
@@ -47,6 +48,9 @@ class ReportResult:
         Seconds per section, cards and writing.
     size_bytes : int
         Size of ``index.html``.
+    skipped : bool
+        Nothing the report reads had changed since the last report: no file was
+        written (``overwrite=True`` rebuilds).
     """
 
     run: Path
@@ -59,10 +63,11 @@ class ReportResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     size_bytes: int = 0
+    skipped: bool = False
 
 
 def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: bool = True,
-           inputs_fn=None, progress: bool = False) -> ReportResult:
+           inputs_fn=None, progress: bool = False, overwrite: bool = False) -> ReportResult:
     """Write a run's self-contained HTML report and per-subject explanation cards.
 
     Parameters
@@ -79,6 +84,12 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
         run's cohort and preprocessing cache); the template when that fails.
     progress : bool
         Print one line per step.
+    overwrite : bool
+        Rebuild even when the report is up to date: a call whose inputs (the
+        ``analyze`` outputs, the shown methods' heatmaps, predictions, metrics, model
+        card, participants table, the other stages' run.json records, the report's own
+        code and these options) are those of the last finished report writes nothing
+        (``ReportResult.skipped``). Calls with a custom ``inputs_fn`` always rebuild.
 
     Returns
     -------
@@ -93,6 +104,17 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
     matplotlib.use("Agg", force=False)
     data = load_run(run, methods)
     main, compare = catalog.choose_main_and_comparison(data.methods)
+    key = None if inputs_fn is not None else _inputs_key(data, cards)
+    if not overwrite and key is not None:
+        done = _up_to_date(data.rd, key, cards)
+        if done is not None:
+            index, card_paths = done
+            record = data.rd.stage_record("report")
+            return ReportResult(run=data.rd.root, index=index, cards=card_paths,
+                                sections=[s.id for s in SECTIONS], methods=data.methods,
+                                main_method=main, notes=list(record.get("notes") or []),
+                                seconds=time.perf_counter() - start,
+                                size_bytes=index.stat().st_size, skipped=True)
     if inputs_fn is None:
         inputs_fn = _default_inputs(data)
     ctx = Context(data=data, main=main, compare=compare, inputs_fn=inputs_fn)
@@ -136,11 +158,52 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
     data.rd.record("report", {"methods": data.methods, "main_method": main,
                               "n_cards": len(card_paths), "seconds": round(seconds, 2),
                               "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
-                              "notes": list(dict.fromkeys(ctx.notes))})
+                              "notes": list(dict.fromkeys(ctx.notes)), "inputs_key": key})
     return ReportResult(run=data.rd.root, index=index, cards=card_paths,
                         sections=[s.id for s in pages], methods=data.methods, main_method=main,
                         notes=list(dict.fromkeys(ctx.notes)), seconds=seconds,
                         timings=dict(ctx.timings), size_bytes=index.stat().st_size)
+
+
+#: Entries of run.json that change without changing what the report shows: the report's
+#: own record (its timings) and the demo's (written after the report), and the time stamp.
+_RUN_JSON_IGNORED = ("report", "demo")
+
+
+def _inputs_key(data: RunData, cards: bool) -> str:
+    """The key of everything the report reads (files by size and mtime, options)."""
+    from brainlrp import __version__
+
+    rd = data.rd
+    files = [rd.predictions, rd.metrics, rd.card, rd.splits, rd.root / "training_log.csv"]
+    files += sorted(p for p in rd.analysis.glob("*") if p.is_file())
+    for m in data.methods:
+        for folder in (rd.regions / m, rd.means / m, rd.heatmaps / m):
+            files += sorted(p for p in folder.glob("*") if p.is_file())
+    source = rd.cohort_source()
+    if source is not None:  # the participants table (age and sex on the cards)
+        files.append(source / "participants.tsv" if source.is_dir() else source)
+    # The report's own code: a changed figure or section rebuilds an unchanged run.
+    code = Path(__file__).parent
+    files += sorted(p for p in code.rglob("*") if p.is_file() and p.suffix != ".pyc")
+    run = dict(data.run)
+    run.pop("updated", None)
+    run["stages"] = {k: v for k, v in (run.get("stages") or {}).items()
+                     if k not in _RUN_JSON_IGNORED}
+    options = {"version": __version__, "methods": data.methods, "cards": cards, "run": run}
+    return inputs_key(files, options)
+
+
+def _up_to_date(rd, key: str, cards: bool) -> tuple[Path, list[Path]] | None:
+    """The last report's page and cards when it had these inputs and they are all there."""
+    record = rd.stage_record("report")
+    index = rd.report / "index.html"
+    if record.get("inputs_key") != key or not index.is_file():
+        return None
+    card_paths = sorted((rd.report / "cards").glob("*.png")) if cards else []
+    if len(card_paths) != int(record.get("n_cards", -1)):
+        return None
+    return index, card_paths
 
 
 def _default_inputs(data: RunData):
@@ -170,7 +233,7 @@ def write_cards(ctx: Context, folder: Path) -> list[Path]:
 
     data, main = ctx.data, ctx.main
     scans = data.test_scans()
-    dens = data.area_density(main)
+    dens = ranked_density(data, main)
     hc = hc_density(data, main)
     ids = scans["scan_id"].astype(str).tolist()
     if not ids:
@@ -197,12 +260,13 @@ def write_cards(ctx: Context, folder: Path) -> list[Path]:
                 missing.append(sid)
                 continue
             row = rows.loc[sid]
+            age, sex = data.age_sex(str(row["participant_id"]))
             density = dens.loc[sid] if sid in dens.index else dens.iloc[:0].mean()
             card = CardData(scan_id=sid, participant_id=str(row["participant_id"]),
                             diagnosis="AD" if int(row["label"]) == 1 else "CN",
                             outcome=str(row["outcome"]), p_ad=float(row["p_ad"]),
                             background=bg, relevance=heat, top=top_areas(density, hc),
-                            background_note="template" if reason else "")
+                            background_note="template" if reason else "", age=age, sex=sex)
             z = card.top["z"].to_numpy(float)
             if np.isfinite(z).any():
                 best = int(np.nanargmax(z))

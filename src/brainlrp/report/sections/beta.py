@@ -42,4 +42,5 @@ SPEC = SectionSpec(
     "How much do the most relevant areas depend on the LRP rule's β? Overlap of the top-10 "
     "areas between every pair of betas, for sum, density and gain (the paper's beta "
     "sensitivity analysis).",
-    build, requires=("analysis/beta_overlap.tsv",), why=_EXPLAIN_BETAS)
+    build, requires=("analysis/beta_overlap.tsv",), why=_EXPLAIN_BETAS,
+    data=("analysis/beta_overlap.tsv",))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from brainlrp.report import style
 from brainlrp.report.html import Safe, Section, fmt, note, table
-from brainlrp.report.sections.context import Context
+from brainlrp.report.sections.context import Context, min_area_text, ranked_density
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import area_label, method_label
 
@@ -26,7 +26,7 @@ def build(ctx: Context, sec: Section) -> None:
     if not cards:
         sec.add(note("cards were not written (`brainlrp report --no-cards`)"))
         return
-    dens = data.area_density(ctx.main)
+    dens = ranked_density(data, ctx.main)
     tops = []
     for sid in scans["scan_id"]:
         if sid in dens.index:
@@ -47,7 +47,10 @@ def build(ctx: Context, sec: Section) -> None:
         del columns["scan_id"]
     sec.add(table(frame, columns,
                   formats={"p_ad": lambda v: f"{float(v):.3f}"},
-                  row_class=lambda r: str(r["outcome"]), table_id="cards-table"))
+                  row_class=lambda r: str(r["outcome"]), table_id="cards-table",
+                  caption=f"Areas ranked on the cards and here: "
+                          f"{min_area_text(data, ctx.main)}."))
 
 
-SPEC = SectionSpec("cards", "Per-subject explanation cards", intro, build)
+SPEC = SectionSpec("cards", "Per-subject explanation cards", intro, build,
+                   data=("predictions.tsv", "regions/{main}/subjects.tsv"))

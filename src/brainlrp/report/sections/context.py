@@ -17,6 +17,13 @@ from brainlrp.report.inputs import RunData, per_participant
 
 InputsFn = Callable[[list[str]], np.ndarray]
 
+#: Smallest area, as a fraction of the atlas's voxels on the grid, that the report names
+#: as a scan's area of highest density (cards, examples). Density is relevance per
+#: voxel, so a tiny structure with a few bright voxels (optic chiasm, 3rd ventricle:
+#: under 0.1 %) would otherwise top the list. 1 % would also drop the hippocampus and
+#: amygdala (0.1-0.5 %), the areas the paper is about.
+MIN_AREA_FRACTION = 0.001
+
 
 @dataclass(eq=False)
 class Context:
@@ -142,6 +149,39 @@ def diagnosis(data: RunData) -> pd.Series:
     """AD or HC per participant."""
     p = data.predictions.drop_duplicates("participant_id").set_index("participant_id")
     return p["label"].map({1: "AD", 0: "HC"})
+
+
+def large_areas(data: RunData, method: str) -> list[str]:
+    """Areas with at least :data:`MIN_AREA_FRACTION` of the atlas's voxels on the grid."""
+    n = data.area_voxels(method)
+    return n.index[n >= MIN_AREA_FRACTION * max(int(n.sum()), 1)].tolist()
+
+
+def ranked_density(data: RunData, method: str) -> pd.DataFrame:
+    """Per-scan area densities restricted to :func:`large_areas`: the table the report
+    ranks a scan's areas in.
+
+    The per-scan ranking is not among ``analyze``'s outputs (``top_areas.tsv`` ranks
+    groups), so the report sorts ``subjects.tsv``'s densities itself; this filter is
+    its only rule, stated in the captions (:func:`min_area_text`).
+    """
+    return data.area_density(method)[large_areas(data, method)]
+
+
+def min_area_text(data: RunData, method: str) -> str:
+    """The caption's words for the minimum area size, e.g. ``areas of at least 0.1 % of
+    the atlas's voxels (208 voxels, 1.7 cm³); 5 smaller areas (e.g. Optic Chiasm, Basal
+    Forebrain) left out, ...``."""
+    n = data.area_voxels(method)
+    least = MIN_AREA_FRACTION * max(int(n.sum()), 1)
+    size = f"{least:.0f} voxels, {least * data.grid.voxel_volume / 1000:.1f} cm³"
+    dropped = n.index[n < least].tolist()
+    if not dropped:
+        return f"areas of at least {100 * MIN_AREA_FRACTION:g} % of the atlas's voxels ({size})"
+    named = ", ".join(style.area_label(a) for a in sorted(dropped, key=lambda a: n[a])[:2])
+    return (f"areas of at least {100 * MIN_AREA_FRACTION:g} % of the atlas's voxels ({size}); "
+            f"{len(dropped)} smaller area{'s' if len(dropped) != 1 else ''} (e.g. {named}) "
+            "left out, as a few voxels make their density noisy")
 
 
 def hc_density(data: RunData, method: str) -> pd.DataFrame:

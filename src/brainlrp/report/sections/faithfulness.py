@@ -36,4 +36,5 @@ SPEC = SectionSpec(
     "curve).",
     build, requires=("analysis/faithfulness.tsv", "analysis/faithfulness_aopc.tsv"),
     why="no faithfulness check in this run - it needs the model checkpoint (and no "
-        "--no-faithfulness)")
+        "--no-faithfulness)",
+    data=("analysis/faithfulness.tsv", "analysis/faithfulness_aopc.tsv"))

@@ -53,4 +53,5 @@ SPEC = SectionSpec(
     "forms a fingerprint; low cosine similarity means individual explanations (the paper's "
     "Fig. 7).",
     build, requires=("analysis/fingerprints.tsv", "analysis/fingerprint_similarity.tsv"),
-    why="fingerprints need true positives with p(AD) > 0.9")
+    why="fingerprints need true positives with p(AD) > 0.9",
+    data=("analysis/fingerprints.tsv", "analysis/fingerprint_similarity.tsv"))

@@ -52,4 +52,5 @@ SPEC = SectionSpec(
     "intact voxels, and whether it finds the right areas.",
     build, requires=("analysis/ground_truth.tsv", "analysis/ground_truth_summary.tsv"),
     why="no ground truth: the cohort has no derivatives/ground_truth/ - cohorts made by "
-        "`brainlrp simulate` have it; real cohorts skip this section")
+        "`brainlrp simulate` have it; real cohorts skip this section",
+    data=("analysis/ground_truth.tsv", "analysis/ground_truth_summary.tsv"))

@@ -99,4 +99,5 @@ SPEC = SectionSpec(
     "Mean relevance over the subjects of each group, as in the paper: patients (AD), "
     "controls (HC) and the four outcomes, on one colour scale so that groups compare "
     "directly.",
-    group_section, requires=("means/{main}",))
+    group_section, requires=("means/{main}",),
+    data=("means/{main}/{group}.nii.gz", "means/{method}/AD.nii.gz"))

@@ -40,4 +40,5 @@ SPEC = SectionSpec(
     "paper: r = −0.56 at β = 0, weakening with β).",
     build, requires=("analysis/hippocampus.tsv", "analysis/hippocampus_subjects.tsv"),
     why="no hippocampus analysis: it needs a hippocampus_volume column in the cohort's "
-        "participants.tsv and a Hippocampus area in the atlas")
+        "participants.tsv and a Hippocampus area in the atlas",
+    data=("analysis/hippocampus.tsv", "analysis/hippocampus_subjects.tsv"))

@@ -11,7 +11,12 @@ from brainlrp.report import style
 from brainlrp.report.html import Safe, Section, fmt, heading, note
 from brainlrp.report.inputs import RunData
 from brainlrp.report.niivue import example_viewer
-from brainlrp.report.sections.context import Context, paper_methods
+from brainlrp.report.sections.context import (
+    Context,
+    min_area_text,
+    paper_methods,
+    ranked_density,
+)
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import method_label
 
@@ -56,7 +61,7 @@ def build(ctx: Context, sec: Section) -> None:
     if reason:
         sec.add(note(f"background: {reason}", "info"))
     atlas = ctx.atlas()
-    dens = data.area_density(ctx.main)
+    dens = ranked_density(data, ctx.main)
     methods = [ctx.main] + ([ctx.compare] if ctx.compare else [])
     heat = {(o, m): data.heatmap(m, str(row["scan_id"])) for o, row in chosen.items()
             for m in methods}
@@ -91,9 +96,11 @@ def build(ctx: Context, sec: Section) -> None:
                       "LRP: one colour scale for all four examples (the largest 99.5th "
                       "percentile among them); other methods: each map's own 99.5th "
                       "percentile. Values below 20% of the scale are transparent; maps are "
-                      "shown inside the template brain mask.",
+                      "shown inside the template brain mask. Outlined: the three {} of "
+                      "highest density.",
                       outcome, row["participant_id"], sid,
-                      f"{float(row['p_ad']):.3f}", *(f"{c:.0f}" for c in cut))
+                      f"{float(row['p_ad']):.3f}", *(f"{c:.0f}" for c in cut),
+                      min_area_text(data, ctx.main))
         sec.add(heading(f"{outcome} - {style.GROUP_NAMES[outcome]}"),
                 ctx.fig(fig, f"{outcome} example heatmaps", caption, f"fig-example-{outcome}"),
                 Safe(example_viewer(ctx, f"viewer-{outcome}", sid, bg, vmax, cut,

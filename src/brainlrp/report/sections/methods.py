@@ -6,9 +6,10 @@ import datetime as _dt
 
 import pandas as pd
 
+from brainlrp.report import style
 from brainlrp.report.html import Safe, Section, details, esc, fmt, heading, key_values, table
 from brainlrp.report.sections.context import Context
-from brainlrp.report.sections.spec import SectionSpec
+from brainlrp.report.sections.spec import DATA_LINKS_NOTE, SectionSpec, data_href
 from brainlrp.report.style import area_label, method_label
 
 PAPER = ("Böhle M, Eitel F, Weygandt M, Ritter K (2019). Layer-wise relevance propagation "
@@ -57,6 +58,17 @@ def build(ctx: Context, sec: Section) -> None:
         sec.add(heading("Notes"),
                 Safe("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in dict.fromkeys(notices))
                      + "</ul>"))
+    files = data_files(ctx)
+    if files:
+        frame = pd.DataFrame({"file": [Safe(fmt('<a href="{}">{}</a>', data_href(f), f))
+                                       for f, _ in files],
+                              "contents": [what for _, what in files]})
+        sec.add(heading("Data", ident="data"),
+                fmt("<p>The files of this run behind every number and map above, for your own "
+                    "statistics (TSV: tab-separated with a header row; NIfTI: float32 on the "
+                    "model's MNI grid). The page embeds none of them: these are {}.</p>",
+                    DATA_LINKS_NOTE),
+                details(f"All data files ({len(frame)})", table(frame, table_id="data-files")))
     versions = dict(card.libraries)
     versions.update(current_versions())
     sec.add(heading("Versions"),
@@ -68,6 +80,28 @@ def build(ctx: Context, sec: Section) -> None:
         sec.add(details(f"Area names ({len(names)} areas)", table(frame)))
     sec.add(fmt("<p class='subtitle'>Generated {} by brainlrp report.</p>",
                 _dt.datetime.now().strftime("%Y-%m-%d %H:%M")))
+
+
+def data_files(ctx: Context) -> list[tuple[str, str]]:
+    """The run's data files (relative to the run) shown in the Data list, with what each
+    holds; only files that exist."""
+    data = ctx.data
+    rd = data.rd
+    out = [(p.relative_to(rd.root).as_posix(),
+            "summary of every analysis (JSON)" if p.suffix == ".json"
+            else f"{p.stem.replace('_', ' ')} (columns: see brainlrp.analysis)")
+           for p in sorted(rd.analysis.glob("*")) if p.suffix in (".tsv", ".json")]
+    for m in data.methods:
+        label = method_label(m)
+        out += [(f"regions/{m}/subjects.tsv", f"{label}: per scan and atlas label: n_voxels, "
+                                              "relevance_sum, relevance_density"),
+                (f"regions/{m}/groups.tsv", f"{label}: per group and label or area: "
+                                            "mean_sum, mean_density, gain")]
+        out += [(f"means/{m}/{g}.nii.gz", f"{label}: mean heatmap of {g}")
+                for g in style.GROUPS]
+    out += [("predictions.tsv", "per scan: diagnosis, p(AD), prediction, outcome, split"),
+            ("metrics.json", "classification metrics per split and trial")]
+    return [(f, what) for f, what in out if (rd.root / f).is_file()]
 
 
 def current_versions() -> dict[str, str]:

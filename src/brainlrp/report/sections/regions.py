@@ -9,7 +9,12 @@ from brainlrp.report import figures as figs
 from brainlrp.report import style
 from brainlrp.report.html import Section, heading, note, table
 from brainlrp.report.inputs import per_participant
-from brainlrp.report.sections.context import Context, diagnosis
+from brainlrp.report.sections.context import (
+    MIN_AREA_FRACTION,
+    Context,
+    diagnosis,
+    large_areas,
+)
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import area_label, method_label
 
@@ -25,6 +30,19 @@ def ranked_areas(top_areas: pd.DataFrame, method: str) -> tuple[str | None, dict
         return None, {m: [] for m in MEASURES}
     return (str(rows["group"].iloc[0]),
             {m: rows.loc[rows["measure"] == m, "area"].tolist() for m in MEASURES})
+
+
+def small_area_caveat(ctx: Context, ranked: list[str]) -> str:
+    """A caption's warning naming the areas of ``analyze``'s density ranking that are
+    smaller than the cards' minimum (empty when there are none)."""
+    small = [a for a in ranked if a not in set(large_areas(ctx.data, ctx.main))]
+    if not small:
+        return ""
+    names = ", ".join(area_label(a) for a in small[:4]) + (", …" if len(small) > 4 else "")
+    return (f" Caution: the density ranking includes {len(small)} small area"
+            f"{'s' if len(small) != 1 else ''} ({names}; under "
+            f"{100 * MIN_AREA_FRACTION:g} % of the atlas's voxels), whose few voxels make "
+            "density noisy; the cards and examples rank only larger areas.")
 
 
 def build(ctx: Context, sec: Section) -> None:
@@ -44,7 +62,8 @@ def build(ctx: Context, sec: Section) -> None:
     sec.add(ctx.fig(fig, "relevance sum, density and gain of the top areas",
                     f"{method_label(main)}: group means of the {n} top areas for each measure, "
                     f"ranked by the {rank_group} group. Gain above 1 (dotted) means more "
-                    "relevance than in the controls.", "fig-region-bars"))
+                    "relevance than in the controls." + small_area_caveat(ctx, top["density"]),
+                    "fig-region-bars"))
     dens = data.area_density(main)
     sub = data.subjects(main).drop_duplicates("scan_id")[["scan_id", "participant_id"]]
     per = per_participant(dens, sub)
@@ -94,4 +113,6 @@ SPEC = SectionSpec(
     "(density) and relative to the controls (gain = group mean / HC mean), for the 25 areas "
     "ranked highest in the true positives, as in the paper.",
     build, requires=("analysis/top_areas.tsv",),
-    optional=(("analysis/relevance_totals.tsv", "the total relevance per group"),))
+    optional=(("analysis/relevance_totals.tsv", "the total relevance per group"),),
+    data=("analysis/top_areas.tsv", "regions/{method}/groups.tsv", "regions/{main}/subjects.tsv",
+          "analysis/relevance_totals.tsv"))

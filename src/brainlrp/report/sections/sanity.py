@@ -35,4 +35,5 @@ SPEC = SectionSpec(
     "a map that explains the model must change (rank correlation with the trained model's "
     "map falls towards 0), a map that mostly shows the image will not.",
     build, requires=("analysis/sanity.tsv",),
-    why="no sanity check in this run - it needs the model checkpoint (and no --no-sanity)")
+    why="no sanity check in this run - it needs the model checkpoint (and no --no-sanity)",
+    data=("analysis/sanity.tsv",))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from brainlrp.report.html import Section, note
+from brainlrp.report import style
+from brainlrp.report.html import Safe, Section, esc, fmt, note
 from brainlrp.report.sections.context import Context
 
 #: The stage that writes each top-level entry of a run directory.
@@ -47,6 +49,10 @@ class SectionSpec:
     last : bool
         Built after every other section (the summary reports their timings), while
         keeping its place on the page.
+    data : tuple of str
+        Run files holding the numbers the section shows, linked under it for readers
+        who take them into their own statistics (:func:`data_links`). ``{main}`` is the
+        method shown in depth, ``{method}`` each method shown, ``{group}`` each group.
     """
 
     id: str
@@ -57,10 +63,41 @@ class SectionSpec:
     optional: tuple[tuple[str, str], ...] = ()
     why: str = ""
     last: bool = False
+    data: tuple[str, ...] = ()
 
     def paths(self, ctx: Context) -> list[str]:
         """The required files of this run (placeholders filled in)."""
         return [p.format(main=ctx.main) for p in self.requires]
+
+    def data_paths(self, ctx: Context) -> list[str]:
+        """The files of :attr:`data` present in this run (placeholders expanded)."""
+        out = []
+        for pattern in self.data:
+            methods = ctx.data.methods if "{method}" in pattern else [None]
+            groups = style.GROUPS if "{group}" in pattern else [None]
+            for m, g in itertools.product(methods, groups):
+                out.append(pattern.format(main=ctx.main, method=m, group=g))
+        root = ctx.data.rd.root
+        return [p for p in dict.fromkeys(out) if (root / p).is_file()]
+
+
+#: How the page links the run's files (said on the page next to the links).
+DATA_LINKS_NOTE = ("links relative to this page: they open when report/index.html is viewed "
+                   "inside its run folder (share the whole folder to keep them)")
+
+
+def data_href(path: str) -> str:
+    """The link from ``report/index.html`` to the run file ``path`` (relative to the run)."""
+    return "../" + urllib.parse.quote(path)
+
+
+def data_links(paths: list[str]) -> Safe:
+    """``Data: <a>analysis/x.tsv</a> · ...``: the run files behind a section."""
+    if not paths:
+        return Safe("")
+    links = " · ".join(fmt('<a href="{}">{}</a>', data_href(p), p) for p in paths)
+    return Safe(f'<p class="data-links" title="{esc(DATA_LINKS_NOTE)}"><b>Data</b> (files of '
+                f'the run): {links}</p>')
 
 
 def present(path: Path) -> bool:
@@ -109,6 +146,6 @@ def build(spec: SectionSpec, ctx: Context) -> Section:
             if not present(root / path):
                 sec.add(note(missing_note([path], root, f"without it: {without}")))
         spec.build(ctx, sec)
-        return sec
+        return sec.add(data_links(spec.data_paths(ctx)))
     finally:
         ctx.timings[spec.id] = time.perf_counter() - tick

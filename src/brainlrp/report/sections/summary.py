@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -47,7 +50,7 @@ def build(ctx: Context, sec: Section) -> None:
     sec.add(tiles(items))
     claims = ctx.table("claims")
     if len(claims):
-        sec.add(claims_table(claims[claims["method"] == main], main))
+        sec.add(claims_table(claims[claims["method"] == main], main, data.area_order(main)))
 
     cohort = data.run.get("cohort", {}) or {}
     pred = data.predictions
@@ -81,9 +84,10 @@ def _paper_r(method: str) -> str:
     return f"paper {style.fmt_r(figs.PAPER_HIPPOCAMPUS_R[beta]).replace('-', '−')} at β={beta:g}"
 
 
-def claims_table(claims: pd.DataFrame, method: str) -> Safe:
+def claims_table(claims: pd.DataFrame, method: str, areas: Sequence[str] = ()) -> Safe:
     """``analysis/claims.tsv`` rows of one method as the claims table (verdicts
-    coloured; a claim without one links to the section showing its evidence)."""
+    coloured, rows tinted by verdict; a claim without one links to the section showing
+    its evidence; raw atlas names in the evidence shortened by :func:`style.area_label`)."""
     from brainlrp.report.sections import section_number
 
     def verdict(row: pd.Series):
@@ -92,18 +96,32 @@ def claims_table(claims: pd.DataFrame, method: str) -> Safe:
             return Safe(f'<span class="{esc(v)}">{esc(v)}</span>')
         target = CLAIM_SECTIONS.get(str(row["claim"]))
         if target:
-            return Safe(f'<a href="#{esc(target)}">see §{section_number(target)}</a>')
+            return Safe(f'{esc(v)} <a href="#{esc(target)}">see §{section_number(target)}'
+                        '</a>')
         return v
 
-    frame = claims.assign(agrees=[verdict(r) for _, r in claims.iterrows()])
+    frame = claims.assign(agrees=[verdict(r) for _, r in claims.iterrows()],
+                          evidence=[short_area_names(str(e), areas) for e in claims["evidence"]])
     return table(frame, {"statement": "claim (Böhle et al. 2019, and checks of the maps)",
                          "evidence": f"this run ({method_label(method)})",
                          "agrees": "agrees?"},
+                 row_class=lambda r: f"verdict-{r['verdict']}"
+                 if str(r["verdict"]) in VERDICTS else "",
                  caption="The paper's claims and checks of the explanation on this run, as "
                          "judged by `brainlrp analyze` (analysis/claims.tsv; its thresholds "
                          "are in the documentation of brainlrp.analysis.claims). Without a "
                          "verdict the link leads to the evidence.",
                  table_id="claims")
+
+
+def short_area_names(text: str, areas: Sequence[str]) -> str:
+    """``text`` with each raw atlas area name (``MSFG_superior_frontal_gyrus_medial_segment``)
+    replaced by its display label (:func:`style.area_label`); other words untouched."""
+    names = sorted((a for a in areas if a and a in text), key=len, reverse=True)
+    if not names:
+        return text
+    pattern = re.compile(r"(?<![\w])(" + "|".join(map(re.escape, names)) + r")(?![\w])")
+    return pattern.sub(lambda m: style.area_label(m.group(1), 48), text)
 
 
 def split_table(data: RunData) -> pd.DataFrame | None:
@@ -163,4 +181,4 @@ SPEC = SectionSpec(
     "in detail.",
     build, requires=("analysis/summary.json",),
     optional=(("analysis/claims.tsv", "the paper's claims checked on this run"),),
-    last=True)
+    last=True, data=("analysis/claims.tsv", "analysis/summary.json", "analysis/summary.tsv"))

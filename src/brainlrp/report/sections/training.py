@@ -74,4 +74,5 @@ SPEC = SectionSpec(
     build, requires=("predictions.tsv",),
     optional=(("metrics.json", "the metrics table; the figures below use predictions.tsv "
                                "only"),
-              ("training_log.csv", "the training curves (written per epoch)")))
+              ("training_log.csv", "the training curves (written per epoch)")),
+    data=("predictions.tsv", "metrics.json", "training_log.csv", "splits.tsv"))
