@@ -73,6 +73,10 @@ class MethodInfo:
         The paper's comparison method (guided backpropagation).
     order : int
         Position group in tables (see :meth:`sort_key`).
+    reference : str or None
+        For ``<method>@<reference>`` names: which reference image the method
+        explains against (``mean``, ``knn``, ``pca``: built from the run's training
+        controls; ``twin``: the simulated patient's healthy twin, ground truth only).
     needs_reference : bool
         The method explains the difference from a reference image (a
         healthy-looking brain) and must be given one: ``explain(...,
@@ -92,6 +96,7 @@ class MethodInfo:
     paper_comparison: bool = False
     order: int = 100
     needs_reference: bool = False
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -99,6 +104,16 @@ class MethodInfo:
         if self.relevance not in RELEVANCE_MODES:
             raise ValueError(f"relevance must be one of {', '.join(RELEVANCE_MODES)}, "
                              f"got {self.relevance!r}")
+
+    @property
+    def base_name(self) -> str:
+        """The name without its ``@<reference>`` part (the runner's key)."""
+        return self.name.split("@", 1)[0]
+
+    @property
+    def needs_twin(self) -> bool:
+        """Whether the method needs a healthy twin (only simulated cohorts have one)."""
+        return self.reference == "twin"
 
     @property
     def is_lrp(self) -> bool:
@@ -199,14 +214,21 @@ def paper_betas(methods: Iterable[str]) -> list[tuple[str, float]]:
     return out
 
 
-def choose_main_and_comparison(methods: Sequence[str]) -> tuple[str, str | None]:
+def choose_main_and_comparison(methods: Sequence[str], recommended: str | None = None
+                               ) -> tuple[str, str | None]:
     """The method shown in depth and the one beside it.
 
-    The paper's LRP with the lowest beta (any LRP method otherwise, else the first
-    method) is shown in depth, beside the paper's comparison method (guided
-    backpropagation) or, without it, the first method of another family.
+    With a ``recommended`` method among ``methods`` (the method benchmark's), it is
+    shown in depth beside the paper's LRP (lowest beta). Otherwise the paper's LRP with
+    the lowest beta (any LRP method, else the first method) is shown in depth, beside
+    the paper's comparison method (guided backpropagation) or, without it, the first
+    method of another family.
     """
     methods = list(methods)
+    if recommended in methods:
+        betas = sorted((b, m) for m, b in paper_betas(methods) if m != recommended)
+        others = [m for m in methods if m != recommended]
+        return recommended, betas[0][1] if betas else (others[0] if others else None)
     lrp = [m for m in methods if describe(m).is_lrp]
     betas = sorted((b, m) for m, b in paper_betas(lrp))
     main = betas[0][1] if betas else (lrp[0] if lrp else methods[0])
@@ -307,6 +329,24 @@ register(MethodInfo("lrp-epsilon-plus-flat", "lrp", label="LRP ε-plus-flat",
                     order=11, description="LRP: epsilon (dense), z+ (conv), flat (input layer)"))
 # Floors: model-free maps any method must beat. ("noise", not "random": the analyses
 # already use "random" for their random-ranking row in faithfulness tables.)
+#: Built-in references a ``<method>@<reference>`` name may name (a file's stem also works).
+REFERENCE_LABELS = {"mean": "mean control", "knn": "nearest controls",
+                    "pca": "pseudo-healthy (PCA of controls)", "twin": "healthy twin"}
+
+
+def _with_reference(match: re.Match[str]) -> MethodInfo:
+    from dataclasses import replace
+
+    base = _METHODS[match.group(1)]
+    ref = match.group(2)
+    where = REFERENCE_LABELS.get(ref, ref)
+    return replace(base, name=f"{base.name}@{ref}", reference=ref,
+                   label=f"{base.label.replace(' (reference)', '')} from {where}",
+                   description=f"{base.description}; reference: {where}")
+
+
+register_family(r"(lrp-ref|ig-ref|occlusion-ref)@([A-Za-z0-9_.-]+)", _with_reference,
+                "<reference method>@<mean|knn|pca|twin>")
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
                     "(model-free floor)", order=900))

@@ -350,6 +350,11 @@ def explain(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
+    reference: Annotated[str | None, typer.Option(
+        "--reference", help="What reference methods (lrp-ref, ig-ref, occlusion-ref) explain "
+                            "against: mean, knn, pca (from the training controls), twin "
+                            "(simulated cohorts) or a NIfTI file; default mean. Heatmaps go "
+                            "to heatmaps/<method>@<reference>/.")] = None,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
     from brainlrp.data.register import parse_registration
@@ -367,7 +372,8 @@ def explain(
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")
         result = explain_scan(run, scan, out, methods=methods, options=options,
                               overwrite=overwrite, resample=resample, cache_dir=cache_dir,
-                              register=parse_registration(register, registration))
+                              register=parse_registration(register, registration),
+                              reference=reference)
         for notice in result.notices:
             _say(f"note: {notice}")
         _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
@@ -378,7 +384,7 @@ def explain(
                       accelerator=accelerator,
                       devices=int(devices) if devices.isdigit() else devices,
                       strategy=strategy, num_nodes=num_nodes, options=options,
-                      resample=resample, progress=not quiet)
+                      resample=resample, progress=not quiet, reference=reference)
     _say(f"{res.n_scans} scans x {len(res.methods)} methods: {res.n_written} heatmaps written, "
          f"{res.n_skipped} scans already complete ({res.seconds:.1f} s)")
     _say(f"heatmaps in {res.run / 'heatmaps'}")

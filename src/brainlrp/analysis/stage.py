@@ -17,6 +17,8 @@ module                    tables (``analysis/<name>.tsv``)
 :mod:`.claims`            claims
 :mod:`.beta_overlap`      beta_overlap (across methods)
 :mod:`.checks`            faithfulness, faithfulness_aopc, sanity (need the model)
+:mod:`.twins`             twins, restoration (healthy twins of a simulated cohort)
+:mod:`.benchmark`         method_benchmark (every method ranked; the recommended one)
 ========================  ==========================================================
 
 The output files and their columns are listed in :mod:`brainlrp.analysis`.
@@ -38,6 +40,7 @@ from brainlrp._io import remove_temporaries, write_table
 from brainlrp._progress import progress_bar
 from brainlrp.analysis import groundtruth as gt
 from brainlrp.analysis import inputs
+from brainlrp.analysis.benchmark import method_benchmark, recommend
 from brainlrp.analysis.beta_overlap import beta_overlap
 from brainlrp.analysis.checks import model_checks
 from brainlrp.analysis.claims import CLAIMS_COLUMNS, claims
@@ -73,7 +76,7 @@ ANALYSIS_FILES = ("summary.json", "summary.tsv", "fingerprints.tsv",
                   "hippocampus_subjects.tsv", "relevance_totals.tsv", "ground_truth.tsv",
                   "ground_truth_summary.tsv", "faithfulness.tsv", "faithfulness_aopc.tsv",
                   "sanity.tsv", "top_areas.tsv", "claims.tsv", "twins.tsv",
-                  "restoration.tsv")
+                  "restoration.tsv", "method_benchmark.tsv")
 
 
 @dataclass(frozen=True)
@@ -298,12 +301,15 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]), bacc)
                                  for m in chosen], CLAIMS_COLUMNS)
 
+    explained = rd.stage_record("explain").get("seconds_per_scan") or {}
+    written["method_benchmark"] = method_benchmark(summaries, explained)
     summary = AnalysisSummary(
         atlas=atlas.atlas_name, n_labels=atlas.n_labels, n_areas=atlas.n_areas,
         relevance=modes, top_k=config.top_k,
         threshold=config.threshold if truth else None, seed=config.seed,
         disease_model_top_areas=[area_names[i] for i in truth.disease_top] if truth else None,
-        methods=summaries, notices=notices)
+        methods=summaries, notices=notices,
+        recommended_method=recommend(written["method_benchmark"]))
     written["summary"] = pd.DataFrame([{"method": m, **asdict(s)} for m, s in summaries.items()],
                                       columns=["method", *SUMMARY_KEYS])
     rd.analysis.mkdir(parents=True, exist_ok=True)
@@ -347,8 +353,10 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
         if truth.is_dir():
             files += sorted(p for p in truth.rglob("*") if p.is_file())
     explain_options = rd.stage_record("explain").get("method_options") or {}
+    seconds = rd.stage_record("explain").get("seconds_per_scan") or {}
     options = {"version": __version__, "config": asdict(config), "methods": chosen,
-               "modes": modes, "explain_options": {m: explain_options.get(m) for m in chosen}}
+               "modes": modes, "explain_options": {m: explain_options.get(m) for m in chosen},
+               "explain_seconds": seconds}
     return inputs_key(files, options)
 
 

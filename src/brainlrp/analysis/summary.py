@@ -108,6 +108,8 @@ class AnalysisSummary:
     disease_model_top_areas: list[str] | None
     methods: dict[str, MethodSummary] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    #: The method benchmark's recommendation (None without ground truth).
+    recommended_method: str | None = None
 
     def method(self, name: str) -> MethodSummary:
         """The summary of ``name`` (all ``None`` for a method that was not analysed)."""
@@ -119,6 +121,10 @@ class AnalysisSummary:
         d["methods"] = {m: asdict(s) for m, s in self.methods.items()}
         # The contract's key order: notices last.
         d["notices"] = d.pop("notices")
+        if self.recommended_method is None:
+            d.pop("recommended_method")
+        else:
+            d = {"recommended_method": d.pop("recommended_method"), **d}
         return d
 
     def write(self, path: str | os.PathLike) -> Path:
@@ -136,7 +142,8 @@ class AnalysisSummary:
                    disease_model_top_areas=data.get("disease_model_top_areas"),
                    methods={m: MethodSummary.from_dict(v or {})
                             for m, v in (data.get("methods") or {}).items()},
-                   notices=list(data.get("notices") or []))
+                   notices=list(data.get("notices") or []),
+                   recommended_method=data.get("recommended_method"))
 
 
 def read_summary(path: str | os.PathLike) -> AnalysisSummary:

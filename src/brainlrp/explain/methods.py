@@ -78,7 +78,7 @@ def available_methods() -> list[str]:
 
 
 def _runnable(info: catalog.MethodInfo) -> bool:
-    return (info.is_lrp and info.composite in COMPOSITES) or info.name in RUNNERS
+    return (info.is_lrp and info.composite in COMPOSITES) or info.base_name in RUNNERS
 
 
 def get_method(name: str) -> Method:
@@ -92,8 +92,8 @@ def get_method(name: str) -> Method:
     info = catalog.lookup(name)
     if info.is_lrp and info.composite in COMPOSITES:
         return _lrp_method(info)
-    if info.name in RUNNERS:
-        function = RUNNERS[info.name]
+    if info.base_name in RUNNERS:
+        function = RUNNERS[info.base_name]
         skip = {"model", "x", "target", "reference"}
         options = tuple(p for p in inspect.signature(function).parameters if p not in skip)
         return Method(info, function, options)

@@ -26,6 +26,8 @@ from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
+#: The reference of a bare reference method (``ig-ref`` -> ``ig-ref@mean``).
+DEFAULT_REFERENCE = "mean"
 
 
 @dataclass
@@ -41,16 +43,61 @@ class ExplainResult:
     notices: list[str] = field(default_factory=list)
 
 
-def _validate_methods(methods) -> list[str]:
-    from brainlrp.catalog import parse
+def _validate_methods(methods, reference: str | None = None) -> list[str]:
+    """Known method names; a bare reference method (``ig-ref``) gets ``@<reference>``."""
+    from brainlrp import catalog
+    from brainlrp.data.reference import reference_name
     from brainlrp.explain import get_method
 
-    names = parse(methods)
+    names = catalog.parse(methods)
     if not names:
         raise BrainLRPError("no method given", "e.g. --methods lrp-b0,gb")
+    out = []
     for name in names:
-        get_method(name)  # raises with the list of known methods
-    return names
+        method = get_method(name)  # raises with the list of known methods
+        if method.needs_reference and method.info.reference is None:
+            name = f"{name}@{reference_name(reference or DEFAULT_REFERENCE)}"
+        out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def _area_codes(grid) -> np.ndarray:
+    """Merged Neuromorphometrics area per voxel of the model grid (region occlusion)."""
+    from brainlrp.atlas import RegionReducer
+
+    key = (grid.shape, grid.affine_array.round(4).tobytes())
+    if key not in _AREA_CODES:
+        import warnings
+
+        with warnings.catch_warnings():  # labels lost on coarse grids: no area to occlude
+            warnings.simplefilter("ignore", UserWarning)
+            _AREA_CODES[key] = RegionReducer(level="area").fit(grid).codes_
+    return _AREA_CODES[key]
+
+
+_AREA_CODES: dict = {}
+
+
+def _per_method(methods: list[str], method_options: dict | None) -> dict[str, dict]:
+    """Options per method; ``ig-ref``'s options also apply to ``ig-ref@<reference>``."""
+    given = method_options or {}
+    return {m: given.get(m, given.get(m.split("@", 1)[0], {})) for m in methods}
+
+
+def _references(run: RunDir, methods: list[str], prep, cohort, cache_dir, reference):
+    """The run's reference builder and file references by name, if any method needs one."""
+    from brainlrp import catalog
+    from brainlrp.data.reference import References, reference_name
+
+    if not any(catalog.lookup(m).reference for m in methods):
+        return None, {}
+    files = {}
+    if reference and reference_name(reference) != reference:
+        if not Path(reference).is_file():
+            raise BrainLRPError(f"reference image not found: {reference}",
+                                "use --reference mean, knn, pca, twin or an existing NIfTI")
+        files[reference_name(reference)] = reference
+    return References(run, prep, cohort=cohort, cache_dir=cache_dir), files
 
 
 def _select_scans(run: RunDir, split: str) -> pd.DataFrame:
@@ -162,10 +209,12 @@ def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
 
 
 def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None,
-                      advance=None, target: int = 1):
+                      advance=None, target: int = 1, references=None, reference_files=None,
+                      grid=None):
     import lightning.pytorch as pl
 
-    from brainlrp.explain import explain
+    from brainlrp import catalog
+    from brainlrp.explain import explain, get_method
 
     class Explainer(pl.LightningModule):
         """Prediction loop step: explain a batch and write its heatmaps."""
@@ -189,6 +238,14 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
                             continue
                         opts = options | (method_options or {}).get(method, {})
                         tick = time.perf_counter()
+                        if "areas" in get_method(method).options and "areas" not in opts:
+                            opts = opts | {"areas": _area_codes(grid)}
+                        kind = catalog.lookup(method).reference
+                        if kind is not None:
+                            kind = (reference_files or {}).get(kind, kind)
+                            ref = references.get(kind, [ids[i] for i in todo],
+                                                 x[todo].detach().cpu().numpy())
+                            opts = opts | {"reference": torch.from_numpy(ref).to(x)}
                         heat = explain(self.model, x[todo], method, target=target, **opts)
                         heat = heat.detach().float().cpu().numpy()
                         self.timing[method][0] += time.perf_counter() - tick
@@ -225,7 +282,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
                 accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
                 num_nodes: int = 1, options: dict | None = None,
                 method_options: dict[str, dict] | None = None, resample: bool = False,
-                progress: bool = True) -> ExplainResult:
+                progress: bool = True, reference: str | None = None) -> ExplainResult:
     """Explain a run's scans with each method; resume where a previous call stopped.
 
     Parameters
@@ -249,6 +306,12 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         Options for single methods, e.g. ``{"ig": {"steps": 16}}``.
     resample : bool
         Resample scans that are not on the grid the training scans were on.
+    reference : str, optional
+        What a bare reference method (``lrp-ref``, ``ig-ref``, ``occlusion-ref``)
+        explains against: ``mean`` (default), ``knn``, ``pca``, ``twin`` (simulated
+        cohorts) or a NIfTI file (:mod:`brainlrp.data.reference`); the heatmaps go to
+        ``heatmaps/<method>@<reference>/``. ``<method>@<reference>`` names choose per
+        method.
     """
     import lightning.pytorch as pl
 
@@ -256,7 +319,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     from brainlrp.training.checkpoint import load_model
 
     run = RunDir.existing(run_dir)
-    methods = _validate_methods(methods)
+    methods = _validate_methods(methods, reference)
     if batch_size < 1:
         raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
     model, card = load_model(run)
@@ -280,9 +343,12 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         single = str(devices) == "1" and num_nodes == 1 and strategy == "auto"
         with progress_bar(len(todo), "explain", progress and single) as advance:
             # AD's output index comes from the card (an imported model may order AD first).
+            references, files = _references(run, methods, prep, cohort, cache_dir, reference)
             module = _explainer_module(model, methods, run, prep.grid.affine_array,
-                                       options or {}, method_options, advance,
-                                       target=card.target_class)
+                                       options or {}, _per_method(methods, method_options),
+                                       advance, target=card.target_class,
+                                       references=references, reference_files=files,
+                                       grid=prep.grid)
             import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
             quiet_lightning()
@@ -339,7 +405,8 @@ class ScanExplanation:
 def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike,
                  methods="lrp-b0", device: str = "cpu", options: dict | None = None,
                  overwrite: bool = False, resample: bool = False, register=None,
-                 cache_dir: str | os.PathLike | None = None) -> ScanExplanation:
+                 cache_dir: str | os.PathLike | None = None,
+                 reference: str | None = None) -> ScanExplanation:
     """Explain one new scan, preprocessed exactly as in training (from the model card).
 
     Writes ``OUT/<method>.nii.gz`` per method, ``OUT/input.nii.gz`` (the scan as the
@@ -349,12 +416,13 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     ``OUT/native/<method>.nii.gz`` holds each heatmap on the scan's own grid and
     ``OUT/registration.png`` the registration check.
     """
+    from brainlrp import catalog
     from brainlrp.data.nifti import load_scan
     from brainlrp.data.preprocess import preprocess_image
-    from brainlrp.explain import explain
+    from brainlrp.explain import explain, get_method
     from brainlrp.training.checkpoint import load_model
 
-    methods = _validate_methods(methods)
+    methods = _validate_methods(methods, reference)
     out = Path(out)
     if (out / "prediction.json").exists() and not overwrite:
         raise BrainLRPError(f"{out} already holds an explanation",
@@ -375,8 +443,18 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         p_ad = float(torch.softmax(model(x), dim=1)[0, card.target_class])
     files = {"input": out / "input.nii.gz"}
     save_nifti(files["input"], x[0, 0].cpu().numpy(), prep.grid.affine_array)
+    references, ref_files = _references(RunDir(run_dir), methods, prep, None, cache_dir,
+                                        reference)
     for method in methods:
-        heat = explain(model, x, method, target=card.target_class, **(options or {}))
+        opts = dict(options or {})
+        kind = catalog.lookup(method).reference
+        if kind is not None:
+            ref = references.get(ref_files.get(kind, kind), [Path(scan).name],
+                                 x.detach().cpu().numpy())
+            opts["reference"] = torch.from_numpy(ref).to(x)
+        if "areas" in get_method(method).options:
+            opts.setdefault("areas", _area_codes(prep.grid))
+        heat = explain(model, x, method, target=card.target_class, **opts)
         files[method] = out / f"{method}.nii.gz"
         save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
                    prep.grid.affine_array, description=f"brainlrp {method} AD relevance")

@@ -30,7 +30,8 @@ from brainlrp.run import RunDir
 ANALYSIS_TABLES = ("claims", "top_areas", "fingerprints", "fingerprint_similarity",
                    "beta_overlap", "hippocampus", "hippocampus_subjects", "relevance_totals",
                    "ground_truth", "ground_truth_summary", "faithfulness",
-                   "faithfulness_aopc", "sanity")
+                   "faithfulness_aopc", "sanity", "method_benchmark", "twins",
+                   "restoration")
 
 
 @dataclass(eq=False)

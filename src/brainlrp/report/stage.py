@@ -103,7 +103,8 @@ def report(run: str | os.PathLike, methods: Sequence[str] | None = None, cards: 
     start = time.perf_counter()
     matplotlib.use("Agg", force=False)
     data = load_run(run, methods)
-    main, compare = catalog.choose_main_and_comparison(data.methods)
+    main, compare = catalog.choose_main_and_comparison(
+        data.methods, recommended=data.summary.recommended_method)
     key = None if inputs_fn is not None else _inputs_key(data, cards)
     if not overwrite and key is not None:
         done = _up_to_date(data.rd, key, cards)

@@ -394,6 +394,7 @@ def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: 
         metrics={"test": metrics["test"], "val": trials[selected]["val"]},
         selected_trial=selected, seed=config.seed + selected, libraries=library_versions(),
     ).write(run.root)
+    _write_reference(run, prepared)
     run.record("train", {"status": "done", "config": _config_dict(config),
                          "grid": prepared.prep.grid.to_dict(), "seconds": round(seconds, 1),
                          "preprocess_seconds": round(prep_seconds, 1),
@@ -415,6 +416,21 @@ def _check_resumable(run: RunDir, config: TrainConfig) -> None:
                 f"{run.root} holds an interrupted training with {key} {old[key]}, not "
                 f"{getattr(config, key)}; its checkpoints are for that grid",
                 f"use --{key} {old[key]} to resume, or --overwrite to start again")
+
+
+def _write_reference(run: RunDir, prepared: PreparedCohort) -> None:
+    """The mean training control (``model/reference_mean.nii.gz``): the default reference
+    of the reference methods (:mod:`brainlrp.data.reference`)."""
+    from brainlrp._io import save_nifti
+    from brainlrp.data.reference import MEAN_FILE, mean_image
+
+    scans = prepared.scans
+    controls = scans[(scans["split"] == "train") & (scans["label"] == 0)]
+    if controls.empty:
+        return
+    grid = prepared.prep.grid
+    save_nifti(run.root / MEAN_FILE, mean_image(list(controls["array"]), grid.shape),
+               grid.affine_array, description="brainlrp mean training control")
 
 
 def _config_dict(config: TrainConfig) -> dict:

@@ -13,6 +13,7 @@ the missing-file mechanism), then one module per section in page order.
 from __future__ import annotations
 
 from brainlrp.report.sections import (
+    benchmark,
     beta,
     cards_list,
     faithfulness,
@@ -32,7 +33,7 @@ from brainlrp.report.sections.spec import SectionSpec, build
 
 #: The page, in order (the summary is built last: it reports the others' timings).
 SECTIONS: tuple[SectionSpec, ...] = (
-    summary.SPEC, training.SPEC, individual.SPEC, group.SPEC, regions.SPEC,
+    summary.SPEC, benchmark.SPEC, training.SPEC, individual.SPEC, group.SPEC, regions.SPEC,
     fingerprints.SPEC, beta.SPEC, hippocampus.SPEC, ground_truth.SPEC, faithfulness.SPEC,
     sanity.SPEC, cards_list.SPEC, methods.SPEC)
 

@@ -1,0 +1,117 @@
+"""The method benchmark: every explanation method scored against what the model uses.
+
+One row per analysed method (``analysis/method_benchmark.tsv``), from the method's
+summary and the cost ``explain`` measured:
+
+``mass_accuracy``, ``chance_mass_accuracy``, ``auc_abs``, ``topk_recall``
+    Recovery of the simulated atrophy (:mod:`~brainlrp.analysis.groundtruth`):
+    share of positive relevance in truly atrophied voxels (and its chance level),
+    voxel AUC of ``|map|``, recall of the most atrophied areas.
+``spearman_restoration``
+    Spearman over areas of the area relevance with the restoration importance, the
+    drop in p(AD) when an area is restored from the healthy twin
+    (:mod:`~brainlrp.analysis.twins`): does the map rank areas as the model uses them?
+``sanity_top_layer``, ``sanity_all_layers``
+    Rank correlation with the trained map after re-initialising the top layer, and
+    all layers (a faithful map changes: low is good).
+``aopc_difference``
+    Region perturbation: AOPC of the method's order minus that of random orders.
+``seconds_per_scan``, ``cost_ratio``
+    Explanation time per scan while explaining, and its ratio to the input gradient's
+    (``gradient``) when that was explained in the same run.
+
+**Ranking**: methods with ground truth are ranked by the mean of their ranks in
+mass accuracy, ``|.|``-AUC and restoration Spearman (each higher is better; a
+missing score ranks last), ties broken by cost. The **recommended** method is the
+best-ranked one a user can run on real data: it needs no healthy twin, is not a
+floor (``edges``, ``noise``), passes the randomisation check (top-layer Spearman
+below 0.5 when measured) and costs at most 3 input gradients when measured; when
+no method passes, the best-ranked one that needs no twin and is not a floor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from brainlrp import catalog
+from brainlrp.analysis.summary import MethodSummary
+
+#: Columns of ``analysis/method_benchmark.tsv``.
+BENCHMARK_COLUMNS = ("rank", "method", "label", "family", "needs_twin", "recommended",
+                     "mass_accuracy", "chance_mass_accuracy", "auc_abs",
+                     "spearman_restoration", "topk_recall", "sanity_top_layer",
+                     "sanity_all_layers", "aopc_difference", "seconds_per_scan", "cost_ratio")
+#: The recommended method passes these when they are measured.
+MAX_SANITY_TOP_LAYER = 0.5
+MAX_COST_RATIO = 3.0
+COST_REFERENCE = "gradient"
+SCORES = ("mass_accuracy", "auc_abs", "spearman_restoration")
+
+
+def _value(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def method_benchmark(summaries: dict[str, MethodSummary],
+                     seconds_per_scan: dict[str, float] | None = None) -> pd.DataFrame:
+    """The benchmark table, ranked (see the module docstring).
+
+    Parameters
+    ----------
+    summaries : dict of str to MethodSummary
+    seconds_per_scan : dict, optional
+        Method -> explanation seconds per scan (``run.json``'s explain record).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`BENCHMARK_COLUMNS`, best first.
+    """
+    seconds = seconds_per_scan or {}
+    base = seconds.get(COST_REFERENCE)
+    rows = []
+    for method, s in summaries.items():
+        info = catalog.describe(method)
+        sec = seconds.get(method)
+        rows.append({
+            "method": method, "label": info.label, "family": info.family,
+            "needs_twin": info.needs_twin, "mass_accuracy": _value(s.gt_mass_accuracy),
+            "chance_mass_accuracy": _value(s.gt_chance_mass_accuracy),
+            "auc_abs": _value(s.gt_auc_abs),
+            "spearman_restoration": _value(s.gt_spearman_restoration),
+            "topk_recall": _value(s.gt_topk_recall),
+            "sanity_top_layer": _value(s.sanity_spearman_top_layer),
+            "sanity_all_layers": _value(s.sanity_spearman_all_layers),
+            "aopc_difference": _value(s.aopc_difference),
+            "seconds_per_scan": _value(sec),
+            "cost_ratio": _value(sec / base if sec is not None and base else None)})
+    table = pd.DataFrame(rows, columns=[c for c in BENCHMARK_COLUMNS
+                                        if c not in ("rank", "recommended")])
+    if table.empty:
+        return pd.DataFrame(columns=list(BENCHMARK_COLUMNS))
+    ranks = [table[c].rank(ascending=False, method="average", na_option="bottom")
+             for c in SCORES]
+    has_truth = table[list(SCORES)].notna().any(axis=1)
+    score = pd.concat(ranks, axis=1).mean(axis=1).where(has_truth, np.inf)
+    order = np.lexsort((table["cost_ratio"].fillna(np.inf).to_numpy(), score.to_numpy()))
+    table = table.iloc[order].reset_index(drop=True)
+    table.insert(0, "rank", np.where(np.isfinite(score.iloc[order]), np.arange(1, len(table) + 1),
+                                     np.nan))
+    table.insert(5, "recommended", False)
+    pick = recommend(table)
+    if pick is not None:
+        table.loc[table["method"] == pick, "recommended"] = True
+    return table[list(BENCHMARK_COLUMNS)]
+
+
+def recommend(table: pd.DataFrame) -> str | None:
+    """The recommended method of a ranked benchmark table (``None`` without ground truth)."""
+    ranked = table[table["rank"].notna()]
+    usable = ranked[~ranked["needs_twin"].astype(bool) & (ranked["family"] != "floor")]
+    if usable.empty:
+        return None
+    sane = usable["sanity_top_layer"].isna() | (usable["sanity_top_layer"] < MAX_SANITY_TOP_LAYER)
+    cheap = usable["cost_ratio"].isna() | (usable["cost_ratio"] <= MAX_COST_RATIO)
+    passing = usable[sane & cheap]
+    return str((passing if len(passing) else usable)["method"].iloc[0])

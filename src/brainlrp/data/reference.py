@@ -1,0 +1,243 @@
+"""Healthy reference images for a scan: what the reference methods explain against.
+
+Explaining p(AD) "against a black image" spreads relevance over all tissue; the
+question users ask is "why AD rather than this brain without disease". Without a
+healthy twin (which only a simulation has), the reference is built from the run's
+**training controls**, preprocessed as the model sees them:
+
+``mean``
+    The voxel-wise mean of the training controls (``train`` writes it to
+    ``model/reference_mean.nii.gz``).
+``knn``
+    The mean of the ``k`` training controls closest to the scan (Euclidean distance
+    inside the brain): a subject-matched reference.
+``pca``
+    A pseudo-healthy reconstruction: the scan projected onto the principal
+    components of the training controls, fitted robustly (Tukey biweight, iterated)
+    so that what the controls cannot explain, such as atrophy, does not pull the fit.
+``twin``
+    Simulated cohorts only: the same person rendered without the disease
+    (``derivatives/ground_truth/<pid>_desc-healthy_T1w.nii.gz``); the benchmark's
+    upper bound, not for real data.
+a NIfTI file
+    Any image, preprocessed like the scans (e.g. a study-specific template).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from brainlrp.data.grid import brain_mask
+from brainlrp.data.preprocess import PreprocessCache, Preprocessing
+from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
+
+#: Built-in references (a path to a NIfTI file is accepted too).
+REFERENCE_KINDS = ("mean", "knn", "pca", "twin")
+MEAN_FILE = Path("model") / "reference_mean.nii.gz"
+#: Controls averaged by ``knn``; principal components kept by ``pca``.
+KNN_K = 5
+PCA_COMPONENTS = 16
+#: Tukey biweight constant (in robust standard deviations) and iterations of ``pca``.
+TUKEY_C = 4.685
+PCA_ITERATIONS = 6
+CONTROL_LABELS = ("HC", "CN")
+
+
+def training_control_paths(run: RunDir, cohort: str | os.PathLike | None = None
+                           ) -> list[Path]:
+    """The scan files of the run's training-split controls."""
+    import pandas as pd
+
+    from brainlrp.data.cohort import load_cohort
+
+    if not run.splits.is_file():
+        raise BrainLRPError(f"{run.root} has no splits.tsv: no training controls to build a "
+                            "reference from", "pass --reference FILE (a healthy-looking scan)")
+    splits = pd.read_csv(run.splits, sep="\t", dtype={"participant_id": str})
+    train = splits[splits["split"] == "train"]
+    if "diagnosis" in train.columns:
+        train = train[train["diagnosis"].astype(str).isin(CONTROL_LABELS)]
+    source = cohort or run.cohort_source()
+    if source is None:
+        raise BrainLRPError(f"{run.run_json} does not name the cohort", "pass --cohort DIR")
+    scans = load_cohort(source, allow_external_paths=True).scans
+    scans = scans[scans["participant_id"].isin(set(train["participant_id"]))
+                  & (scans["label"] == 0)]
+    if scans.empty:
+        raise BrainLRPError(f"{run.root} has no training controls to build a reference from",
+                            "pass --reference FILE (a healthy-looking scan)")
+    return [Path(p) for p in scans["path"]]
+
+
+def mean_image(arrays: Sequence[str | os.PathLike], shape: tuple[int, ...]) -> np.ndarray:
+    """Voxel-wise mean of cached ``.npy`` arrays, read one at a time."""
+    total = np.zeros(shape)
+    for path in arrays:
+        total += np.load(path, mmap_mode="r")
+    return (total / max(len(arrays), 1)).astype(np.float32)
+
+
+class References:
+    """Reference images of a run's scans.
+
+    Parameters
+    ----------
+    run : path-like or RunDir
+        The run (its training controls, cohort and model card).
+    prep : Preprocessing
+        The model's preprocessing.
+    cohort, cache_dir : path-like, optional
+    """
+
+    def __init__(self, run, prep: Preprocessing, cohort=None, cache_dir=None):
+        self.run = run if isinstance(run, RunDir) else RunDir(run)
+        self.prep = prep
+        self.cohort = cohort
+        self.cache = PreprocessCache(cache_dir)
+        self.brain = np.asarray(brain_mask(prep.grid), dtype=bool)
+        self._arrays: list[Path] | None = None
+        self._mean: np.ndarray | None = None
+        self._pca: tuple[np.ndarray, np.ndarray] | None = None
+        self._scans = None
+
+    # ------------------------------------------------------------------ controls
+
+    def control_arrays(self) -> list[Path]:
+        """Cached ``.npy`` arrays of the training controls (computed on a miss)."""
+        if self._arrays is None:
+            paths = training_control_paths(self.run, self.cohort)
+            self._arrays = [Path(self.cache.get(p, self.prep)) for p in paths]
+        return self._arrays
+
+    def mean(self) -> np.ndarray:
+        """The mean training control (``model/reference_mean.nii.gz`` when present)."""
+        if self._mean is None:
+            stored = self.run.root / MEAN_FILE
+            if stored.is_file():
+                import nibabel as nib
+
+                data = np.asarray(nib.load(str(stored)).dataobj, dtype=np.float32)
+                if data.shape == self.prep.grid.shape:
+                    self._mean = data
+            if self._mean is None:
+                self._mean = mean_image(self.control_arrays(), self.prep.grid.shape)
+        return self._mean
+
+    def knn(self, x: np.ndarray, k: int = KNN_K) -> np.ndarray:
+        """The mean of the ``k`` training controls closest to ``x`` inside the brain."""
+        arrays = self.control_arrays()
+        target = np.asarray(x, dtype=np.float32)[self.brain]
+        dist = np.array([float(np.sum((np.load(a, mmap_mode="r")[self.brain] - target) ** 2))
+                         for a in arrays])
+        nearest = np.argsort(dist, kind="stable")[: max(1, min(k, len(arrays)))]
+        return mean_image([arrays[i] for i in nearest], self.prep.grid.shape)
+
+    def _components(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pca is None:
+            arrays = self.control_arrays()
+            data = np.stack([np.load(a, mmap_mode="r")[self.brain] for a in arrays]
+                            ).astype(np.float64)
+            center = data.mean(axis=0)
+            data -= center
+            gram = data @ data.T
+            values, vectors = np.linalg.eigh(gram)
+            order = np.argsort(values)[::-1]
+            keep = [i for i in order[:PCA_COMPONENTS] if values[i] > 1e-9 * values.max()]
+            basis = data.T @ vectors[:, keep] / np.sqrt(values[keep])
+            self._pca = (center, basis)
+        return self._pca
+
+    def pca(self, x: np.ndarray) -> np.ndarray:
+        """A pseudo-healthy reconstruction of ``x`` from the controls' components."""
+        center, basis = self._components()
+        r = np.asarray(x, dtype=np.float64)[self.brain] - center
+        weights = np.ones_like(r)
+        coef = np.zeros(basis.shape[1])
+        for _ in range(PCA_ITERATIONS):
+            bw = basis * weights[:, None]
+            coef = np.linalg.lstsq(bw.T @ basis, bw.T @ r, rcond=None)[0]
+            resid = r - basis @ coef
+            scale = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-12
+            u = resid / (TUKEY_C * scale)
+            weights = np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0.0)
+        out = np.zeros(self.prep.grid.shape, dtype=np.float32)
+        out[self.brain] = np.clip(center + basis @ coef, 0, None)
+        return out
+
+    # ------------------------------------------------------------------ others
+
+    def twin(self, scan_id: str) -> np.ndarray:
+        """The simulated healthy twin of a scan's participant, preprocessed."""
+        from brainlrp.simulate.ground_truth import healthy_twin_path
+
+        scans = self._cohort_scans()
+        if scan_id not in scans.index:
+            raise BrainLRPError(f"scan {scan_id} is not in the run's cohort",
+                                "pass the cohort with --cohort")
+        root = Path(self.run.cohort_source() if self.cohort is None else self.cohort)
+        path = healthy_twin_path(root, str(scans.loc[scan_id, "participant_id"]))
+        if not path.is_file():
+            raise BrainLRPError(f"no healthy twin for scan {scan_id} ({path})",
+                                "twins exist only in simulated cohorts, for AD subjects: use "
+                                "--reference mean, knn or pca")
+        return np.load(self.cache.get(path, self.prep)).astype(np.float32)
+
+    def file(self, path: str | os.PathLike) -> np.ndarray:
+        """Any NIfTI image, preprocessed like the scans."""
+        return np.load(self.cache.get(Path(path), self.prep)).astype(np.float32)
+
+    def _cohort_scans(self):
+        if self._scans is None:
+            from brainlrp.data.cohort import load_cohort
+
+            source = self.cohort or self.run.cohort_source()
+            self._scans = load_cohort(source, allow_external_paths=True).scans.set_index(
+                "scan_id")
+        return self._scans
+
+    def get(self, kind: str, scan_ids: Sequence[str], x: np.ndarray) -> np.ndarray:
+        """References ``(n, 1, X, Y, Z)`` for a batch of scans ``x`` of the same shape.
+
+        Parameters
+        ----------
+        kind : str
+            One of :data:`REFERENCE_KINDS` or a NIfTI file's path.
+        scan_ids : sequence of str
+        x : numpy.ndarray
+            The preprocessed scans.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if kind == "mean":
+            ref = np.broadcast_to(self.mean(), x.shape[2:])
+            return np.stack([ref] * len(x))[:, None]
+        if kind == "knn":
+            return np.stack([self.knn(xi[0]) for xi in x])[:, None]
+        if kind == "pca":
+            return np.stack([self.pca(xi[0]) for xi in x])[:, None]
+        if kind == "twin":
+            return np.stack([self.twin(s) for s in scan_ids])[:, None]
+        path = Path(kind)
+        if path.is_file():
+            return np.stack([self.file(path)] * len(x))[:, None]
+        raise BrainLRPError(f"unknown reference {kind!r}",
+                            f"use one of {', '.join(REFERENCE_KINDS)} or a NIfTI file")
+
+
+def reference_name(kind: str) -> str:
+    """How a reference appears in a method name (``ig-ref@<name>``): a file by its stem."""
+    if kind in REFERENCE_KINDS:
+        return kind
+    name = Path(kind).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name) or "file"
+
+
+__all__ = ["MEAN_FILE", "REFERENCE_KINDS", "References", "mean_image", "reference_name",
+           "training_control_paths"]

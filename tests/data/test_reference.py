@@ -1,0 +1,100 @@
+"""Reference images from a run's training controls, and the reference methods end to end."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from brainlrp.card import read_card
+from brainlrp.cli import app
+from brainlrp.data.grid import Grid
+from brainlrp.data.reference import MEAN_FILE, References, reference_name
+from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
+from tests.conftest import make_bids_cohort, one_line_error
+
+runner = CliRunner()
+TINY = ["--resolution", "6", "--arch", "tiny", "--epochs", "2", "--test", "2", "--val", "1",
+        "--early-stopping-start", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    cohort = make_bids_cohort(tmp_path_factory.mktemp("cohort"), Grid.from_resolution(6), 6, 6)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = runner.invoke(app, ["train", str(cohort), "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _controls(run):
+    refs = References(run, read_card(run).prep)
+    return refs, np.stack([np.load(a) for a in refs.control_arrays()])
+
+
+def test_train_writes_the_mean_control(run):
+    refs, controls = _controls(run)
+    splits = pd.read_csv(run / "splits.tsv", sep="\t")
+    n_train_hc = int(((splits["split"] == "train") & (splits["diagnosis"] == "HC")).sum())
+    assert len(controls) == n_train_hc == 3
+    stored = np.asarray(nib.load(str(run / MEAN_FILE)).dataobj)
+    np.testing.assert_allclose(stored, controls.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(refs.mean(), stored)
+
+
+def test_knn_and_pca_follow_the_scan(run):
+    refs, controls = _controls(run)
+    brain = refs.brain
+    # A training control is its own nearest neighbour and lies in the controls' span.
+    np.testing.assert_allclose(refs.knn(controls[1], k=1), controls[1], atol=1e-6)
+    pca = refs.pca(controls[1])
+    assert np.abs(pca - controls[1])[brain].max() < 1e-3
+    # A local "atrophy" is not reconstructed: the robust fit ignores it.
+    lesion = controls[1].copy()
+    box = (slice(10, 16), slice(12, 18), slice(10, 16))
+    lesion[box] *= 0.3
+    recon = refs.pca(lesion)
+    inside = np.zeros_like(brain)
+    inside[box] = True
+    inside &= brain
+    assert np.abs(recon - controls[1])[inside].mean() < 0.5 * np.abs(lesion - controls[1])[
+        inside].mean()
+
+
+def test_reference_names_and_errors(run, tmp_path):
+    refs, _ = _controls(run)
+    assert reference_name("knn") == "knn" and reference_name("/a/my template.nii.gz") == \
+        "my_template"
+    with pytest.raises(BrainLRPError, match="unknown reference"):
+        refs.get("nope", ["x"], np.zeros((1, 1, *refs.prep.grid.shape), np.float32))
+    with pytest.raises(BrainLRPError, match="healthy twin"):
+        ids = RunDir(run).read_run()["cohort"]
+        scan = pd.read_csv(run / "predictions.tsv", sep="\t")["scan_id"].iloc[0]
+        refs.get("twin", [scan], np.zeros((1, 1, *refs.prep.grid.shape), np.float32))
+    assert ids
+
+
+def test_reference_methods_through_explain_analyze_report(run):
+    methods = "lrp-ref,ig-ref@pca,occlusion-ref@knn,edges,noise,lrp-b0"
+    result = runner.invoke(app, ["explain", str(run), "-m", methods, "--quiet"])
+    assert result.exit_code == 0, result.output
+    for folder in ("lrp-ref@mean", "ig-ref@pca", "occlusion-ref@knn", "edges", "noise"):
+        assert len(list((run / "heatmaps" / folder).glob("*.nii.gz"))) == 4, folder
+    result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--no-sanity",
+                                 "--top-k", "5"])
+    assert result.exit_code == 0, result.output
+    bench = pd.read_csv(run / "analysis" / "method_benchmark.tsv", sep="\t")
+    assert {"lrp-ref@mean", "edges", "noise", "lrp-b0"} <= set(bench["method"])
+    result = runner.invoke(app, ["report", str(run), "--no-cards"])
+    assert result.exit_code == 0, result.output
+    html = (run / "report" / "index.html").read_text()
+    assert 'id="benchmark"' in html
+
+
+def test_a_missing_reference_file_is_one_line(run, tmp_path):
+    line = one_line_error(["explain", str(run), "-m", "ig-ref", "--reference",
+                           str(tmp_path / "none.nii.gz")])
+    assert "reference image not found" in line
