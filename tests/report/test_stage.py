@@ -15,9 +15,9 @@ from brainlrp.cli import app
 from brainlrp.errors import BrainLRPError
 from brainlrp.report import report
 
-SECTIONS = ["summary", "training", "individual", "group-means", "regions", "fingerprints",
-            "beta", "hippocampus", "ground-truth", "faithfulness", "sanity", "cards",
-            "methods"]
+SECTIONS = ["summary", "benchmark", "training", "individual", "group-means", "regions",
+            "fingerprints", "beta", "hippocampus", "ground-truth", "faithfulness", "sanity",
+            "cards", "methods"]
 
 
 def test_report_end_to_end(reported, analysed):

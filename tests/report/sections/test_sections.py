@@ -11,7 +11,8 @@ import pytest
 from brainlrp.report.sections import SECTIONS, build, section_number
 
 #: A table or figure id (or text) each section shows when its files are there.
-KEY = {"summary": 'id="claims"', "training": 'id="metrics"', "individual": "fig-example-TP",
+KEY = {"summary": 'id="claims"', "benchmark": 'id="benchmark-table"',
+       "training": 'id="metrics"', "individual": "fig-example-TP",
        "group-means": "fig-group-slices", "regions": 'id="gain-by-method"',
        "fingerprints": 'id="fingerprint-table"', "beta": "fig-beta-overlap",
        "hippocampus": 'id="hippocampus-table"', "ground-truth": 'id="ground-truth-table"',
@@ -21,7 +22,7 @@ KEY = {"summary": 'id="claims"', "training": 'id="metrics"', "individual": "fig-
 
 def test_every_section_has_a_key():
     assert [s.id for s in SECTIONS] == list(KEY)
-    assert section_number("summary") == 1 and section_number("fingerprints") == 6
+    assert section_number("summary") == 1 and section_number("fingerprints") == 7
     assert [s.id for s in SECTIONS if s.last] == ["summary"]
 
 

@@ -38,7 +38,7 @@ def test_summary_lays_out_claims_and_summary(run_copy, make_ctx):
         statement = claims.loc[(claims["method"] == "lrp-b0") & (claims["claim"] == claim),
                                "statement"].iloc[0]
         assert html_escape(statement) in html, claim
-    assert 'href="#fingerprints">see §6</a>' in html  # the claim judged by the reader
+    assert 'href="#fingerprints">see §7</a>' in html  # the claim judged by the reader
     assert "0.432" in html  # the HC / AD tile
     assert html.count("<tr>") >= 3 and "paper −0.56 at β=0" in html
 

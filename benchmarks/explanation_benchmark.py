@@ -1,0 +1,120 @@
+"""Which explanation finds what the model uses? The method benchmark on a simulated run.
+
+Usage::
+
+    python benchmarks/explanation_benchmark.py RUN [--ig-steps 16] [--methods a,b,...]
+
+``RUN`` is a trained run on a simulated cohort with healthy twins (``brainlrp demo``
+or ``brainlrp simulate`` + ``brainlrp train``). The script explains the test scans
+with every method (the gradient too: costs are ratios to it), runs ``analyze`` (ground
+truth, restoration importance from the twins, randomisation check, AOPC) and prints
+``analysis/method_benchmark.tsv`` as a Markdown table, then how close each reference
+built from the training controls comes to the healthy twin:
+
+* ``|ref - twin|``: mean absolute difference inside the brain (0 = the twin);
+* ``AUC |x - ref|``: voxel AUC of the difference map against the atrophy mask (the
+  twin's own difference map is the ground truth's upper bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METHODS = ("gradient", "gb", "ig", "lrp-b0", "lrp-b1", "lrp-epsilon-plus",
+           "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat",
+           "lrp-ref@mean", "lrp-ref@knn", "lrp-ref@pca", "lrp-ref@twin",
+           "ig-ref@mean", "ig-ref@pca", "ig-ref@twin",
+           "occlusion-ref@pca", "occlusion-ref@twin", "edges", "noise")
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A Markdown table (numbers with 3 decimals), without extra dependencies."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "–" if v != v else f"{v:.3f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def reference_quality(run: Path, n_scans: int = 8) -> pd.DataFrame:
+    """Mean |reference - twin| and the difference map's AUC per reference kind."""
+    from brainlrp.analysis import metrics
+    from brainlrp.analysis.groundtruth import TruthMasks
+    from brainlrp.card import read_card
+    from brainlrp.data import load_inputs
+    from brainlrp.data.reference import References
+    from brainlrp.run import RunDir
+
+    rd = RunDir(run)
+    prep = read_card(run).prep
+    refs = References(rd, prep)
+    pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"participant_id": str})
+    ad = pred[(pred["label"] == 1) & (pred["split"] == "test")].head(n_scans)
+    masks = TruthMasks(rd.cohort_source(), prep.grid, 0.05)
+    brain = refs.brain
+    rows = []
+    for row in ad.itertuples():
+        x = load_inputs(run, [row.scan_id], prep)[0, 0]
+        twin = refs.twin(row.scan_id)
+        mask = masks.mask(row.participant_id)
+        for kind in ("twin", "mean", "knn", "pca"):
+            tick = time.perf_counter()
+            ref = twin if kind == "twin" else refs.get(kind, [row.scan_id], x[None, None])[0, 0]
+            seconds = time.perf_counter() - tick
+            diff = np.abs(x - ref)
+            rows.append({"reference": kind, "scan_id": row.scan_id,
+                         "ref_minus_twin": float(np.abs(ref - twin)[brain].mean()),
+                         "auc_diff": metrics.roc_auc(diff[brain], mask[brain]),
+                         "mass_diff": metrics.mass_accuracy(diff, mask), "seconds": seconds})
+    return (pd.DataFrame(rows).groupby("reference", sort=False)
+            [["ref_minus_twin", "auc_diff", "mass_diff", "seconds"]].mean().reset_index())
+
+
+def main() -> None:
+    from brainlrp.analysis import analyze
+    from brainlrp.explain.stage import explain_run
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--ig-steps", type=int, default=16)
+    parser.add_argument("--restoration-subjects", type=int, default=10)
+    parser.add_argument("--skip-explain", action="store_true")
+    args = parser.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    tick = time.perf_counter()
+    if not args.skip_explain:
+        explain_run(args.run, methods=methods, split="test", batch_size=2, progress=False,
+                    method_options={"ig": {"steps": args.ig_steps},
+                                    "ig-ref": {"steps": args.ig_steps}})
+    explained = time.perf_counter() - tick
+    result = analyze(args.run, methods=methods, progress=False, faithfulness_subjects=2,
+                     sanity_subjects=1, restoration_subjects=args.restoration_subjects)
+    bench = pd.read_csv(args.run / "analysis" / "method_benchmark.tsv", sep="\t")
+    cols = ["rank", "method", "recommended", "mass_accuracy", "chance_mass_accuracy",
+            "auc_abs", "spearman_restoration", "topk_recall", "sanity_top_layer",
+            "sanity_all_layers", "aopc_difference", "cost_ratio"]
+    print(f"explain {explained:.0f} s, analyze {result.seconds:.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in result.timings.items() if v > 5)})")
+    print(markdown(bench[cols]))
+    twins = pd.read_csv(args.run / "analysis" / "twins.tsv", sep="\t")
+    print(f"\ntwins: p(AD) patient {twins['p_ad'].mean():.3f} -> twin "
+          f"{twins['p_ad_twin'].mean():.3f} (n = {len(twins)}); evidence |patient - twin| "
+          f"AUC {twins['evidence_auc'].mean():.3f}, mass {twins['evidence_mass'].mean():.3f} "
+          f"(chance {twins['atrophied_fraction'].mean():.3f})")
+    print("\nreferences against the healthy twin:")
+    print(markdown(reference_quality(args.run)))
+
+
+if __name__ == "__main__":
+    main()
