@@ -44,10 +44,15 @@ def test_every_stage_writes_its_contract(demo_out):
     assert result.report == run / "report" / "index.html"
 
 
-def test_running_again_keeps_the_model(demo_out):
+def test_running_again_changes_no_file(demo_out):
+    """A finished demo run again resumes every stage and writes nothing."""
     out, _, _ = demo_out
-    ckpt = (out / "run" / "model" / "best.ckpt").read_bytes()
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
     lines: list[str] = []
     demo(out, settings=TINY, jobs=1, progress=False, say=lines.append)
     assert any("already trained" in ln for ln in lines)
-    assert (out / "run" / "model" / "best.ckpt").read_bytes() == ckpt
+    assert any("no file changed" in ln for ln in lines), lines
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    changed = sorted(str(p.relative_to(out)) for p in set(before) | set(after)
+                     if before.get(p) != after.get(p))
+    assert not changed, changed

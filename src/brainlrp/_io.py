@@ -66,10 +66,22 @@ def remove_temporaries(folder: str | os.PathLike) -> int:
     return n
 
 
+def _unchanged(path: str | os.PathLike, data: bytes) -> bool:
+    """Whether ``path`` already holds exactly ``data`` (then it is not rewritten, so a
+    re-run that produces the same output leaves the file, and its time, alone)."""
+    try:
+        p = Path(path)
+        return p.stat().st_size == len(data) and p.read_bytes() == data
+    except OSError:
+        return False
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text atomically."""
+    """Write text atomically (a file with the same contents is left alone)."""
+    if _unchanged(path, text.encode()):
+        return
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -85,8 +97,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def write_table(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame as TSV atomically (``.csv`` suffix gives CSV)."""
     sep = "," if str(path).endswith(".csv") else "\t"
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, sep=sep, index=False, float_format="%.6g")
+    write_text(path, frame.to_csv(sep=sep, index=False, float_format="%.6g"))
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

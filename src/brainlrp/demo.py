@@ -106,9 +106,11 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
         say(f"  {name} took {_duration(timings[name])}")
 
     start = stage("simulate", f"{settings.n_subjects} subjects at {settings.resolution:g} mm")
-    simulate(cohort, n_subjects=settings.n_subjects, resolution=settings.resolution,
-             seed=seed, n_jobs=jobs, progress=progress)
+    simulated = simulate(cohort, n_subjects=settings.n_subjects,
+                         resolution=settings.resolution, seed=seed, n_jobs=jobs,
+                         progress=progress)
     done("simulate", start)
+    worked = simulated.n_written > 0
 
     start = stage("train", f"the paper's CNN, up to {settings.epochs} epochs")
     if run.card.is_file():
@@ -123,24 +125,34 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
                              patience=settings.patience, lr=settings.lr, test=settings.test,
                              val=settings.val, seed=seed)
         metrics = train(cohort, run, config, jobs=jobs, progress=progress).metrics
+        worked = True
     done("train", start)
     m = metrics["test"]
     say(f"  test balanced accuracy {m['balanced_accuracy']:.3f} (sensitivity "
         f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f})")
 
     start = stage("explain", ", ".join(settings.methods))
-    explain_run(run, methods=settings.methods, split="test", batch_size=4,
-                progress=progress, method_options={"ig": {"steps": settings.ig_steps}})
+    explained = explain_run(run, methods=settings.methods, split="test", batch_size=4,
+                            progress=progress,
+                            method_options={"ig": {"steps": settings.ig_steps},
+                                            "ig-ref": {"steps": settings.ig_steps}})
     done("explain", start)
+    worked |= explained.n_written > 0
 
     start = stage("analyze", "regions, groups, fingerprints, ground truth, faithfulness")
-    analyze(run, methods=list(settings.methods), progress=progress,
-            faithfulness_subjects=settings.faithfulness_subjects)
+    analysed = analyze(run, methods=list(explained.methods), progress=progress,
+                       faithfulness_subjects=settings.faithfulness_subjects)
     done("analyze", start)
+    worked |= not analysed.skipped
 
     start = stage("report", "figures and the HTML page")
     result = report(run, progress=progress)
     done("report", start)
+    worked |= not result.skipped
+    if not worked:  # a finished demo run again: nothing changed, nothing is written
+        say("  everything was up to date; no file changed")
+        return DemoResult(out=out, cohort=cohort, run=run.root, report=Path(result.index),
+                          timings=timings, metrics=metrics)
     run.record("demo", {"quick": quick, "seed": seed, "settings": settings.__dict__ | {
         "methods": list(settings.methods)}, "seconds": {k: round(v, 1)
                                                         for k, v in timings.items()}})

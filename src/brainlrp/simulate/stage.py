@@ -176,6 +176,10 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
             todo.append((index, pid, dx))
     n_skipped = len(rows)
 
+    if todo:
+        # The cohort is complete only once participants.tsv exists again (a finished
+        # cohort simulated again keeps it, and every other file, untouched).
+        (root / "participants.tsv").unlink(missing_ok=True)
     tasks = [(str(root), grid, model, int(seed), index, pid, dx) for index, pid, dx in todo]
     n_workers = max(1, min(n_jobs, len(tasks)))
     with progress_bar(len(tasks), "simulating", enabled=progress, unit="subjects") as advance:
@@ -264,8 +268,6 @@ def _prepare_folder(root: Path, config: dict, overwrite: bool) -> None:
         raise BrainLRPError(f"{root} is not empty and holds no simulated cohort",
                             "choose a new folder, or pass --overwrite to write into it")
     root.mkdir(parents=True, exist_ok=True)
-    # The cohort is complete only once participants.tsv exists again.
-    (root / "participants.tsv").unlink(missing_ok=True)
     from brainlrp import __version__
 
     write_json(root / "dataset_description.json", {
