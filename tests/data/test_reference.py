@@ -78,10 +78,12 @@ def test_reference_names_and_errors(run, tmp_path):
 
 
 def test_reference_methods_through_explain_analyze_report(run):
-    methods = "lrp-ref,ig-ref@pca,occlusion-ref@knn,edges,noise,lrp-b0"
+    methods = ("lrp-ref,ig-ref@pca,occlusion-ref@knn,edges,noise,lrp-b0,lrp-epsilon-gamma-box,"
+               "lrp-epsilon-plus-flat")
     result = runner.invoke(app, ["explain", str(run), "-m", methods, "--quiet"])
     assert result.exit_code == 0, result.output
-    for folder in ("lrp-ref@mean", "ig-ref@pca", "occlusion-ref@knn", "edges", "noise"):
+    for folder in ("lrp-ref@mean", "ig-ref@pca", "occlusion-ref@knn", "edges", "noise",
+                   "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat"):
         assert len(list((run / "heatmaps" / folder).glob("*.nii.gz"))) == 4, folder
     result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--no-sanity",
                                  "--top-k", "5"])
