@@ -192,7 +192,7 @@ def test_bad_input_stops_with_one_line(tmp_path, cohort, tiny_module, monai_weig
     torch.save(net(GRID.shape), tmp_path / "whole.pt")  # a pickled module, not weights
     line = one_line_error(_args(cohort, out, "--arch", tiny_module, "--weights",
                                 str(tmp_path / "whole.pt")))
-    assert "weights only" in line and "state_dict()" in line
+    assert "cannot read the weights file" in line and "state_dict()" in line
     line = one_line_error(_args(cohort, out, "--arch", tiny_module, "--weights",
                                 str(tmp_path / "missing.pt")))
     assert "weights file not found" in line

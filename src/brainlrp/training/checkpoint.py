@@ -34,19 +34,30 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: str,
         torch.save(payload, tmp)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with ``weights_only=True``; a clear error when it is broken."""
+def load_weights_only(path: str | os.PathLike, what: str, missing_fix: str,
+                      broken_fix: str):
+    """``torch.load(path, weights_only=True)`` on the CPU: a file is data, never code.
+
+    Raises
+    ------
+    BrainLRPError
+        ``"<what> not found"`` or ``"cannot read the <what>"`` with the given fixes.
+    """
     path = Path(path)
     if not path.is_file():
-        raise BrainLRPError(f"checkpoint not found: {path}",
-                            "train a model first with `brainlrp train`")
+        raise BrainLRPError(f"{what} not found: {path}", missing_fix)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise BrainLRPError(f"cannot read the checkpoint {path} ({reason})",
-                            "it is corrupted or not a brainlrp checkpoint; retrain with "
-                            "`brainlrp train --overwrite`") from None
+        raise BrainLRPError(f"cannot read the {what} {path} ({reason})", broken_fix) from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint with ``weights_only=True``; a clear error when it is broken."""
+    payload = load_weights_only(path, "checkpoint", "train a model first with `brainlrp train`",
+                                "it is corrupted or not a brainlrp checkpoint; retrain with "
+                                "`brainlrp train --overwrite`")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise BrainLRPError(f"{path} is not a brainlrp checkpoint",
                             "retrain with `brainlrp train --overwrite`")

@@ -95,17 +95,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     checkpoints, many training scripts) or ``"model_state_dict"``; a ``module.`` prefix
     (DistributedDataParallel) is removed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BrainLRPError(f"weights file not found: {path}",
-                            "save the model with torch.save(model.state_dict(), PATH)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise BrainLRPError(f"cannot load {path} as weights only ({reason})",
-                            "save the state dict, not the model object: "
-                            "torch.save(model.state_dict(), PATH)") from None
+    from brainlrp.training.checkpoint import load_weights_only
+
+    payload = load_weights_only(path, "weights file",
+                                "save the model with torch.save(model.state_dict(), PATH)",
+                                "save the state dict, not the model object: "
+                                "torch.save(model.state_dict(), PATH)")
     state = payload
     if isinstance(payload, Mapping):
         for key in ("state_dict", "model_state_dict"):
