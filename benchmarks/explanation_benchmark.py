@@ -90,11 +90,16 @@ def main() -> None:
     parser.add_argument("--ig-steps", type=int, default=16)
     parser.add_argument("--restoration-subjects", type=int, default=10)
     parser.add_argument("--skip-explain", action="store_true")
+    parser.add_argument("--all-scans", action="store_true",
+                        help="Explain the controls too (slower; the scores use AD scans).")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     tick = time.perf_counter()
     if not args.skip_explain:
+        # The ground-truth scores are computed on patients: only AD test scans are
+        # explained (methods the run already has keep their controls' maps).
         explain_run(args.run, methods=methods, split="test", batch_size=2, progress=False,
+                    label=None if args.all_scans else 1,
                     method_options={"ig": {"steps": args.ig_steps},
                                     "ig-ref": {"steps": args.ig_steps}})
     explained = time.perf_counter() - tick

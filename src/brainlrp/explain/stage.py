@@ -282,7 +282,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
                 accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
                 num_nodes: int = 1, options: dict | None = None,
                 method_options: dict[str, dict] | None = None, resample: bool = False,
-                progress: bool = True, reference: str | None = None) -> ExplainResult:
+                progress: bool = True, reference: str | None = None,
+                label: int | None = None) -> ExplainResult:
     """Explain a run's scans with each method; resume where a previous call stopped.
 
     Parameters
@@ -312,6 +313,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         cohorts) or a NIfTI file (:mod:`brainlrp.data.reference`); the heatmaps go to
         ``heatmaps/<method>@<reference>/``. ``<method>@<reference>`` names choose per
         method.
+    label : int, optional
+        Only scans of this label (1: AD), e.g. for a benchmark scored on patients.
     """
     import lightning.pytorch as pl
 
@@ -325,6 +328,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     model, card = load_model(run)
     prep = card.prep
     selected = _select_scans(run, split)
+    if label is not None:
+        selected = selected[selected["label"] == label]
     scan_ids = selected["scan_id"].tolist()
     if overwrite:
         for m in methods:
