@@ -80,6 +80,44 @@ def reference_quality(run: Path, n_scans: int = 8) -> pd.DataFrame:
             [["ref_minus_twin", "auc_diff", "mass_diff", "seconds"]].mean().reset_index())
 
 
+def measure_costs(run: Path, methods: list[str], ig_steps: int, n_scans: int = 2
+                  ) -> dict[str, float]:
+    """Seconds per scan of each method, timed in this process on a few AD test scans
+    (median; the gradient first, as the reference of the cost ratios)."""
+    import torch
+
+    from brainlrp import catalog
+    from brainlrp.data import load_inputs
+    from brainlrp.data.reference import References
+    from brainlrp.explain import explain, get_method
+    from brainlrp.explain.stage import _area_codes
+    from brainlrp.training import load_model
+
+    model, card = load_model(run)
+    prep = card.prep
+    refs = References(run, prep)
+    pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"scan_id": str})
+    ids = pred[(pred["label"] == 1) & (pred["split"] == "test")]["scan_id"].head(n_scans)
+    order = ["gradient", *[m for m in methods if m != "gradient"]]
+    times: dict[str, list[float]] = {m: [] for m in order}
+    explain(model, torch.from_numpy(load_inputs(run, [ids.iloc[0]], prep)), "gradient")
+    for sid in ids:
+        x = torch.from_numpy(load_inputs(run, [sid], prep))
+        for m in order:
+            opts = {}
+            info = catalog.lookup(m)
+            if info.base_name in ("ig", "ig-ref"):
+                opts["steps"] = ig_steps
+            if "areas" in get_method(m).options:
+                opts["areas"] = _area_codes(prep.grid)
+            tick = time.perf_counter()
+            if info.reference is not None:  # building the reference is part of the cost
+                opts["reference"] = torch.from_numpy(refs.get(info.reference, [sid], x.numpy()))
+            explain(model, x, m, **opts)
+            times[m].append(time.perf_counter() - tick)
+    return {m: float(np.median(v)) for m, v in times.items()}
+
+
 def main() -> None:
     from brainlrp.analysis import analyze
     from brainlrp.explain.stage import explain_run
@@ -94,6 +132,15 @@ def main() -> None:
                         help="Explain the controls too (slower; the scores use AD scans).")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
+    from brainlrp.run import RunDir
+
+    costs = measure_costs(args.run, methods, args.ig_steps)
+    print("seconds per scan: " + ", ".join(f"{m} {v:.2f}" for m, v in costs.items()))
+    # The benchmark's cost column reads the explain record's seconds per scan.
+    record = RunDir(args.run).stage_record("explain")
+    RunDir(args.run).record("explain", {"seconds_per_scan": {
+        **(record.get("seconds_per_scan") or {}), **{m: round(v, 4) for m, v in costs.items()}}},
+        merge=True)
     tick = time.perf_counter()
     if not args.skip_explain:
         # The ground-truth scores are computed on patients: only AD test scans are
