@@ -90,7 +90,7 @@ def measure_costs(run: Path, methods: list[str], ig_steps: int, n_scans: int = 2
     from brainlrp.data import load_inputs
     from brainlrp.data.reference import References
     from brainlrp.explain import explain, get_method
-    from brainlrp.explain.stage import _area_codes
+    from brainlrp.explain.stage import area_codes
     from brainlrp.training import load_model
 
     model, card = load_model(run)
@@ -109,7 +109,7 @@ def measure_costs(run: Path, methods: list[str], ig_steps: int, n_scans: int = 2
             if info.base_name in ("ig", "ig-ref"):
                 opts["steps"] = ig_steps
             if "areas" in get_method(m).options:
-                opts["areas"] = _area_codes(prep.grid)
+                opts["areas"] = area_codes(prep.grid)
             tick = time.perf_counter()
             if info.reference is not None:  # building the reference is part of the cost
                 opts["reference"] = torch.from_numpy(refs.get(info.reference, [sid], x.numpy()))

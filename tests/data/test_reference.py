@@ -85,11 +85,12 @@ def test_reference_methods_through_explain_analyze_report(run):
     for folder in ("lrp-ref@mean", "ig-ref@pca", "occlusion-ref@knn", "edges", "noise",
                    "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat"):
         assert len(list((run / "heatmaps" / folder).glob("*.nii.gz"))) == 4, folder
-    result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--no-sanity",
-                                 "--top-k", "5"])
+    # The sanity check explains again with each method's reference (and areas).
+    result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--top-k", "5"])
     assert result.exit_code == 0, result.output
     bench = pd.read_csv(run / "analysis" / "method_benchmark.tsv", sep="\t")
     assert {"lrp-ref@mean", "edges", "noise", "lrp-b0"} <= set(bench["method"])
+    assert bench["sanity_top_layer"].notna().all()
     result = runner.invoke(app, ["report", str(run), "--no-cards"])
     assert result.exit_code == 0, result.output
     html = (run / "report" / "index.html").read_text()

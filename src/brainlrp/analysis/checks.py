@@ -163,7 +163,8 @@ def model_checks(results: dict[str, MethodRegions], atlas: AtlasRegions, grid: G
         steps = (len(weight_layers(model)) + 1) * len(methods)
         with progress_bar(steps, "sanity check", progress, unit="explanations") as advance:
             san = cascading_randomization(
-                model, x, explain_fn, methods, mask=brain_mask(grid), relevance=modes,
+                model, x, explain_fn.for_scans(s_ids) if hasattr(explain_fn, "for_scans")
+                else explain_fn, methods, mask=brain_mask(grid), relevance=modes,
                 scan_ids=s_ids, n_voxels=config.sanity_voxels, seed=config.seed,
                 advance=advance)[list(SANITY_COLUMNS)]
         out["sanity"] = san

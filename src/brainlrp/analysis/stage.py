@@ -455,14 +455,48 @@ def _model_context(rd: RunDir, notices: list[str], what: str, model, inputs_fn,
         def inputs_fn(ids):
             return load_inputs(rd.root, ids, prep)
     if explain_fn is None:
-        from brainlrp.explain import explain
-
-        # The options the run's heatmaps were made with (e.g. fewer IG steps).
-        used = rd.stage_record("explain").get("method_options") or {}
-
-        def explain_fn(model, x, method):
-            return explain(model, x, method, target=target, **used.get(method, {}))
+        explain_fn = _RunExplainer(rd, target, card.prep if card is not None else None)
     return _ModelContext(model, inputs_fn, explain_fn, target)
+
+
+class _RunExplainer:
+    """``explain`` as the run's heatmaps were made: the recorded method options (e.g.
+    fewer IG steps), the reference of ``<method>@<reference>`` methods and the grid's
+    areas for region occlusion. :meth:`for_scans` binds the scans (a twin reference
+    is per scan)."""
+
+    def __init__(self, rd: RunDir, target: int, prep, scan_ids: list[str] | None = None):
+        self.rd, self.target, self.prep, self.scan_ids = rd, target, prep, scan_ids
+        self.options = rd.stage_record("explain").get("method_options") or {}
+        self._references = None
+
+    def for_scans(self, scan_ids: list[str]) -> _RunExplainer:
+        """The same explainer for the scans of the batches it will see."""
+        bound = _RunExplainer.__new__(_RunExplainer)
+        bound.__dict__.update(self.__dict__, scan_ids=list(scan_ids))
+        return bound
+
+    def __call__(self, model, x, method):
+        import torch
+
+        from brainlrp import catalog
+        from brainlrp.explain import explain, get_method
+
+        opts = dict(self.options.get(method, {}))
+        info = catalog.lookup(method)
+        if "areas" in get_method(method).options and self.prep is not None:
+            from brainlrp.explain.stage import area_codes
+
+            opts.setdefault("areas", area_codes(self.prep.grid))
+        if info.reference is not None:
+            if self._references is None:
+                from brainlrp.data.reference import References
+
+                self._references = References(self.rd, self.prep)
+            ref = self._references.get(info.reference, self.scan_ids or [],
+                                       x.detach().cpu().numpy())
+            opts["reference"] = torch.from_numpy(ref).to(x)
+        return explain(model, x, method, target=self.target, **opts)
 
 
 def _twins(rd: RunDir, ctx: _ModelContext, truth: gt.Truth | None, cohort_root: Path,

@@ -61,7 +61,7 @@ def _validate_methods(methods, reference: str | None = None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _area_codes(grid) -> np.ndarray:
+def area_codes(grid) -> np.ndarray:
     """Merged Neuromorphometrics area per voxel of the model grid (region occlusion)."""
     from brainlrp.atlas import RegionReducer
 
@@ -239,7 +239,7 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
                         opts = options | (method_options or {}).get(method, {})
                         tick = time.perf_counter()
                         if "areas" in get_method(method).options and "areas" not in opts:
-                            opts = opts | {"areas": _area_codes(grid)}
+                            opts = opts | {"areas": area_codes(grid)}
                         kind = catalog.lookup(method).reference
                         if kind is not None:
                             kind = (reference_files or {}).get(kind, kind)
@@ -458,7 +458,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
                                  x.detach().cpu().numpy())
             opts["reference"] = torch.from_numpy(ref).to(x)
         if "areas" in get_method(method).options:
-            opts.setdefault("areas", _area_codes(prep.grid))
+            opts.setdefault("areas", area_codes(prep.grid))
         heat = explain(model, x, method, target=card.target_class, **opts)
         files[method] = out / f"{method}.nii.gz"
         save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
