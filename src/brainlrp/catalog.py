@@ -240,8 +240,10 @@ def choose_main_and_comparison(methods: Sequence[str], recommended: str | None =
     return main, (non_lrp or others or [None])[0]
 
 
-#: What ``brainlrp explain`` computes without ``--methods``.
-DEFAULT_METHODS = ("lrp-b0",)
+#: What ``brainlrp explain`` computes without ``--methods``: the method benchmark's
+#: recommendation on the default simulated cohort (LRP against the mean of the 5
+#: nearest training controls; see README) beside the paper's LRP.
+DEFAULT_METHODS = ("lrp-ref@knn", "lrp-b0")
 
 
 def default_methods() -> list[str]:

@@ -365,8 +365,16 @@ def explain(
     options = {"start": start}
     if not methods:
         from brainlrp.catalog import default_methods
+        from brainlrp.data.reference import training_control_paths
+        from brainlrp.run import RunDir
 
         methods = default_methods()
+        try:  # the recommended method explains against the run's training controls
+            if RunDir(run).is_dir() and scan is None:
+                training_control_paths(RunDir(run), cohort)
+        except BrainLRPError as exc:
+            methods = [m for m in methods if "@" not in m]
+            _say(f"note: {exc.message}; explaining with {', '.join(methods)} only")
     if scan is not None:
         if out is None:
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")

@@ -29,6 +29,10 @@ class RunDir:
     def __fspath__(self) -> str:
         return str(self.root)
 
+    def is_dir(self) -> bool:
+        """Whether the run directory exists."""
+        return self.root.is_dir()
+
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
 

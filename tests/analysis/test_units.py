@@ -149,3 +149,23 @@ def test_summary_round_trip(tmp_path):
     assert back == summary
     assert back.method("gb") == MethodSummary()
     assert list(summary.to_dict())[-2:] == ["methods", "notices"]
+
+
+def test_benchmark_ranks_and_recommends():
+    from brainlrp.analysis.benchmark import method_benchmark
+
+    def ms(mass, auc, rho, top):
+        return MethodSummary(gt_mass_accuracy=mass, gt_chance_mass_accuracy=0.17, gt_auc_abs=auc,
+                             gt_spearman_restoration=rho, sanity_spearman_top_layer=top)
+
+    summaries = {"lrp-ref@twin": ms(0.75, 0.82, 0.72, 0.0),
+                 "lrp-ref@knn": ms(0.43, 0.63, 0.6, -0.3),
+                 "lrp-b0": ms(0.2, 0.52, 0.4, 0.999), "edges": ms(0.24, 0.69, 0.14, 1.0),
+                 "lrp-epsilon-plus-flat": ms(0.22, 0.58, 0.55, 0.4), "noise": ms(0.04, 0.5, 0.1, 1)}
+    seconds = {"gradient": 1.0, "lrp-ref@knn": 5.0, "lrp-epsilon-plus-flat": 1.5}
+    table = method_benchmark(summaries, seconds)
+    assert table["method"].iloc[0] == "lrp-ref@twin" and table["rank"].iloc[0] == 1
+    # The twin is ground truth only; flat does not beat the edge floor; knn passes the
+    # randomisation check within the practical budget (5 gradients > 3).
+    assert table.loc[table["recommended"], "method"].tolist() == ["lrp-ref@knn"]
+    assert table.set_index("method").loc["lrp-ref@knn", "cost_ratio"] == 5.0
