@@ -466,8 +466,8 @@ def classification_figure(test: pd.DataFrame) -> Figure:
         for b in (0, 1):
             ax.text(b, a, f"{cm[a, b]}\n{names[a][b]}", ha="center", va="center",
                     fontsize=11, color="white" if cm[a, b] > cm.max() / 2 else "black")
-    ax.set_xticks([0, 1], ["CN", "AD"])
-    ax.set_yticks([0, 1], ["CN", "AD"])
+    ax.set_xticks([0, 1], ["HC", "AD"])
+    ax.set_yticks([0, 1], ["HC", "AD"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true diagnosis")
     ax.set_title("confusion matrix", loc="left")
@@ -495,7 +495,7 @@ def classification_figure(test: pd.DataFrame) -> Figure:
         ax.scatter(p[sel], row + jitter, s=22, c=[style.GROUP_COLORS[o] for o in outcome],
                    edgecolors="black", linewidths=0.4, zorder=3)
     ax.axvline(0.5, color="black", lw=1, ls="--")
-    ax.set_yticks([0, 1], ["CN", "AD"])
+    ax.set_yticks([0, 1], ["HC", "AD"])
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.5, 1.5)
     ax.set_xlabel("AD probability p(AD)")

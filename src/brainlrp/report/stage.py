@@ -264,7 +264,7 @@ def write_cards(ctx: Context, folder: Path) -> list[Path]:
             age, sex = data.age_sex(str(row["participant_id"]))
             density = dens.loc[sid] if sid in dens.index else dens.iloc[:0].mean()
             card = CardData(scan_id=sid, participant_id=str(row["participant_id"]),
-                            diagnosis="AD" if int(row["label"]) == 1 else "CN",
+                            diagnosis="AD" if int(row["label"]) == 1 else "HC",
                             outcome=str(row["outcome"]), p_ad=float(row["p_ad"]),
                             background=bg, relevance=heat, top=top_areas(density, hc),
                             background_note="template" if reason else "", age=age, sex=sex)

@@ -59,7 +59,7 @@ def build(ctx: Context, sec: Section) -> None:
     n_cn = int((subjects["label"] == 0).sum())
     card, summary = data.card, data.summary
     rows = [("cohort", f"{cohort.get('source') or 'not recorded'}"),
-            ("subjects", f"{len(subjects)} ({n_ad} AD, {n_cn} CN); {len(pred)} scans"),
+            ("subjects", f"{len(subjects)} ({n_ad} AD, {n_cn} HC); {len(pred)} scans"),
             ("test scans explained", f"{len(test)} (methods: "
                                      f"{', '.join(method_label(m) for m in data.methods)})"),
             ("grid", f"{data.grid.describe()} ({data.grid.to_dict()['space']})"),
@@ -135,7 +135,7 @@ def split_table(data: RunData) -> pd.DataFrame | None:
         frame = pred
     if "split" not in frame or frame["split"].eq("").all():
         return None
-    frame = frame.assign(diagnosis=np.where(frame["label"] == 1, "AD", "CN"))
+    frame = frame.assign(diagnosis=np.where(frame["label"] == 1, "AD", "HC"))
     counts = frame.groupby(["split", "diagnosis"]).size().unstack(fill_value=0)
     order = [s for s in ("train", "val", "test") if s in counts.index] + \
         [s for s in counts.index if s not in ("train", "val", "test")]
