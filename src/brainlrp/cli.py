@@ -370,7 +370,7 @@ def explain(
 
         methods = default_methods()
         try:  # the recommended method explains against the run's training controls
-            if RunDir(run).is_dir() and scan is None:
+            if RunDir(run).card.is_file() and scan is None:
                 training_control_paths(RunDir(run), cohort)
         except BrainLRPError as exc:
             methods = [m for m in methods if "@" not in m]
