@@ -82,6 +82,19 @@ Files and columns (the contract)
     method, claim (individual | hc_low | temporal), statement, evidence, verdict
     (yes | no | – when not judged): the paper's claims on this run
     (:mod:`brainlrp.analysis.claims`).
+``analysis/twins.tsv`` (cohorts with healthy twins, i.e. simulated)
+    participant_id, scan_id, p_ad, p_ad_twin, evidence_auc, evidence_mass,
+    atrophied_fraction: the model's p(AD) for the patient and its healthy twin, and how
+    well ``|patient - twin|`` (``analysis/evidence/<scan_id>.nii.gz``) finds the atrophy.
+``analysis/restoration.tsv``
+    participant_id, scan_id, area, n_voxels, p_ad_restored, drop: the drop in p(AD)
+    when each merged area (dilated by ``restoration_dilate`` voxels) is restored from the
+    twin; the model's own ground truth (:mod:`brainlrp.analysis.twins`).
+``analysis/method_benchmark.tsv``
+    rank, method, label, family, needs_twin, recommended, mass_accuracy,
+    chance_mass_accuracy, auc_abs, spearman_restoration, topk_recall, sanity_top_layer,
+    sanity_all_layers, aopc_difference, seconds_per_scan, cost_ratio: every method
+    ranked, and the recommended one (:mod:`brainlrp.analysis.benchmark`).
 ``analysis/faithfulness.tsv``
     method (``random`` = the random-order baseline), scan_id, order (relevance |
     random), step, n_areas_replaced, p_ad, p_ad_drop.
