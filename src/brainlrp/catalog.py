@@ -199,6 +199,35 @@ def parse(value: str | Iterable[str] | None) -> list[str]:
                               if n.strip()))
 
 
+def select(requested: str | Iterable[str] | None, available: Sequence[str], missing: str,
+           fix: str) -> list[str]:
+    """The requested methods (comma lists allowed) among ``available``, in table order.
+
+    Parameters
+    ----------
+    requested : str or iterable of str, optional
+        Method names; ``None`` or empty gives every available method.
+    available : sequence of str
+    missing : str
+        What the error says about unavailable names, e.g. ``"no heatmaps for"``.
+    fix : str
+        The error's fix.
+
+    Raises
+    ------
+    BrainLRPError
+        Naming the unavailable methods and the available ones.
+    """
+    if not requested:
+        return ordered(available)
+    names = parse(requested)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise BrainLRPError(f"{missing} method(s) {', '.join(unknown)}; this run has "
+                            f"{', '.join(ordered(available))}", fix)
+    return ordered(names)
+
+
 def ordered(methods: Sequence[str]) -> list[str]:
     """Methods in table order (the paper's betas ascending, then the catalog's order)."""
     return sorted(dict.fromkeys(methods), key=lambda m: describe(m).sort_key())
@@ -358,6 +387,6 @@ register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
 
 
 __all__ = ["DEFAULT_METHODS", "FAMILIES", "RELEVANCE_MODES", "MethodInfo",
-           "choose_main_and_comparison", "default_methods", "describe",
+           "choose_main_and_comparison", "default_methods", "describe", "select",
            "find", "listed", "lookup", "ordered", "paper_betas", "parse", "register",
            "register_family", "unit_label"]

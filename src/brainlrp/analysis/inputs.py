@@ -86,15 +86,8 @@ def discover_methods(rd: RunDir) -> list[str]:
 
 def select_methods(available: list[str], requested: Sequence[str] | None) -> list[str]:
     """The requested methods (comma lists allowed), checked against the available ones."""
-    if not requested:
-        return available
-    names = catalog.parse(requested)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise BrainLRPError(f"no heatmaps for method(s) {', '.join(unknown)}; this run has "
-                            f"{', '.join(available)}",
-                            "choose among those or run `brainlrp explain --methods ...` first")
-    return catalog.ordered(names)
+    return catalog.select(requested, available, "no heatmaps for",
+                          "choose among those or run `brainlrp explain --methods ...` first")
 
 
 def relevance_modes(methods: Sequence[str], relevance: str) -> dict[str, str]:

@@ -221,15 +221,8 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
     if not analysed:
         raise BrainLRPError(f"{rd.root} has no region tables (regions/<method>/*.tsv)",
                             f"run `brainlrp analyze {rd.root}` first")
-    analysed = catalog.ordered(analysed)
-    if methods:
-        names = catalog.parse(methods)
-        unknown = [n for n in names if n not in analysed]
-        if unknown:
-            raise BrainLRPError(f"method(s) {', '.join(unknown)} not analysed in {rd.root}; "
-                                f"it has {', '.join(analysed)}",
-                                "choose among those or run `brainlrp analyze` with them")
-        analysed = catalog.ordered(names)
+    analysed = catalog.select(methods, analysed, "not analysed:",
+                              "choose among those or run `brainlrp analyze` with them")
     notes: list[str] = []
     metrics = _read_json(rd.metrics) if rd.metrics.is_file() else None
     log_path = rd.root / "training_log.csv"
