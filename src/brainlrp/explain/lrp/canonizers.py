@@ -25,7 +25,7 @@ import torch.fx as fx
 from torch import nn
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.explain.lrp.core import BATCHNORM_TYPES, LINEAR_LAYER_TYPES
+from brainlrp.explain.lrp.core import BATCHNORM_TYPES, LINEAR_LAYER_TYPES, batchnorm_affine
 from brainlrp.explain.lrp.layers import Concat, Sum
 
 
@@ -281,12 +281,7 @@ def _mergeable(layer: nn.Module, norm: nn.Module) -> bool:
 @torch.no_grad()
 def merged_weights(layer: nn.Module, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``norm(layer(x))`` as one layer (``norm`` in eval mode)."""
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
+    scale, shift = batchnorm_affine(norm)
     weight = layer.weight * scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
     bias = shift if layer.bias is None else layer.bias * scale + shift
     return weight.detach().clone(), bias.detach().clone()

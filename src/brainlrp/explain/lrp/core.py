@@ -404,6 +404,18 @@ def check_graph(output: Tensor, model: nn.Module) -> None:
                 stack.append((child, consumer))
 
 
+@torch.no_grad()
+def batchnorm_affine(norm: nn.Module) -> tuple[Tensor, Tensor]:
+    """``(scale, shift)`` of an eval-mode BatchNorm: ``norm(x) = x * scale + shift``."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
 def has_offset(module: nn.Module) -> bool:
     """Whether ``module`` adds something independent of its input (a bias or shift).
 
@@ -417,13 +429,8 @@ def has_offset(module: nn.Module) -> bool:
     if isinstance(module, BATCHNORM_TYPES):
         if module.running_mean is None:
             return True
-        scale = torch.rsqrt(module.running_var + module.eps)
-        if module.weight is not None:
-            scale = scale * module.weight
-        shift = -module.running_mean * scale
-        if module.bias is not None:
-            shift = shift + module.bias
-        return bool(shift.detach().abs().max() > 0)
+        _, shift = batchnorm_affine(module)
+        return bool(shift.abs().max() > 0)
     bias = getattr(module, "bias", None)
     return isinstance(bias, Tensor) and bool(bias.detach().abs().max() > 0)
 
