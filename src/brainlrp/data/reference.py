@@ -101,6 +101,7 @@ class References:
         self.cache = PreprocessCache(cache_dir)
         self.brain = np.asarray(brain_mask(prep.grid), dtype=bool)
         self._arrays: list[Path] | None = None
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._mean: np.ndarray | None = None
         self._pca: tuple[np.ndarray, np.ndarray] | None = None
         self._scans = None
@@ -128,28 +129,38 @@ class References:
                 self._mean = mean_image(self.control_arrays(), self.prep.grid.shape)
         return self._mean
 
+    def control_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training controls' brain voxels ``(n_controls, n_voxels)`` (float32) and
+        their squared norms, read once and kept: ``knn`` then costs one matrix-vector
+        product and ``k`` reads per scan instead of reading every control again."""
+        if self._matrix is None:
+            arrays = self.control_arrays()
+            data = np.empty((len(arrays), int(self.brain.sum())), dtype=np.float32)
+            for i, a in enumerate(arrays):
+                data[i] = np.load(a, mmap_mode="r")[self.brain]
+            self._matrix = (data, np.einsum("ij,ij->i", data, data, dtype=np.float64))
+        return self._matrix
+
     def knn(self, x: np.ndarray, k: int = KNN_K) -> np.ndarray:
         """The mean of the ``k`` training controls closest to ``x`` inside the brain."""
-        arrays = self.control_arrays()
+        data, norms = self.control_matrix()
         target = np.asarray(x, dtype=np.float32)[self.brain]
-        dist = np.array([float(np.sum((np.load(a, mmap_mode="r")[self.brain] - target) ** 2))
-                         for a in arrays])
-        nearest = np.argsort(dist, kind="stable")[: max(1, min(k, len(arrays)))]
+        dist = norms - 2.0 * (data @ target).astype(np.float64)  # + |x|^2, same for all
+        nearest = np.argsort(dist, kind="stable")[: max(1, min(k, len(data)))]
+        arrays = self.control_arrays()
         return mean_image([arrays[i] for i in nearest], self.prep.grid.shape)
 
     def _components(self) -> tuple[np.ndarray, np.ndarray]:
         if self._pca is None:
-            arrays = self.control_arrays()
-            data = np.stack([np.load(a, mmap_mode="r")[self.brain] for a in arrays]
-                            ).astype(np.float64)
-            center = data.mean(axis=0)
-            data -= center
-            gram = data @ data.T
+            controls, _ = self.control_matrix()
+            center = controls.mean(axis=0, dtype=np.float64)
+            data = controls - center.astype(np.float32)
+            gram = (data @ data.T).astype(np.float64)
             values, vectors = np.linalg.eigh(gram)
             order = np.argsort(values)[::-1]
             keep = [i for i in order[:PCA_COMPONENTS] if values[i] > 1e-9 * values.max()]
-            basis = data.T @ vectors[:, keep] / np.sqrt(values[keep])
-            self._pca = (center, basis)
+            basis = (data.T @ vectors[:, keep].astype(np.float32)).astype(np.float64)
+            self._pca = (center, basis / np.sqrt(values[keep]))
         return self._pca
 
     def pca(self, x: np.ndarray) -> np.ndarray:
