@@ -218,7 +218,8 @@ def train(
     val: Annotated[float, typer.Option(help="Validation subjects per class, or a "
                                             "fraction.")] = 18,
     seed: SeedOpt = 0,
-    flip: Annotated[bool, typer.Option(help="Random left-right flip.")] = True,
+    flip: Annotated[bool, typer.Option(help="Random left-right flip (use --no-flip when "
+                                            "the effect is one-sided).")] = True,
     shift: Annotated[str, typer.Option(help="Random left-right shift range in voxels "
                                             "(LOW,HIGH or none).")] = "-2,3",
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = "auto",
