@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.explain.lrp import AlphaBeta, Epsilon, Gamma, Layer, ZBox, ZPlus, attach_rules
+from brainlrp.explain.lrp import (
+    AlphaBeta,
+    Epsilon,
+    Gamma,
+    Layer,
+    LayerOps,
+    ZBox,
+    ZPlus,
+    attach_rules,
+)
 from tests.explain.reference import (
     alphabeta_matrix,
     epsilon_matrix,
@@ -190,3 +199,16 @@ def test_alpha_defaults_to_one_plus_beta():
     rule = AlphaBeta(beta=0.75)
     assert (rule.alpha, rule.beta) == (1.75, 0.75)
     assert "AlphaBeta(alpha=1.75, beta=0.75" in repr(rule)
+
+
+@pytest.mark.parametrize(("name", "factory", "shape"), LAYERS, ids=LAYER_IDS)
+def test_constant_input_map_equals_the_convolution_of_a_constant_image(name, factory, shape):
+    # ZBox and Flat map constant images; forward_constant does it without convolving.
+    layer = make_layer(factory).double()
+    ops = LayerOps(layer)
+    x = make_input(shape, "mixed").double()
+    for value, weight in ((0.7, layer.weight), (-1.5, layer.weight.clamp(max=0)),
+                          (1.0, torch.ones_like(layer.weight))):
+        expected = ops.forward(torch.full_like(x, value), weight)
+        got = ops.forward_constant(value, weight, x)
+        torch.testing.assert_close(got.expand_as(expected), expected, rtol=1e-12, atol=1e-12)

@@ -225,9 +225,9 @@ class ZBox(LinearRule):
         self.epsilon = _check_epsilon(epsilon)
         self.conserving = True
 
-    def _bound(self, value: float | Tensor, x: Tensor) -> Tensor | None:
-        if not isinstance(value, Tensor) and value == 0:
-            return None
+    def _bound(self, value: float | Tensor, x: Tensor) -> Tensor | float | None:
+        if not isinstance(value, Tensor):
+            return None if value == 0 else float(value)
         return torch.as_tensor(value, dtype=x.dtype, device=x.device).expand_as(x)
 
     def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
@@ -237,7 +237,9 @@ class ZBox(LinearRule):
         low, high = self._bound(self.low, x), self._bound(self.high, x)
         z = ops.forward(x, w)
         for bound, wb in ((low, wp), (high, wn)):
-            if bound is not None:
+            if isinstance(bound, float):  # a constant image: no full convolution
+                z = z - ops.forward_constant(bound, wb, x)
+            elif bound is not None:
                 z = z - ops.forward(bound.contiguous(), wb)
         ratio = relevance / stabilize(z, self.epsilon)
         out = x * ops.transpose(ratio, w, x)
@@ -317,8 +319,7 @@ class Flat(LinearRule):
     def propagate(self, ops: LayerOps, x: Tensor, y: Tensor | None,
                   relevance: Tensor) -> Tensor:
         ones_w = torch.ones_like(ops.weight)
-        ones_x = torch.ones_like(x)
-        count = ops.forward(ones_x, ones_w)
+        count = ops.forward_constant(1.0, ones_w, x)  # broadcasts over the batch
         return ops.transpose(relevance / stabilize(count, self.epsilon), ones_w, x)
 
 
