@@ -26,6 +26,13 @@ from brainlrp.explain.lrp.core import check_graph
 #: relevance cancel (beta > 0).
 CONSERVATION_RTOL = 1e-3
 CONSERVATION_MAGNITUDE_RTOL = 1e-4
+#: A reference composite explains ``f(x) - f(ref)``, a difference of two outputs that
+#: can be far smaller than the outputs themselves; its relevance passes through
+#: differences of activations whose float32 rounding and stabilisers scale with the
+#: activations, not with their difference. Its tolerance adds this share of
+#: ``|f(x)| + |f(ref)|`` (a missing rule still shows as a loss of the order of the
+#: difference itself).
+CONSERVATION_REFERENCE_RTOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -136,24 +143,30 @@ def lrp(model: nn.Module, x: Tensor, composite: str | Composite = "paper",
         source = probabilities if start == "probability" else logits.detach()
         initial = torch.zeros_like(logits)
         explained = source[rows, tgt]
+        scale = None
         if composite.reference:
+            scale = explained.abs() + source[rows + batch, tgt].abs()
             explained = explained - source[rows + batch, tgt]
         initial[rows, tgt] = explained
         (relevance,) = torch.autograd.grad(logits, x, initial)
         if composite.conserves(model, rules):
-            _check_conservation(relevance[:batch], explained, composite)
+            _check_conservation(relevance[:batch], explained, composite, scale)
     return LRPResult(relevance[:batch].detach(), logits[:batch].detach(),
                      probabilities[:batch], tgt)
 
 
-def _check_conservation(relevance: Tensor, explained: Tensor, composite: Composite) -> None:
-    """Raise unless each sample's input relevance sums to its explained output."""
+def _check_conservation(relevance: Tensor, explained: Tensor, composite: Composite,
+                        scale: Tensor | None = None) -> None:
+    """Raise unless each sample's input relevance sums to its explained output
+    (``scale``: ``|f(x)| + |f(ref)|`` of a reference composite)."""
     dims = tuple(range(1, relevance.ndim))
     total = relevance.double().sum(dims)
     explained = explained.double()
     tolerance = (CONSERVATION_RTOL * explained.abs()
                  + CONSERVATION_MAGNITUDE_RTOL * relevance.double().abs().sum(dims)
                  + torch.finfo(torch.float32).tiny)
+    if scale is not None:
+        tolerance = tolerance + CONSERVATION_REFERENCE_RTOL * scale.double()
     bad = ((total - explained).abs() > tolerance).nonzero().flatten()
     if len(bad):
         i = int(bad[0])
