@@ -27,6 +27,7 @@ The output files and their columns are listed in :mod:`brainlrp.analysis`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -472,8 +473,8 @@ class _RunExplainer:
 
     def for_scans(self, scan_ids: list[str]) -> _RunExplainer:
         """The same explainer for the scans of the batches it will see."""
-        bound = _RunExplainer.__new__(_RunExplainer)
-        bound.__dict__.update(self.__dict__, scan_ids=list(scan_ids))
+        bound = copy.copy(self)
+        bound.scan_ids = list(scan_ids)
         return bound
 
     def __call__(self, model, x, method):
