@@ -38,6 +38,10 @@ LAYERS = [
     ("conv3d", lambda: nn.Conv3d(2, 4, 3, padding=1), (2, 5, 6, 7)),
     ("conv3d-groups-stride", lambda: nn.Conv3d(2, 4, 3, groups=2, stride=(1, 2, 1)),
      (2, 5, 6, 7)),
+    # Input layers (one channel, large kernels) take the transpose by phases.
+    ("conv3d-input-k7", lambda: nn.Conv3d(1, 4, 7, padding=3), (1, 8, 7, 9)),
+    ("conv3d-input-stride", lambda: nn.Conv3d(1, 4, (5, 3, 4), stride=(2, 3, 1), padding=(2, 1, 0)),
+     (1, 9, 8, 7)),
 ]
 LAYER_IDS = [name for name, _, _ in LAYERS]
 
@@ -212,3 +216,28 @@ def test_constant_input_map_equals_the_convolution_of_a_constant_image(name, fac
         expected = ops.forward(torch.full_like(x, value), weight)
         got = ops.forward_constant(value, weight, x)
         torch.testing.assert_close(got.expand_as(expected), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("c_in", "kernel", "stride", "padding", "phases"), [
+    (1, 7, 1, 3, True),             # a MONAI ResNet's input layer
+    (1, 7, 2, 3, True),             # DenseNet121's input layer
+    (3, (5, 2, 4), (1, 2, 3), (2, 0, 4), True),
+    (2, 5, (1, 1, 2), 0, True),
+    (1, 3, 1, 0, False),            # the paper's input layer: the ordinary kernels win
+    (8, 3, 1, 1, False),
+    (20, 3, 2, 1, False),
+])
+def test_transpose_is_the_input_gradient(c_in, kernel, stride, padding, phases):
+    # Every transposed map (by phases or by oneDNN's kernels) is the layer's input
+    # gradient, float64.
+    torch.manual_seed(0)
+    layer = nn.Conv3d(c_in, 5, kernel, stride=stride, padding=padding).double()
+    ops = LayerOps(layer)
+    assert ops._phases_pay_off(layer.weight) == phases
+    x = torch.randn(2, c_in, 11, 9, 13, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.conv3d(x, layer.weight, None, layer.stride, layer.padding)
+    s = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, s)
+    torch.testing.assert_close(ops.transpose(s, layer.weight, x), expected, rtol=1e-12, atol=1e-12)
+    both = ops.transpose_inputs(s, [layer.weight, 2 * layer.weight], x)
+    torch.testing.assert_close(both[1], 2 * expected, rtol=1e-12, atol=1e-12)

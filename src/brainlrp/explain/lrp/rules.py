@@ -242,10 +242,16 @@ class ZBox(LinearRule):
             elif bound is not None:
                 z = z - ops.forward(bound.contiguous(), wb)
         ratio = relevance / stabilize(z, self.epsilon)
-        out = x * ops.transpose(ratio, w, x)
-        for bound, wb in ((low, wp), (high, wn)):
-            if bound is not None:
-                out = out - bound * ops.transpose(ratio, wb, x)
+        # The three transposed maps in one call (an input layer has one channel, so
+        # three cost about as much as one).
+        terms = [(bound, wb) for bound, wb in ((low, wp), (high, wn)) if bound is not None]
+        first, *rest = ops.transpose_inputs(ratio, [w, *[wb for _, wb in terms]], x)
+        out = first.mul_(x) if first.shape == x.shape else first * x
+        for (bound, _), part in zip(terms, rest, strict=True):
+            if isinstance(bound, float):
+                out.sub_(part, alpha=bound)
+            else:
+                out.sub_(bound * part)
         return out
 
 
