@@ -126,14 +126,18 @@ class AlphaBeta(LinearRule):
         pos, neg, stacked = _signed_forward(ops, x, parts, wp, wn)
         pos_only, neg_only = neg == 0, pos == 0
         # From here on pos/neg are overwritten in place with the scaled relevance
-        # ratios: for a full-size first layer these are the largest tensors there are.
+        # ratios, and one scratch tensor takes the numerators: for a full-size input
+        # layer these are the largest tensors there are, and on CPU every fresh one
+        # costs as much in page faults as the arithmetic.
         pos.add_(self.epsilon)
         neg.sub_(self.epsilon)
-        torch.div(torch.where(pos_only, relevance, relevance * self.alpha), pos, out=pos)
-        # neg := -beta R / z-, or +R / z- where nothing positive exists (factor 1),
-        # and 0 where nothing negative exists (no contributions to weight).
-        scaled = torch.where(neg_only, relevance, relevance * -self.beta)
-        torch.div(scaled.masked_fill_(pos_only, 0.0), neg, out=neg)
+        scaled = torch.mul(relevance, self.alpha)
+        torch.div(torch.where(pos_only, relevance, scaled, out=scaled), pos, out=pos)
+        # neg := -beta R / z-, or +R / z- where nothing positive exists (factor 1).
+        # Where nothing negative exists (pos_only) its value does not matter: every
+        # contribution it weights is zero.
+        torch.mul(relevance, -self.beta, out=scaled)
+        torch.div(torch.where(neg_only, relevance, scaled, out=scaled), neg, out=neg)
         return _signed_transpose(ops, x, parts, pos, neg, wp, wn, stacked)
 
     def _zplus(self, ops: LayerOps, x: Tensor, relevance: Tensor, wp: Tensor, wn: Tensor,
