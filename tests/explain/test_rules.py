@@ -218,22 +218,23 @@ def test_constant_input_map_equals_the_convolution_of_a_constant_image(name, fac
         torch.testing.assert_close(got.expand_as(expected), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("c_in", "kernel", "stride", "padding", "phases"), [
-    (1, 7, 1, 3, True),             # a MONAI ResNet's input layer
-    (1, 7, 2, 3, True),             # DenseNet121's input layer
-    (3, (5, 2, 4), (1, 2, 3), (2, 0, 4), True),
-    (2, 5, (1, 1, 2), 0, True),
-    (1, 3, 1, 0, False),            # the paper's input layer: the ordinary kernels win
-    (8, 3, 1, 1, False),
-    (20, 3, 2, 1, False),
+@pytest.mark.parametrize(("c_in", "kernel", "stride", "padding", "way"), [
+    (1, 7, 1, 3, "shifts"),              # a MONAI ResNet's input layer
+    (1, 3, 1, 0, "shifts"),              # the paper's input layer
+    (3, (5, 2, 4), 1, (2, 0, 4), "shifts"),
+    (1, 7, 2, 3, "phases"),              # DenseNet121's input layer
+    (3, (5, 2, 4), (1, 2, 3), (2, 0, 4), "phases"),
+    (2, 5, (1, 1, 2), 0, "phases"),
+    (8, 3, 1, 1, "flipped"),
+    (20, 3, 2, 1, "backward"),
 ])
-def test_transpose_is_the_input_gradient(c_in, kernel, stride, padding, phases):
-    # Every transposed map (by phases or by oneDNN's kernels) is the layer's input
-    # gradient, float64.
+def test_transpose_is_the_input_gradient(c_in, kernel, stride, padding, way):
+    # Every way of computing the transposed map is the layer's input gradient
+    # (float64), for a batch of two and for weights stacked along input channels.
     torch.manual_seed(0)
     layer = nn.Conv3d(c_in, 5, kernel, stride=stride, padding=padding).double()
     ops = LayerOps(layer)
-    assert ops._phases_pay_off(layer.weight) == phases
+    assert ops.transpose_kernel(layer.weight, torch.device("cpu")) == way
     x = torch.randn(2, c_in, 11, 9, 13, dtype=torch.float64, requires_grad=True)
     y = torch.nn.functional.conv3d(x, layer.weight, None, layer.stride, layer.padding)
     s = torch.randn_like(y)
@@ -241,3 +242,22 @@ def test_transpose_is_the_input_gradient(c_in, kernel, stride, padding, phases):
     torch.testing.assert_close(ops.transpose(s, layer.weight, x), expected, rtol=1e-12, atol=1e-12)
     both = ops.transpose_inputs(s, [layer.weight, 2 * layer.weight], x)
     torch.testing.assert_close(both[1], 2 * expected, rtol=1e-12, atol=1e-12)
+
+
+def test_transpose_by_shifts_in_small_blocks(monkeypatch):
+    # The shifted additions run block by block of slices; blocks of one or two
+    # slices (and a last, shorter block) give the same map.
+    from brainlrp.explain.lrp import core
+
+    torch.manual_seed(1)
+    layer = nn.Conv3d(2, 3, (3, 2, 4), padding=(1, 0, 2)).double()
+    ops = LayerOps(layer)
+    x = torch.randn(1, 2, 7, 6, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.conv3d(x, layer.weight, None, 1, layer.padding)
+    s = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, s)
+    taps_per_slice = 2 * 3 * 2 * 4 * y.shape[3] * y.shape[4]
+    for slices in (1, 2):
+        monkeypatch.setattr(core, "_SHIFT_BLOCK", slices * taps_per_slice)
+        torch.testing.assert_close(ops.transpose(s, layer.weight, x), expected,
+                                   rtol=1e-12, atol=1e-12)
