@@ -222,6 +222,7 @@ def test_constant_input_map_equals_the_convolution_of_a_constant_image(name, fac
     (1, 7, 1, 3, "shifts"),              # a MONAI ResNet's input layer
     (1, 3, 1, 0, "shifts"),              # the paper's input layer
     (3, (5, 2, 4), 1, (2, 0, 4), "shifts"),
+    (2, 7, 1, 3, "phases"),              # the box rule's two maps of that layer
     (1, 7, 2, 3, "phases"),              # DenseNet121's input layer
     (3, (5, 2, 4), (1, 2, 3), (2, 0, 4), "phases"),
     (2, 5, (1, 1, 2), 0, "phases"),

@@ -173,11 +173,11 @@ def _transpose_by_phases(s: Tensor, weight: Tensor, size: Sequence[int], stride:
         s = s.permute(0, 1, *range(3, 3 + 2 * d, 2), *range(2, 2 + 2 * d, 2))
         s = s.reshape(n_batch, -1, *coarse_in)
     # r'[m] = sum_j s'[m - hi + j] K[j]: pad (or crop) so the output is the coarse grid.
-    pad = []
-    for a in reversed(range(d)):
-        _, _, lo, hi = plan[a]
-        pad += [hi, coarse_out[a] - lo - coarse_in[a]]
-    r = _CONV_FUNCTIONS[d](F.pad(s, pad), k)
+    sides = [(hi, coarse_out[a] - lo - coarse_in[a]) for a, (_, _, lo, hi) in enumerate(plan)]
+    if all(left == right >= 0 for left, right in sides):  # the convolution pads, no copy
+        r = _CONV_FUNCTIONS[d](s, k, None, 1, [left for left, _ in sides])
+    else:
+        r = _CONV_FUNCTIONS[d](F.pad(s, [v for side in reversed(sides) for v in side]), k)
     # Phases back to positions (depth to space), cropped to the input size.
     r = r.reshape(n_batch, c_in, *[f for f, *_ in plan], *coarse_out)
     r = r.permute(0, 1, *[v for a in range(d) for v in (2 + d + a, 2 + a)])
@@ -307,30 +307,33 @@ class LayerOps:
         into few channels (an input layer has one) uses its vector units poorly:
         7 x 7 x 7 into one channel runs ~8x slower than the forward map.
 
-        - ``"shifts"`` (CPU, stride 1, up to 4 channels): one matrix product maps
-          a few slices of ``s`` to every tap's contribution, and shifted additions
-          place them, block by block of slices so that they stay in cache. The
-          paper's 3 x 3 x 3 input layer from 8 channels at 1 mm: 0.24 s against
-          1.1 s (flipped) and 2.1 s (oneDNN's backward kernel).
-        - ``"phases"`` (CPU, strided, up to 16 channels): input positions split
-          into ``prod(stride)`` phases make it one forward convolution with that
-          many times the channels (DenseNet121's 7 x 7 x 7 input layer at stride
-          2, 2 mm: 0.19 s against 0.70 s).
+        - ``"shifts"`` (CPU, stride 1, up to 4 channels and 512 channel-taps): one
+          matrix product maps a few slices of ``s`` to every tap's contribution, and
+          shifted additions place them, block by block of slices so that they stay
+          in cache. The paper's 3 x 3 x 3 input layer from 8 channels at 1 mm:
+          0.24 s against 1.1 s (flipped) and 2.1 s (oneDNN's backward kernel).
+        - ``"phases"`` (CPU, strided with up to 16 channels, or stride 1 with up
+          to 4): input positions split into ``prod(stride)`` phases (8 at stride
+          1) make it one forward convolution with that many times the channels.
+          DenseNet121's 7 x 7 x 7 input layer at stride 2, 2 mm: 0.19 s against
+          0.70 s; the box rule's two stacked maps of a MONAI ResNet's 7 x 7 x 7
+          input layer at stride 1 (two threads): 1.45 s, shifts 2.0 s, oneDNN 2.3 s.
         - ``"flipped"`` (CPU, stride 1): a forward convolution with the flipped,
           transposed kernel, ~1.5-2x faster than oneDNN's backward kernel for
           wide layers.
         - ``"backward"``: the convolution's own input gradient (GPU, and the rest).
 
-        Times: one thread of the 2-core benchmark machine (AVX-512).
+        Times: one thread of the 2-core benchmark machine (AVX-512) unless noted.
         """
         c_in = weight.shape[1]
         if device.type != "cpu":
             return "backward"
         plain = self.groups == 1 and all(d == 1 for d in self.dilation)
         unit_stride = all(st == 1 for st in self.stride)
-        if plain and unit_stride and c_in <= 4:
+        taps = math.prod(self.kernel_size)
+        if plain and unit_stride and c_in <= 4 and c_in * taps <= 512:
             return "shifts"
-        if plain and not unit_stride and c_in <= 16:
+        if plain and ((not unit_stride and c_in <= 16) or (unit_stride and c_in <= 4)):
             return "phases"
         if unit_stride and all(d * (k - 1) >= p for d, k, p in
                                zip(self.dilation, self.kernel_size, self.padding, strict=True)):
