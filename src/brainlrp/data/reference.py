@@ -103,8 +103,7 @@ class References:
         self._arrays: list[Path] | None = None
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._mean: np.ndarray | None = None
-        self._pca: tuple[np.ndarray, np.ndarray] | None = None
-        self._pca32: tuple[np.ndarray, np.ndarray] | None = None
+        self._pca: tuple[np.ndarray, ...] | None = None
         self._scans = None
 
     # ------------------------------------------------------------------ controls
@@ -151,7 +150,8 @@ class References:
         arrays = self.control_arrays()
         return mean_image([arrays[i] for i in nearest], self.prep.grid.shape)
 
-    def _components(self) -> tuple[np.ndarray, np.ndarray]:
+    def _components(self) -> tuple[np.ndarray, ...]:
+        """``(center, basis)`` of the controls in float64, then the same in float32."""
         if self._pca is None:
             controls, _ = self.control_matrix()
             center = controls.mean(axis=0, dtype=np.float64)
@@ -161,8 +161,8 @@ class References:
             order = np.argsort(values)[::-1]
             keep = [i for i in order[:PCA_COMPONENTS] if values[i] > 1e-9 * values.max()]
             basis = (data.T @ vectors[:, keep].astype(np.float32)).astype(np.float64)
-            self._pca = (center, basis / np.sqrt(values[keep]))
-            self._pca32 = tuple(a.astype(np.float32) for a in self._pca)
+            basis = basis / np.sqrt(values[keep])
+            self._pca = (center, basis, center.astype(np.float32), basis.astype(np.float32))
         return self._pca
 
     def pca(self, x: np.ndarray) -> np.ndarray:
@@ -171,8 +171,7 @@ class References:
         The iterated fit runs in float32 (the reconstruction agrees with a float64 fit
         to ~1e-5 of the [0, 1] intensity range at half the memory traffic); the small
         normal equations are solved in float64."""
-        center, basis = self._components()
-        center32, basis32 = self._pca32
+        center, basis, center32, basis32 = self._components()
         r = np.asarray(x, dtype=np.float32)[self.brain] - center32
         weights = np.ones_like(r)
         coef = np.zeros(basis.shape[1])

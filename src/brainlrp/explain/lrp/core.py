@@ -208,27 +208,33 @@ def _transpose_by_shifts(s: Tensor, weight: Tensor, size: Sequence[int],
     matrix = weight.reshape(c_out, c_in * taps).t()
     inner = tuple(s.shape[3:])
     block = max(1, round(_SHIFT_BLOCK / (c_in * taps * math.prod(inner))))
-    offsets = list(itertools.product(*[range(k) for k in kernel]))
+    # Output o of the layer reads input i = o - padding + offset. Per tap: its shift
+    # along the first axis, and the (target, source) slices of the other axes, the
+    # same for every block; taps that land outside the input are left out.
+    placements = []
+    for t, offset in enumerate(itertools.product(*[range(k) for k in kernel])):
+        target, source = [], []
+        for n_o, n_i, p, k in zip(inner, size[1:], padding[1:], offset[1:], strict=True):
+            i0 = k - p
+            lo, hi = max(0, i0), min(n_i, i0 + n_o)
+            if lo >= hi:
+                break
+            target.append(slice(lo, hi))
+            source.append(slice(lo - i0, hi - i0))
+        else:
+            placements.append((t, offset[0] - padding[0], target, source))
     out = s.new_zeros((n_batch, c_in, *size))
     for b in range(n_batch):
         for start in range(0, s.shape[2], block):
             stop = min(s.shape[2], start + block)
             u = torch.matmul(matrix, s[b, :, start:stop].reshape(c_out, -1))
             u = u.reshape(c_in, taps, stop - start, *inner)
-            for t, offset in enumerate(offsets):
-                # Output o of the layer reads input i = o - padding + offset.
-                source, target = [], []
-                for first, n_o, n_i, p, k in zip((start, *[0] * len(inner)),
-                                                 (stop - start, *inner), size, padding, offset,
-                                                 strict=True):
-                    i0 = first - p + k
-                    lo, hi = max(0, i0), min(n_i, i0 + n_o)
-                    if lo >= hi:
-                        break
-                    target.append(slice(lo, hi))
-                    source.append(slice(lo - i0, hi - i0))
-                else:
-                    out[b][(slice(None), *target)] += u[(slice(None), t, *source)]
+            for t, shift, target, source in placements:
+                i0 = start + shift
+                lo, hi = max(0, i0), min(size[0], i0 + stop - start)
+                if lo < hi:
+                    out[(b, slice(None), slice(lo, hi), *target)] += (
+                        u[(slice(None), t, slice(lo - i0, hi - i0), *source)])
     return out
 
 

@@ -250,7 +250,7 @@ class ZBox(LinearRule):
         # three cost about as much as one).
         terms = [(bound, wb) for bound, wb in ((low, wp), (high, wn)) if bound is not None]
         first, *rest = ops.transpose_inputs(ratio, [w, *[wb for _, wb in terms]], x)
-        out = first.mul_(x) if first.shape == x.shape else first * x
+        out = first.mul_(x)
         for (bound, _), part in zip(terms, rest, strict=True):
             if isinstance(bound, float):
                 out.sub_(part, alpha=bound)
