@@ -245,6 +245,54 @@ def test_transpose_is_the_input_gradient(c_in, kernel, stride, padding, way):
     torch.testing.assert_close(both[1], 2 * expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch, c_in, c_out, kernel, stride, padding, groups", [
+    (1, 1, 16, 3, 1, 0, 1),          # the paper's input layer (PyTorch: im2col)
+    (2, 4, 6, (3, 2, 5), (2, 1, 3), (1, 0, 2), 2),
+    (1, 3, 5, 7, 2, 3, 1),
+    (1, 64, 16, 3, 1, 1, 1),         # a deep layer on a small grid
+])
+def test_convolve_is_the_convolution(batch, c_in, c_out, kernel, stride, padding, groups):
+    # The engine's float32 convolutions (oneDNN on CPU) compute the layer's map:
+    # against float64 within float32 rounding (of the largest output), with and without a bias, also for a
+    # non-contiguous input; float64 takes PyTorch's own kernel.
+    from brainlrp.explain.lrp.core import convolve
+
+    torch.manual_seed(2)
+    x = torch.randn(batch, c_in, 13, 10, 11).transpose(2, 4).contiguous().transpose(2, 4)
+    k = (kernel,) * 3 if isinstance(kernel, int) else kernel
+    w = torch.randn(c_out, c_in // groups, *k)
+    b = torch.randn(c_out)
+    for bias in (None, b):
+        expected = torch.nn.functional.conv3d(
+            x.double(), w.double(), None if bias is None else bias.double(), stride, padding,
+            1, groups)
+        got = convolve(x, w, bias, stride, padding, 1, groups)
+        assert got.dtype == torch.float32
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(got.double(), expected, rtol=0, atol=2e-6 * scale)
+        torch.testing.assert_close(convolve(x.double(), w.double(), None if bias is None
+                                            else bias.double(), stride, padding, 1, groups),
+                                   expected, rtol=1e-12, atol=1e-12)
+
+
+def test_plain_conv_forward_only_for_plain_conv3d():
+    # Only Conv3d's own forward with zero padding is replaced; a subclass that
+    # changes the forward, or another padding mode, keeps its own.
+    from brainlrp.explain.lrp.core import _plain_conv_forward
+
+    class Standardized(nn.Conv3d):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    torch.manual_seed(3)
+    x = torch.randn(1, 2, 9, 8, 7)
+    plain = nn.Conv3d(2, 3, 3, padding="same")
+    torch.testing.assert_close(_plain_conv_forward(plain)(x), plain(x), rtol=1e-5, atol=1e-5)
+    assert _plain_conv_forward(Standardized(2, 3, 3)) is None
+    assert _plain_conv_forward(nn.Conv3d(2, 3, 3, padding=1, padding_mode="reflect")) is None
+    assert _plain_conv_forward(nn.Conv2d(2, 3, 3)) is None
+
+
 def test_transpose_by_shifts_in_small_blocks(monkeypatch):
     # The shifted additions run block by block of slices; blocks of one or two
     # slices (and a last, shorter block) give the same map.

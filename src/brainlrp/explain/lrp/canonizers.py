@@ -284,7 +284,7 @@ def merged_weights(layer: nn.Module, norm: nn.Module) -> tuple[torch.Tensor, tor
     scale, shift = batchnorm_affine(norm)
     weight = layer.weight * scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
     bias = shift if layer.bias is None else layer.bias * scale + shift
-    return weight.detach().clone(), bias.detach().clone()
+    return weight, bias.detach().clone()  # the product is already a new tensor
 
 
 @torch.no_grad()

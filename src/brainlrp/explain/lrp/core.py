@@ -74,6 +74,50 @@ GRADIENT_IS_RULE_NODES: frozenset[str] = frozenset({
 _CONV_FUNCTIONS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
+def convolve(x: Tensor, weight: Tensor, bias: Tensor | None = None,
+             stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+             dilation: int | Sequence[int] = 1, groups: int = 1) -> Tensor:
+    """``F.conv1d/2d/3d`` (zero padding), with oneDNN for every 3-D convolution on CPU
+    in float32.
+
+    PyTorch chooses its CPU kernel by a rule written for 2-D images: a convolution
+    whose ``batch * channels * first two axes`` is below 20480 and whose kernel is
+    at most 3 wide, such as a 3-D input layer on one scan at 2 mm, goes to its
+    im2col kernel (``slow_conv3d``). oneDNN computes the same map 1.5-2x faster
+    there (the paper's input layer on 97 x 115 x 97 with two threads: 0.065 s
+    against 0.10 s), and gives the same values in these tests. Dilated maps,
+    other dtypes and devices take PyTorch's own choice.
+    """
+    d = weight.dim() - 2
+    if (d == 3 and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled):
+        stride, padding, dilation = (_triple(v) for v in (stride, padding, dilation))
+        if dilation == [1, 1, 1]:
+            return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, stride,
+                                                     dilation, int(groups))
+    return _CONV_FUNCTIONS[d](x, weight, bias, stride, padding, dilation, groups)
+
+
+def _triple(value: int | Sequence[int]) -> list[int]:
+    return [int(value)] * 3 if isinstance(value, int) else [int(v) for v in value]
+
+
+def _plain_conv_forward(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """The forward of a Conv3d that PyTorch's own ``Conv3d.forward`` computes with zero
+    padding, through :func:`convolve`; None for anything else (a subclass with its
+    own forward, other padding modes), which keeps its own forward."""
+    if not (isinstance(module, nn.Conv3d) and type(module).forward is nn.Conv3d.forward
+            and module.padding_mode == "zeros"):
+        return None
+    stride, dilation, groups = module.stride, module.dilation, module.groups
+    padding = _conv_padding(module)
+
+    def forward(x: Tensor) -> Tensor:
+        return convolve(x, module.weight, module.bias, stride, padding, dilation, groups)
+    return forward
+
+
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """``z + epsilon * sign(z)`` with ``sign(0) = +1``, so the result is never zero."""
     return z + torch.where(z >= 0, epsilon, -epsilon)
@@ -175,9 +219,9 @@ def _transpose_by_phases(s: Tensor, weight: Tensor, size: Sequence[int], stride:
     # r'[m] = sum_j s'[m - hi + j] K[j]: pad (or crop) so the output is the coarse grid.
     sides = [(hi, coarse_out[a] - lo - coarse_in[a]) for a, (_, _, lo, hi) in enumerate(plan)]
     if all(left == right >= 0 for left, right in sides):  # the convolution pads, no copy
-        r = _CONV_FUNCTIONS[d](s, k, None, 1, [left for left, _ in sides])
+        r = convolve(s, k, None, 1, [left for left, _ in sides])
     else:
-        r = _CONV_FUNCTIONS[d](F.pad(s, [v for side in reversed(sides) for v in side]), k)
+        r = convolve(F.pad(s, [v for side in reversed(sides) for v in side]), k)
     # Phases back to positions (depth to space), cropped to the input size.
     r = r.reshape(n_batch, c_in, *[f for f, *_ in plan], *coarse_out)
     r = r.permute(0, 1, *[v for a in range(d) for v in (2 + d + a, 2 + a)])
@@ -274,8 +318,7 @@ class LayerOps:
         """The layer's map of ``x`` with ``weight`` and no bias."""
         if self.spatial_dims == 0:
             return F.linear(x, weight)
-        conv = _CONV_FUNCTIONS[self.spatial_dims]
-        return conv(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+        return convolve(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
 
     def transpose(self, s: Tensor, weight: Tensor, x: Tensor) -> Tensor:
         """The transposed map (the input gradient of :meth:`forward`) applied to ``s``.
@@ -298,7 +341,7 @@ class LayerOps:
                        .flip(tuple(range(2, 2 + self.spatial_dims))))
             pad = [d * (k - 1) - p for d, k, p in
                    zip(self.dilation, self.kernel_size, self.padding, strict=True)]
-            return _CONV_FUNCTIONS[self.spatial_dims](s, flipped, None, 1, pad, self.dilation, g)
+            return convolve(s, flipped, None, 1, pad, self.dilation, g)
         if x.shape[1] != weight.shape[1] * self.groups:  # stacked weights: x gives the size only
             x = x.new_empty((x.shape[0], weight.shape[1] * self.groups, *size))
         return torch.ops.aten.convolution_backward(
@@ -694,7 +737,7 @@ def attach_rules(rules: Mapping[nn.Module, Rule]) -> Iterator[None]:
     try:
         for module, rule in rules.items():
             previous = module.__dict__.get("forward", _MISSING)
-            layer = Layer(module, module.forward)
+            layer = Layer(module, _plain_conv_forward(module) or module.forward)
 
             def forward(*xs: Tensor, _layer: Layer = layer, _rule: Rule = rule,
                         **kwargs) -> Tensor:

@@ -228,6 +228,8 @@ class ZBox(LinearRule):
         self.high = high
         self.epsilon = _check_epsilon(epsilon)
         self.conserving = True
+        # The layer's output gives x w as y - b, one forward map less (as Epsilon).
+        self.needs_output = True
 
     def _bound(self, value: float | Tensor, x: Tensor) -> Tensor | float | None:
         if not isinstance(value, Tensor):
@@ -239,7 +241,7 @@ class ZBox(LinearRule):
         w = ops.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         low, high = self._bound(self.low, x), self._bound(self.high, x)
-        z = ops.forward(x, w)
+        z = y if ops.bias is None else ops.add_bias(y, -ops.bias)
         for bound, wb in ((low, wp), (high, wn)):
             if isinstance(bound, float):  # a constant image: no full convolution
                 z = z - ops.forward_constant(bound, wb, x)
