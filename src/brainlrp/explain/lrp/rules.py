@@ -241,13 +241,16 @@ class ZBox(LinearRule):
         w = ops.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         low, high = self._bound(self.low, x), self._bound(self.high, x)
-        z = y if ops.bias is None else ops.add_bias(y, -ops.bias)
+        # One full-size buffer for z, the stabiliser and the ratio: at an input layer
+        # of 64 channels at full resolution each fresh tensor costs ~0.2 s.
+        z = y.clone() if ops.bias is None else ops.add_bias(y, -ops.bias)
         for bound, wb in ((low, wp), (high, wn)):
             if isinstance(bound, float):  # a constant image: no full convolution
-                z = z - ops.forward_constant(bound, wb, x)
+                z.sub_(ops.forward_constant(bound, wb, x))
             elif bound is not None:
-                z = z - ops.forward(bound.contiguous(), wb)
-        ratio = relevance / stabilize(z, self.epsilon)
+                z.sub_(ops.forward(bound.contiguous(), wb))
+        z.add_(torch.where(z >= 0, self.epsilon, -self.epsilon))  # stabilize(z), in place
+        ratio = torch.div(relevance, z, out=z)
         # The three transposed maps in one call (an input layer has one channel, so
         # three cost about as much as one).
         terms = [(bound, wb) for bound, wb in ((low, wp), (high, wn)) if bound is not None]
