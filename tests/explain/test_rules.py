@@ -253,8 +253,9 @@ def test_transpose_is_the_input_gradient(c_in, kernel, stride, padding, way):
 ])
 def test_convolve_is_the_convolution(batch, c_in, c_out, kernel, stride, padding, groups):
     # The engine's float32 convolutions (oneDNN on CPU) compute the layer's map:
-    # against float64 within float32 rounding (of the largest output), with and without a bias, also for a
-    # non-contiguous input; float64 takes PyTorch's own kernel.
+    # against float64 within float32 rounding (of the largest output), with and
+    # without a bias, also for a non-contiguous input; float64 takes PyTorch's own
+    # kernel.
     from brainlrp.explain.lrp.core import convolve
 
     torch.manual_seed(2)

@@ -123,6 +123,11 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     return z + torch.where(z >= 0, epsilon, -epsilon)
 
 
+def stabilize_(z: Tensor, epsilon: float) -> Tensor:
+    """:func:`stabilize` in place (saves a full-size tensor)."""
+    return z.add_(torch.where(z >= 0, epsilon, -epsilon))
+
+
 def _module_label(name: str, module: nn.Module) -> str:
     return f"{name or 'model'} ({type(module).__name__})"
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.explain.lrp.core import Layer, LayerOps, LinearRule, Rule, stabilize
+from brainlrp.explain.lrp.core import Layer, LayerOps, LinearRule, Rule, stabilize, stabilize_
 
 
 def _check_epsilon(epsilon: float, what: str = "epsilon") -> float:
@@ -249,8 +249,7 @@ class ZBox(LinearRule):
                 z.sub_(ops.forward_constant(bound, wb, x))
             elif bound is not None:
                 z.sub_(ops.forward(bound.contiguous(), wb))
-        z.add_(torch.where(z >= 0, self.epsilon, -self.epsilon))  # stabilize(z), in place
-        ratio = torch.div(relevance, z, out=z)
+        ratio = torch.div(relevance, stabilize_(z, self.epsilon), out=z)
         # The three transposed maps in one call (an input layer has one channel, so
         # three cost about as much as one).
         terms = [(bound, wb) for bound, wb in ((low, wp), (high, wn)) if bound is not None]
