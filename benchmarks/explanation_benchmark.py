@@ -13,7 +13,8 @@ built from the training controls comes to the healthy twin:
 
 * ``|ref - twin|``: mean absolute difference inside the brain (0 = the twin);
 * ``AUC |x - ref|``: voxel AUC of the difference map against the atrophy mask (the
-  twin's own difference map is the ground truth's upper bound).
+  twin's own difference map is the ground truth's upper bound). For a ``-restore``
+  reference the difference is one-sided: only where the scan is darker.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import pandas as pd
 METHODS = ("gradient", "gb", "ig", "lrp-b0", "lrp-b1", "lrp-epsilon-plus",
            "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat",
            "lrp-ref@mean", "lrp-ref@knn", "lrp-ref@pca", "lrp-ref@twin",
-           "ig-ref@mean", "ig-ref@pca", "ig-ref@twin",
+           "lrp-ref@mean-restore", "lrp-ref@knn-restore", "lrp-ref@pca-restore",
+           "lrp-ref@twin-restore", "ig-ref@mean", "ig-ref@pca", "ig-ref@twin",
+           "ig-ref@knn-restore", "ig-ref@pca-restore",
            "occlusion-ref@pca", "occlusion-ref@twin", "edges", "noise")
 
 
@@ -67,7 +70,8 @@ def reference_quality(run: Path, n_scans: int = 8) -> pd.DataFrame:
         x = load_inputs(run, [row.scan_id], prep)[0, 0]
         twin = refs.twin(row.scan_id)
         mask = masks.mask(row.participant_id)
-        for kind in ("twin", "mean", "knn", "pca"):
+        for kind in ("twin", "mean", "knn", "pca", "twin-restore", "mean-restore",
+                     "knn-restore", "pca-restore"):
             tick = time.perf_counter()
             ref = twin if kind == "twin" else refs.get(kind, [row.scan_id], x[None, None])[0, 0]
             seconds = time.perf_counter() - tick

@@ -76,7 +76,8 @@ class MethodInfo:
     reference : str or None
         For ``<method>@<reference>`` names: which reference image the method
         explains against (``mean``, ``knn``, ``pca``: built from the run's training
-        controls; ``twin``: the simulated patient's healthy twin, ground truth only).
+        controls; ``twin``: the simulated patient's healthy twin, ground truth only;
+        ``<kind>-restore``: the scan with only its lost signal restored from ``<kind>``).
     needs_reference : bool
         The method explains the difference from a reference image (a
         healthy-looking brain) and must be given one: ``explain(...,
@@ -113,7 +114,7 @@ class MethodInfo:
     @property
     def needs_twin(self) -> bool:
         """Whether the method needs a healthy twin (only simulated cohorts have one)."""
-        return self.reference == "twin"
+        return self.reference in TWIN_REFERENCES
 
     @property
     def is_lrp(self) -> bool:
@@ -363,6 +364,10 @@ register(MethodInfo("lrp-epsilon-plus-flat", "lrp", label="LRP ε-plus-flat",
 #: Built-in references a ``<method>@<reference>`` name may name (a file's stem also works).
 REFERENCE_LABELS = {"mean": "mean control", "knn": "nearest controls",
                     "pca": "pseudo-healthy (PCA of controls)", "twin": "healthy twin"}
+REFERENCE_LABELS.update({f"{kind}-restore": f"{label}, tissue loss only"
+                         for kind, label in list(REFERENCE_LABELS.items())})
+#: References only a simulated cohort has (the healthy twin).
+TWIN_REFERENCES = frozenset({"twin", "twin-restore"})
 
 
 def _with_reference(match: re.Match[str]) -> MethodInfo:
@@ -377,7 +382,7 @@ def _with_reference(match: re.Match[str]) -> MethodInfo:
 
 
 register_family(r"(lrp-ref|ig-ref|occlusion-ref)@([A-Za-z0-9_.-]+)", _with_reference,
-                "<reference method>@<mean|knn|pca|twin>")
+                "<reference method>@<mean|knn|pca|twin>[-restore]")
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
                     "(model-free floor)", order=900))

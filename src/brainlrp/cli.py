@@ -354,8 +354,10 @@ def explain(
     reference: Annotated[str | None, typer.Option(
         "--reference", help="What reference methods (lrp-ref, ig-ref, occlusion-ref) explain "
                             "against: mean, knn, pca (from the training controls), twin "
-                            "(simulated cohorts) or a NIfTI file; default mean. Heatmaps go "
-                            "to heatmaps/<method>@<reference>/.")] = None,
+                            "(simulated cohorts), any of these with -restore (the scan with "
+                            "only its lost signal restored from it, e.g. knn-restore) or a "
+                            "NIfTI file; default mean. Heatmaps go to "
+                            "heatmaps/<method>@<reference>/.")] = None,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
     from brainlrp.data.register import parse_registration

@@ -64,6 +64,42 @@ def test_knn_and_pca_follow_the_scan(run):
         inside].mean()
 
 
+def test_restore_references_only_add_lost_signal(run):
+    refs, controls = _controls(run)
+    brain = refs.brain
+    scan = controls[0].copy()
+    box = (slice(10, 16), slice(12, 18), slice(10, 16))
+    scan[box] *= 0.3  # "atrophy": darker than every control
+    x = scan[None, None]
+    for kind in ("mean", "knn", "pca"):
+        base = refs.get(kind, ["x"], x)[0, 0]
+        restored = refs.get(f"{kind}-restore", ["x"], x)[0, 0]
+        assert restored.dtype == np.float32 and restored.shape == scan.shape
+        # Inside the brain the larger of scan and reference, outside it the scan.
+        np.testing.assert_array_equal(restored[brain], np.maximum(scan, base)[brain])
+        np.testing.assert_array_equal(restored[~brain], scan[~brain])
+        assert (restored >= scan).all()
+        darker = brain & (scan < base)
+        assert darker.any() and (~darker & brain).any()
+        np.testing.assert_array_equal(restored[darker], base[darker])
+    # A scan that lost nothing relative to its reference is its own reference: no
+    # difference, so a reference method has nothing to explain there.
+    bright = np.maximum(controls[0], refs.get("mean", ["x"], controls[0][None, None])[0, 0])
+    np.testing.assert_array_equal(refs.get("mean-restore", ["x"], bright[None, None])[0, 0],
+                                  bright)
+
+
+def test_reference_kinds_and_catalog_agree():
+    from brainlrp import catalog
+    from brainlrp.data.reference import REFERENCE_KINDS
+
+    assert set(catalog.REFERENCE_LABELS) == set(REFERENCE_KINDS)
+    info = catalog.lookup("lrp-ref@knn-restore")
+    assert info.reference == "knn-restore" and not info.needs_twin
+    assert info.label == "LRP from nearest controls, tissue loss only"
+    assert catalog.lookup("ig-ref@twin-restore").needs_twin
+
+
 def test_reference_names_and_errors(run, tmp_path):
     refs, _ = _controls(run)
     assert reference_name("knn") == "knn" and reference_name("/a/my template.nii.gz") == \
@@ -78,18 +114,19 @@ def test_reference_names_and_errors(run, tmp_path):
 
 
 def test_reference_methods_through_explain_analyze_report(run):
-    methods = ("lrp-ref,ig-ref@pca,occlusion-ref@knn,edges,noise,lrp-b0,lrp-epsilon-gamma-box,"
-               "lrp-epsilon-plus-flat")
+    methods = ("lrp-ref,ig-ref@pca,occlusion-ref@knn,lrp-ref@knn-restore,edges,noise,lrp-b0,"
+               "lrp-epsilon-gamma-box,lrp-epsilon-plus-flat")
     result = runner.invoke(app, ["explain", str(run), "-m", methods, "--quiet"])
     assert result.exit_code == 0, result.output
-    for folder in ("lrp-ref@mean", "ig-ref@pca", "occlusion-ref@knn", "edges", "noise",
-                   "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat"):
+    for folder in ("lrp-ref@mean", "ig-ref@pca", "occlusion-ref@knn", "lrp-ref@knn-restore",
+                   "edges", "noise", "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat"):
         assert len(list((run / "heatmaps" / folder).glob("*.nii.gz"))) == 4, folder
     # The sanity check explains again with each method's reference (and areas).
     result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--top-k", "5"])
     assert result.exit_code == 0, result.output
     bench = pd.read_csv(run / "analysis" / "method_benchmark.tsv", sep="\t")
-    assert {"lrp-ref@mean", "edges", "noise", "lrp-b0"} <= set(bench["method"])
+    assert {"lrp-ref@mean", "lrp-ref@knn-restore", "edges", "noise", "lrp-b0"} <= set(
+        bench["method"])
     assert bench["sanity_top_layer"].notna().all()
     result = runner.invoke(app, ["report", str(run), "--no-cards"])
     assert result.exit_code == 0, result.output

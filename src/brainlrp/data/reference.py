@@ -19,6 +19,15 @@ healthy twin (which only a simulation has), the reference is built from the run'
     Simulated cohorts only: the same person rendered without the disease
     (``derivatives/ground_truth/<pid>_desc-healthy_T1w.nii.gz``); the benchmark's
     upper bound, not for real data.
+``<kind>-restore`` (``mean-restore``, ``knn-restore``, ``pca-restore``, ``twin-restore``)
+    The scan itself with only its **lost signal restored** from ``<kind>``: the
+    voxel-wise maximum of scan and reference inside the brain, the scan outside it.
+    Neurodegeneration removes tissue, and in a T1-weighted image lost tissue is
+    replaced by darker CSF, so a patient's healthy self is nowhere darker than the
+    patient. A reference built from other people differs from the patient in anatomy
+    (misalignment, with both signs) as much as in disease; the maximum drops the half
+    of that difference no tissue loss can explain. Not for changes that brighten a T1
+    image (e.g. contrast-enhancing lesions).
 a NIfTI file
     Any image, preprocessed like the scans (e.g. a study-specific template).
 """
@@ -36,8 +45,12 @@ from brainlrp.data.preprocess import PreprocessCache, Preprocessing
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
+#: References built from the run (and, for ``twin``, the simulated cohort).
+BASE_KINDS = ("mean", "knn", "pca", "twin")
+#: Suffix of a reference that only restores what the scan lost (see the module docstring).
+RESTORE = "-restore"
 #: Built-in references (a path to a NIfTI file is accepted too).
-REFERENCE_KINDS = ("mean", "knn", "pca", "twin")
+REFERENCE_KINDS = BASE_KINDS + tuple(kind + RESTORE for kind in BASE_KINDS)
 MEAN_FILE = Path("model") / "reference_mean.nii.gz"
 #: Controls averaged by ``knn``; principal components kept by ``pca``.
 KNN_K = 5
@@ -205,6 +218,12 @@ class References:
                                 "--reference mean, knn or pca")
         return np.load(self.cache.get(path, self.prep)).astype(np.float32)
 
+    def restore(self, x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """The scan ``x`` with only its lost signal restored from ``reference``: their
+        voxel-wise maximum inside the brain, ``x`` outside it (shapes broadcast)."""
+        x = np.asarray(x, dtype=np.float32)
+        return np.where(self.brain, np.maximum(x, reference), x)
+
     def file(self, path: str | os.PathLike) -> np.ndarray:
         """Any NIfTI image, preprocessed like the scans."""
         return np.load(self.cache.get(Path(path), self.prep)).astype(np.float32)
@@ -230,6 +249,8 @@ class References:
             The preprocessed scans.
         """
         x = np.asarray(x, dtype=np.float32)
+        if kind.endswith(RESTORE) and kind[: -len(RESTORE)] in BASE_KINDS:
+            return self.restore(x, self.get(kind[: -len(RESTORE)], scan_ids, x))
         if kind == "mean":
             ref = np.broadcast_to(self.mean(), x.shape[2:])
             return np.stack([ref] * len(x))[:, None]
@@ -257,5 +278,5 @@ def reference_name(kind: str) -> str:
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name) or "file"
 
 
-__all__ = ["MEAN_FILE", "REFERENCE_KINDS", "References", "mean_image", "reference_name",
-           "training_control_paths"]
+__all__ = ["BASE_KINDS", "MEAN_FILE", "REFERENCE_KINDS", "RESTORE", "References", "mean_image",
+           "reference_name", "training_control_paths"]

@@ -95,7 +95,8 @@ def _references(run: RunDir, methods: list[str], prep, cohort, cache_dir, refere
     if reference and reference_name(reference) != reference:
         if not Path(reference).is_file():
             raise BrainLRPError(f"reference image not found: {reference}",
-                                "use --reference mean, knn, pca, twin or an existing NIfTI")
+                                "use --reference mean, knn, pca, twin (or one of them with "
+                                "-restore) or an existing NIfTI")
         files[reference_name(reference)] = reference
     return References(run, prep, cohort=cohort, cache_dir=cache_dir), files
 
