@@ -271,9 +271,10 @@ def choose_main_and_comparison(methods: Sequence[str], recommended: str | None =
 
 
 #: What ``brainlrp explain`` computes without ``--methods``: the method benchmark's
-#: recommendation on the default simulated cohort (LRP against the mean of the 5
-#: nearest training controls; see README) beside the paper's LRP.
-DEFAULT_METHODS = ("lrp-ref@knn", "lrp-b0")
+#: recommendation on the default simulated cohort (LRP against the scan with its lost
+#: signal restored from the mean of the 5 nearest training controls; see README) beside
+#: the paper's LRP.
+DEFAULT_METHODS = ("lrp-ref@knn-restore", "lrp-b0")
 
 
 def default_methods() -> list[str]:

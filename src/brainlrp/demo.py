@@ -19,8 +19,8 @@ from brainlrp.run import RunDir
 #: bound against the healthy twin, and the two floors: the report opens with their
 #: benchmark (ig-ref and region occlusion are left to benchmarks/: 10-70 gradients each).
 DEMO_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "gb", "gradient",
-                "ig", "lrp-epsilon-plus-flat", "lrp-ref@knn", "lrp-ref@mean", "lrp-ref@twin",
-                "edges", "noise")
+                "ig", "lrp-epsilon-plus-flat", "lrp-ref@knn-restore", "lrp-ref@knn",
+                "lrp-ref@mean", "lrp-ref@twin", "edges", "noise")
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class DemoSettings:
         """A smoke run of a few minutes: small cohort, few epochs, five methods."""
         return cls(n_subjects=120, test=6, val=6, epochs=8, early_stopping_start=8,
                    patience=3, ig_steps=4, faithfulness_subjects=2,
-                   methods=("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient", "lrp-ref@knn",
-                            "lrp-ref@twin", "edges", "noise"))
+                   methods=("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient",
+                            "lrp-ref@knn-restore", "lrp-ref@twin", "edges", "noise"))
 
 
 @dataclass
