@@ -23,8 +23,8 @@ healthy twin (which only a simulation has), the reference is built from the run'
     The scan itself with only its **lost signal restored** from ``<kind>``: the
     voxel-wise maximum of scan and reference inside the brain, the scan outside it.
     Neurodegeneration removes tissue, and in a T1-weighted image lost tissue is
-    replaced by darker CSF, so a patient's healthy self is nowhere darker than the
-    patient. A reference built from other people differs from the patient in anatomy
+    replaced by darker CSF, so a patient's healthy self is hardly anywhere darker than
+    the patient (only where shrinking tissue shifts an edge). A reference built from other people differs from the patient in anatomy
     (misalignment, with both signs) as much as in disease; the maximum drops the half
     of that difference no tissue loss can explain. Not for changes that brighten a T1
     image (e.g. contrast-enhancing lesions).
