@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -87,6 +89,35 @@ def test_restore_references_only_add_lost_signal(run):
     bright = np.maximum(controls[0], refs.get("mean", ["x"], controls[0][None, None])[0, 0])
     np.testing.assert_array_equal(refs.get("mean-restore", ["x"], bright[None, None])[0, 0],
                                   bright)
+
+
+def test_a_simulated_control_is_its_own_twin(run, tmp_path):
+    import shutil
+
+    from brainlrp.data.cohort import load_cohort
+    from brainlrp.simulate.ground_truth import healthy_twin_path
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(RunDir(run).cohort_source(), cohort)
+    scans = load_cohort(cohort).scans.set_index("scan_id")
+    prep = read_card(run).prep
+    refs = References(run, prep, cohort=cohort)
+    hc = scans.index[scans["label"] == 0][0]
+    ad, ad_without = scans.index[scans["label"] == 1][:2]
+    # A cohort without ground truth has no twins at all.
+    with pytest.raises(BrainLRPError, match="no healthy twin"):
+        refs.twin(hc)
+    # Simulated: an AD subject's twin is its file; a control is its own twin.
+    twin_file = healthy_twin_path(cohort, scans.loc[ad, "participant_id"])
+    twin_file.parent.mkdir(parents=True)
+    shutil.copy(scans.loc[hc, "path"], twin_file)
+    own = np.load(refs.cache.get(Path(scans.loc[hc, "path"]), prep))
+    np.testing.assert_array_equal(refs.twin(ad), own)
+    np.testing.assert_array_equal(refs.twin(hc), own)
+    x = np.stack([own, own + 0.5])[:, None]
+    np.testing.assert_array_equal(refs.get("twin", [hc, hc], x), x)
+    with pytest.raises(BrainLRPError, match="no healthy twin"):
+        refs.twin(ad_without)
 
 
 def test_reference_kinds_and_catalog_agree():

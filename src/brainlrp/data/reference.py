@@ -17,16 +17,17 @@ healthy twin (which only a simulation has), the reference is built from the run'
     so that what the controls cannot explain, such as atrophy, does not pull the fit.
 ``twin``
     Simulated cohorts only: the same person rendered without the disease
-    (``derivatives/ground_truth/<pid>_desc-healthy_T1w.nii.gz``); the benchmark's
-    upper bound, not for real data.
+    (``derivatives/ground_truth/<pid>_desc-healthy_T1w.nii.gz``; a control is its own
+    twin); the benchmark's upper bound, not for real data.
 ``<kind>-restore`` (``mean-restore``, ``knn-restore``, ``pca-restore``, ``twin-restore``)
     The scan itself with only its **lost signal restored** from ``<kind>``: the
     voxel-wise maximum of scan and reference inside the brain, the scan outside it.
     Neurodegeneration removes tissue, and in a T1-weighted image lost tissue is
     replaced by darker CSF, so a patient's healthy self is hardly anywhere darker than
-    the patient (only where shrinking tissue shifts an edge). A reference built from other people differs from the patient in anatomy
-    (misalignment, with both signs) as much as in disease; the maximum drops the half
-    of that difference no tissue loss can explain. Not for changes that brighten a T1
+    the patient (only where shrinking tissue shifts an edge). A reference built from
+    other people differs from the patient in anatomy (misalignment, with both signs)
+    as much as in disease; the maximum drops the half of that difference no tissue
+    loss can explain. Not for changes that brighten a T1
     image (e.g. contrast-enhancing lesions).
 a NIfTI file
     Any image, preprocessed like the scans (e.g. a study-specific template).
@@ -202,21 +203,31 @@ class References:
 
     # ------------------------------------------------------------------ others
 
-    def twin(self, scan_id: str) -> np.ndarray:
-        """The simulated healthy twin of a scan's participant, preprocessed."""
+    def twin(self, scan_id: str, x: np.ndarray | None = None) -> np.ndarray:
+        """The simulated healthy twin of a scan's participant, preprocessed.
+
+        A simulated control is its own healthy twin (rendering it without the disease
+        renders the same scan): its twin is the preprocessed scan, ``x`` when given, so
+        a twin reference explains nothing there instead of stopping the run.
+        """
         from brainlrp.simulate.ground_truth import healthy_twin_path
 
         scans = self._cohort_scans()
         if scan_id not in scans.index:
             raise BrainLRPError(f"scan {scan_id} is not in the run's cohort",
                                 "pass the cohort with --cohort")
+        row = scans.loc[scan_id]
         root = Path(self.run.cohort_source() if self.cohort is None else self.cohort)
-        path = healthy_twin_path(root, str(scans.loc[scan_id, "participant_id"]))
-        if not path.is_file():
-            raise BrainLRPError(f"no healthy twin for scan {scan_id} ({path})",
-                                "twins exist only in simulated cohorts, for AD subjects: use "
-                                "--reference mean, knn or pca")
-        return np.load(self.cache.get(path, self.prep)).astype(np.float32)
+        path = healthy_twin_path(root, str(row["participant_id"]))
+        if path.is_file():
+            return np.load(self.cache.get(path, self.prep)).astype(np.float32)
+        if path.parent.is_dir() and int(row["label"]) == 0:
+            if x is not None:
+                return np.asarray(x, dtype=np.float32)
+            return np.load(self.cache.get(Path(row["path"]), self.prep)).astype(np.float32)
+        raise BrainLRPError(f"no healthy twin for scan {scan_id} ({path})",
+                            "twins exist only in simulated cohorts, for AD subjects: use "
+                            "--reference mean, knn or pca")
 
     def restore(self, x: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """The scan ``x`` with only its lost signal restored from ``reference``: their
@@ -259,7 +270,8 @@ class References:
         if kind == "pca":
             return np.stack([self.pca(xi[0]) for xi in x])[:, None]
         if kind == "twin":
-            return np.stack([self.twin(s) for s in scan_ids])[:, None]
+            return np.stack([self.twin(s, xi[0]) for s, xi in zip(scan_ids, x, strict=True)]
+                            )[:, None]
         path = Path(kind)
         if path.is_file():
             return np.stack([self.file(path)] * len(x))[:, None]
