@@ -27,8 +27,8 @@ healthy twin (which only a simulation has), the reference is built from the run'
     the patient (only where shrinking tissue shifts an edge). A reference built from
     other people differs from the patient in anatomy (misalignment, with both signs)
     as much as in disease; the maximum drops the half of that difference no tissue
-    loss can explain. Not for changes that brighten a T1
-    image (e.g. contrast-enhancing lesions).
+    loss can explain. Not for changes that brighten a T1 image (e.g. contrast-enhancing
+    lesions).
 a NIfTI file
     Any image, preprocessed like the scans (e.g. a study-specific template).
 """
@@ -220,11 +220,9 @@ class References:
         root = Path(self.run.cohort_source() if self.cohort is None else self.cohort)
         path = healthy_twin_path(root, str(row["participant_id"]))
         if path.is_file():
-            return np.load(self.cache.get(path, self.prep)).astype(np.float32)
+            return self.file(path)
         if path.parent.is_dir() and int(row["label"]) == 0:
-            if x is not None:
-                return np.asarray(x, dtype=np.float32)
-            return np.load(self.cache.get(Path(row["path"]), self.prep)).astype(np.float32)
+            return self.file(row["path"]) if x is None else np.asarray(x, dtype=np.float32)
         raise BrainLRPError(f"no healthy twin for scan {scan_id} ({path})",
                             "twins exist only in simulated cohorts, for AD subjects: use "
                             "--reference mean, knn or pca")
