@@ -10,6 +10,7 @@ from brainlrp.analysis.twins import (
     area_masks,
     restoration_importance,
     restoration_spearman,
+    restored_area_sums,
     twin_analysis,
 )
 
@@ -72,3 +73,28 @@ def test_twin_analysis_tables(tmp_path):
     rho = restoration_spearman(np.array([[0.0, 5.0, 1.0], [1.0, 2.0, 3.0]]), ["p1", "x"],
                                res.importance)
     assert rho[0] > 0.8 and np.isnan(rho[1])
+
+
+def test_relevance_is_summed_over_the_restored_areas():
+    """Relevance in the CSF next to an area counts for that area, as its restoration did."""
+    codes = _areas()
+    twin = np.ones(SHAPE, dtype=np.float32)
+    patient = twin.copy()
+    shell = area_masks(codes, 3, 1)[1] & (codes == 0)  # CSF next to area 2 widens
+    patient[shell] = 0.0
+
+    def predict(x):
+        return 1 - x[:, 0][:, shell].mean(axis=1)
+
+    scans = pd.DataFrame({"participant_id": ["p1"], "scan_id": ["p1"]})
+    res = twin_analysis(scans, lambda ids: patient[None, None], lambda ids: twin[None, None],
+                        predict, codes, ["a", "b", "c"], np.ones(SHAPE, bool), None, dilate=1)
+    assert np.argmax(res.restoration["drop"].to_numpy()) == 1
+    relevance = (shell * 1.0)[None]  # a faithful map: all relevance where the change is
+    sums = restored_area_sums(relevance, res.areas)
+    grown = area_masks(codes, 3, 1)
+    assert sums[0] == pytest.approx([relevance[0][m].sum() for m in grown])
+    assert np.argmax(sums[0]) == 1 and sums[0, 1] == shell.sum()
+    # Summed over the bare atlas areas, the same map would hold no relevance at all.
+    assert all(relevance[0][codes == c].sum() == 0 for c in (1, 2, 3))
+    assert restoration_spearman(sums, ["p1"], res.importance)[0] > 0.8

@@ -8,9 +8,11 @@ summary and the cost ``explain`` measured:
     share of positive relevance in truly atrophied voxels (and its chance level),
     voxel AUC of ``|map|``, recall of the most atrophied areas.
 ``spearman_restoration``
-    Spearman over areas of the area relevance with the restoration importance, the
-    drop in p(AD) when an area is restored from the healthy twin
+    Spearman over areas of the relevance in each area with the restoration importance,
+    the drop in p(AD) when the area is restored from the healthy twin
     (:mod:`~brainlrp.analysis.twins`): does the map rank areas as the model uses them?
+    Both sides use the same voxels: the area grown by ``restoration_dilate`` voxels,
+    so the CSF next to it, where atrophy shows, counts for it.
 ``sanity_top_layer``, ``sanity_all_layers``
     Rank correlation with the trained map after re-initialising the top layer, and
     all layers (a faithful map changes: low is good).

@@ -40,7 +40,7 @@ import pandas as pd
 from brainlrp._io import remove_temporaries, write_table
 from brainlrp._progress import progress_bar
 from brainlrp.analysis import groundtruth as gt
-from brainlrp.analysis import inputs
+from brainlrp.analysis import inputs, metrics
 from brainlrp.analysis.benchmark import method_benchmark, recommend
 from brainlrp.analysis.beta_overlap import beta_overlap
 from brainlrp.analysis.checks import model_checks
@@ -291,8 +291,9 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         if twin is not None:
             written["twins"], written["restoration"] = twin.twins, twin.restoration
             for m, mr in results.items():
-                rho = restoration_spearman(mr.area_sums, mr.scans["scan_id"].tolist(),
-                                           twin.importance)
+                ids = [s for s in mr.scans["scan_id"] if s in twin.importance]
+                sums = _restored_sums(rd, m, ids, modes[m], atlas.grid, twin.areas)
+                rho = restoration_spearman(sums, ids, twin.importance)
                 rho = rho[np.isfinite(rho)]
                 summaries[m] = summaries[m].update(
                     {"gt_spearman_restoration": float(rho.mean()) if rho.size else None})
@@ -337,6 +338,11 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
                           seconds=seconds, timings=timings)
 
 
+#: Bumped when a score's definition changes, so analyses made before are redone (2: the
+#: restoration Spearman sums relevance over the restored, grown areas).
+SCORES_VERSION = 2
+
+
 def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: dict[str, str],
                 scans_of: dict[str, pd.DataFrame], cohort_root: Path | None,
                 custom: bool) -> str | None:
@@ -355,7 +361,8 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
             files += sorted(p for p in truth.rglob("*") if p.is_file())
     explain_options = rd.stage_record("explain").get("method_options") or {}
     seconds = rd.stage_record("explain").get("seconds_per_scan") or {}
-    options = {"version": __version__, "config": asdict(config), "methods": chosen,
+    options = {"version": __version__, "scores": SCORES_VERSION, "config": asdict(config),
+               "methods": chosen,
                "modes": modes, "explain_options": {m: explain_options.get(m) for m in chosen},
                "explain_seconds": seconds}
     return inputs_key(files, options)
@@ -559,6 +566,20 @@ def _twins(rd: RunDir, ctx: _ModelContext, truth: gt.Truth | None, cohort_root: 
             truth.masks.mask if truth is not None else None, dilate=config.restoration_dilate,
             batch_size=min(config.batch_size, 4), evidence_dir=evidence_dir,
             affine=atlas.grid.affine_array, advance=advance)
+
+
+def _restored_sums(rd: RunDir, method: str, scan_ids: list[str], mode: str, grid,
+                   areas) -> np.ndarray:
+    """The method's relevance (``mode`` applied) over each restored area of the scans."""
+    from brainlrp.analysis.regions import read_heatmap
+    from brainlrp.analysis.twins import restored_area_sums
+
+    out = np.zeros((len(scan_ids), areas.shape[1]))
+    for i, sid in enumerate(scan_ids):
+        maps = read_heatmap(rd.heatmap(method, sid), grid)[None]
+        metrics.apply_relevance(maps, mode, out=maps)
+        out[i] = restored_area_sums(maps, areas)[0]
+    return out
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

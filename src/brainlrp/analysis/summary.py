@@ -39,8 +39,8 @@ class MethodSummary:
     gt_spearman_regions, gt_topk_recall, gt_group_topk_overlap
         Recovery of the simulated atrophy (:mod:`brainlrp.analysis.groundtruth`).
     gt_spearman_restoration
-        Mean Spearman over areas of area relevance with the restoration importance
-        (:mod:`brainlrp.analysis.twins`).
+        Mean Spearman over areas of the relevance in each restored (grown) area with
+        the restoration importance (:mod:`brainlrp.analysis.twins`).
     aopc_relevance, aopc_random, aopc_difference
         Region perturbation (:mod:`brainlrp.analysis.faithfulness`).
     sanity_spearman_top_layer, sanity_spearman_all_layers

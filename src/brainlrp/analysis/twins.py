@@ -12,7 +12,9 @@ Both are preprocessed as the model sees them. Per AD test scan:
 * the **restoration importance** of every merged atlas area: the drop in p(AD)
   when that area, dilated by a few voxels so the CSF next to it goes along, is
   replaced by the twin's voxels. That is which areas *this model* uses for this
-  patient; explanations are ranked against it (region Spearman).
+  patient; explanations are ranked against it (region Spearman), their relevance
+  summed over the same grown areas (:func:`restored_area_sums`), so a map is judged
+  on the voxels the importance was measured on (the CSF where atrophy shows too).
 """
 
 from __future__ import annotations
@@ -49,11 +51,15 @@ class TwinResult:
         :data:`RESTORATION_COLUMNS`.
     importance : dict of str to numpy.ndarray
         ``scan_id -> (n_areas,)`` drop in p(AD) per merged area.
+    areas : scipy.sparse.csr_matrix, optional
+        ``(n_voxels, n_areas)`` indicator of the restored (grown) areas, voxels in
+        C order (see :func:`restored_area_sums`).
     """
 
     twins: pd.DataFrame
     restoration: pd.DataFrame
     importance: dict[str, np.ndarray]
+    areas: object = None
 
 
 def area_masks(area_codes: np.ndarray, n_areas: int, dilate: int) -> list[np.ndarray]:
@@ -66,6 +72,26 @@ def area_masks(area_codes: np.ndarray, n_areas: int, dilate: int) -> list[np.nda
             mask = ndi.binary_dilation(mask, structure, iterations=int(dilate))
         masks.append(mask)
     return masks
+
+
+def area_matrix(masks: list[np.ndarray]):
+    """The areas as a sparse ``(n_voxels, n_areas)`` 0/1 matrix (voxels in C order)."""
+    from scipy import sparse
+
+    columns = [np.flatnonzero(m.ravel()) for m in masks]
+    rows = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
+    cols = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
+    n_vox = int(masks[0].size) if masks else 0
+    return sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)),
+                             shape=(n_vox, len(columns)))
+
+
+def restored_area_sums(maps: np.ndarray, areas) -> np.ndarray:
+    """Relevance summed over each restored area: ``(n_maps, n_areas)`` for maps
+    ``(n_maps, *grid)`` and :attr:`TwinResult.areas` (grown areas overlap, as the
+    restorations do)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    return np.asarray((areas.T @ maps.reshape(len(maps), -1).T).T)
 
 
 def restoration_importance(predict: PredictFn, patient: np.ndarray, twin: np.ndarray,
@@ -170,7 +196,8 @@ def twin_analysis(scans: pd.DataFrame, patient_inputs: Callable[[list[str]], np.
         if advance is not None:
             advance(1)
     return TwinResult(pd.DataFrame(twin_rows, columns=list(TWIN_COLUMNS)),
-                      pd.DataFrame(rest_rows, columns=list(RESTORATION_COLUMNS)), importance)
+                      pd.DataFrame(rest_rows, columns=list(RESTORATION_COLUMNS)), importance,
+                      area_matrix(masks))
 
 
 def restoration_spearman(area_relevance: np.ndarray, scan_ids: list[str],
@@ -181,7 +208,7 @@ def restoration_spearman(area_relevance: np.ndarray, scan_ids: list[str],
     Parameters
     ----------
     area_relevance : array (n_scans, n_areas)
-        E.g. ``MethodRegions.area_sums``.
+        Relevance per restored area (:func:`restored_area_sums`).
     scan_ids : list of str
         The scans of the rows.
     importance : dict
