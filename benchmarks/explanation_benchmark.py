@@ -15,6 +15,13 @@ built from the training controls comes to the healthy twin:
 * ``AUC |x - ref|``: voxel AUC of the difference map against the atrophy mask (the
   twin's own difference map is the ground truth's upper bound). For a ``-restore``
   reference the difference is one-sided: only where the scan is darker.
+
+and last, the **ceiling**: how good a reference must be for ``lrp-ref`` to reach the
+scores, from the healthy twin (which shares the scan's noise image, as no reference
+on real data can), the twin **scanned again** (same person and scanner, fresh noise:
+a perfectly registered healthy baseline scan, the best a real reference could be),
+that re-scan misregistered by a smooth displacement of 1 and 2 mm RMS, and the
+recommended ``knn-restore``; each with its ``-restore`` form.
 """
 
 from __future__ import annotations
@@ -88,6 +95,88 @@ def reference_quality(run: Path, n_scans: int = 8) -> pd.DataFrame:
             [["ref_minus_twin", "auc_diff", "mass_diff", "seconds"]].mean().reset_index())
 
 
+def misregister(image: np.ndarray, brain: np.ndarray, rms_mm: float, resolution: float,
+                seed: int = 0, spacing_mm: float = 12.0) -> np.ndarray:
+    """``image`` pulled through a smooth random displacement (cubic B-spline lattice of
+    ``spacing_mm``) scaled to ``rms_mm`` root-mean-square length inside ``brain``."""
+    from scipy import ndimage as ndi
+
+    from brainlrp.simulate.anatomy import bspline_field
+
+    field = bspline_field(image.shape, spacing_mm / resolution, 1.0,
+                          np.random.default_rng(seed))
+    rms = float(np.sqrt((field ** 2).sum(axis=0)[brain].mean()))
+    coords = np.indices(image.shape, dtype=np.float32) + field * (rms_mm / resolution / rms)
+    return (ndi.map_coordinates(image, coords, order=1) * brain).astype(np.float32)
+
+
+def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0)
+                      ) -> pd.DataFrame:
+    """``lrp-ref`` scored against the ground truth from references of known quality
+    (see the module docstring): mean p(AD) of the reference, mass accuracy, |.|-AUC and
+    restoration Spearman over the AD test scans with restoration importance (the first
+    ``n_scans`` of them)."""
+    import nibabel as nib
+    import torch
+
+    from brainlrp.analysis import metrics
+    from brainlrp.analysis.groundtruth import TruthMasks
+    from brainlrp.analysis.regions import AtlasRegions
+    from brainlrp.analysis.stage import AnalysisConfig
+    from brainlrp.analysis.twins import area_masks, area_matrix, restored_area_sums
+    from brainlrp.data import load_inputs
+    from brainlrp.data.preprocess import preprocess_image
+    from brainlrp.data.reference import RESTORE, References
+    from brainlrp.explain import explain
+    from brainlrp.run import RunDir
+    from brainlrp.simulate.stage import healthy_rescan
+    from brainlrp.training import load_model
+
+    rd = RunDir(run)
+    model, card = load_model(run)
+    prep = card.prep
+    refs = References(rd, prep)
+    brain = refs.brain
+    config = AnalysisConfig()
+    atlas = AtlasRegions.fit(config.atlas, prep.grid)
+    areas = area_matrix(area_masks(atlas.area_codes, atlas.n_areas, config.restoration_dilate))
+    restoration = pd.read_csv(run / "analysis" / "restoration.tsv", sep="\t",
+                              dtype={"participant_id": str})
+    pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"participant_id": str})
+    ad = pred[(pred["label"] == 1) & (pred["split"] == "test")
+              & pred["scan_id"].isin(set(restoration["scan_id"]))].head(n_scans or len(pred))
+    cohort = rd.cohort_source()
+    masks = TruthMasks(cohort, prep.grid, 0.05)
+    rows = []
+    for row in ad.itertuples():
+        x = load_inputs(run, [row.scan_id], prep)[0, 0]
+        mask = masks.mask(row.participant_id)
+        importance = (restoration[restoration["scan_id"] == row.scan_id].set_index("area")
+                      ["drop"].reindex(atlas.areas["region"]).to_numpy())
+        rescan = preprocess_image(nib.Nifti1Image(healthy_rescan(cohort, row.participant_id),
+                                                  prep.grid.affine_array), prep)
+        built = {"twin": refs.twin(row.scan_id), "twin re-scanned": rescan}
+        for mm in shifts_mm:
+            built[f"twin re-scanned, {mm:g} mm off"] = misregister(
+                rescan, brain, mm, prep.grid.resolution, seed=row.Index)
+        built["knn"] = refs.get("knn", [row.scan_id], x[None, None])[0, 0]
+        xt = torch.from_numpy(x[None, None])
+        for name, base in built.items():
+            for restore in (False, True):
+                ref = refs.restore(x, base) if restore else base
+                rt = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)[None, None])
+                with torch.no_grad():
+                    p_ad = float(torch.softmax(model(rt), 1)[0, 1])
+                rel = explain(model, xt, "lrp-ref", reference=rt)[0, 0].numpy()
+                restored = restored_area_sums(np.maximum(rel, 0)[None], areas)[0]
+                rows.append({
+                    "reference": name + (RESTORE if restore else ""), "p_ad_reference": p_ad,
+                    "mass_accuracy": metrics.mass_accuracy(rel, mask),
+                    "auc_abs": metrics.roc_auc(np.abs(rel)[brain], mask[brain]),
+                    "spearman_restoration": metrics.spearman(restored, importance)})
+    return (pd.DataFrame(rows).groupby("reference", sort=False).mean().reset_index())
+
+
 def measure_costs(run: Path, methods: list[str], ig_steps: int, n_scans: int = 3
                   ) -> dict[str, float]:
     """Seconds per scan of each method, timed in this process on a few AD test scans
@@ -145,7 +234,15 @@ def main() -> None:
                         help="Only time the methods (and record the times in the run).")
     parser.add_argument("--all-scans", action="store_true",
                         help="Explain the controls too (slower; the scores use AD scans).")
+    parser.add_argument("--references-only", action="store_true",
+                        help="Only the reference tables (on a run the benchmark analysed).")
     args = parser.parse_args()
+    if args.references_only:
+        print("references against the healthy twin:")
+        print(markdown(reference_quality(args.run)))
+        print("\nceiling: lrp-ref from references of known quality (AD test scans):")
+        print(markdown(reference_ceiling(args.run)))
+        return
     methods = [m for m in args.methods.split(",") if m]
     from brainlrp.run import RunDir
 
@@ -183,6 +280,8 @@ def main() -> None:
           f"(chance {twins['atrophied_fraction'].mean():.3f})")
     print("\nreferences against the healthy twin:")
     print(markdown(reference_quality(args.run)))
+    print("\nceiling: lrp-ref from references of known quality (AD test scans):")
+    print(markdown(reference_ceiling(args.run)))
 
 
 if __name__ == "__main__":

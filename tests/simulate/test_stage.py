@@ -209,3 +209,33 @@ def test_healthy_twin_is_the_subject_re_simulated_without_the_disease(small_coho
     assert again.read_bytes() == gtruth.healthy_twin_path(root, row.participant_id).read_bytes()
     patient = gtruth.subject_paths(root, row.participant_id)["t1"]
     assert patient.read_bytes() != again.read_bytes()
+
+
+def test_healthy_rescan_is_the_twin_with_fresh_noise(small_cohort, tmp_path):
+    """The re-scan: same person, scanner and no disease as the twin; only the noise differs."""
+    import nibabel as nib
+
+    from brainlrp.errors import BrainLRPError
+    from brainlrp.simulate import ground_truth as gtruth
+    from brainlrp.simulate.stage import healthy_rescan
+
+    root = small_cohort.root
+    table = small_cohort.participants
+    for dx in ("AD", "HC"):
+        pid = table[table.diagnosis == dx].participant_id.iloc[0]
+        path = (gtruth.healthy_twin_path(root, pid) if dx == "AD"
+                else gtruth.subject_paths(root, pid)["t1"])  # a control is its own twin
+        twin = np.asarray(nib.load(path).dataobj)
+        rescan = healthy_rescan(root, pid)
+        assert rescan.dtype == np.int16 and rescan.shape == twin.shape
+        brain = twin > 0
+        assert ((rescan > 0) == brain).mean() > 0.99
+        diff = rescan.astype(float) - twin
+        level = np.median(twin[brain])
+        assert (diff[brain] != 0).mean() > 0.5
+        assert abs(diff[brain].mean()) < 0.01 * level
+        assert diff[brain].std() / np.sqrt(2) < 0.05 * level
+        np.testing.assert_array_equal(rescan, healthy_rescan(root, pid))
+        assert (healthy_rescan(root, pid, rescan=2) != rescan).any()
+    with pytest.raises(BrainLRPError, match="no simulation record"):
+        healthy_rescan(tmp_path, "sub-0001")

@@ -109,3 +109,28 @@ def test_scanner_effects_are_seeded_and_skull_stripped(anatomy):
     assert (a != c).any()
     assert not a[~images.brain].any()
     assert 500 < np.median(a[images.brain]) < 1500
+
+
+def test_scanner_rescan_keeps_the_scanner_and_draws_fresh_noise(anatomy):
+    """noise_seed: the same bias field, contrast, noise level and gain; a new noise image."""
+    from scipy import ndimage as ndi
+
+    spec = draw_subject(4, 1, "sub-0002", "HC", load_disease_model("default"))
+    images = render_subject(spec, anatomy)
+    args = (images.t1, images.brain, anatomy.wm_intensity, 9)
+    a = scanner_effects(*args)
+    again = scanner_effects(*args, noise_seed=5)
+    np.testing.assert_array_equal(again, scanner_effects(*args, noise_seed=5))
+    other = scanner_effects(*args, noise_seed=6)
+    assert (again != other).any()
+    np.testing.assert_array_equal(a, scanner_effects(*args))  # the default draw is unchanged
+    brain = images.brain
+    assert not again[~brain].any()
+    diff = again.astype(float) - a
+    level = np.median(a[brain])
+    assert (diff[brain] != 0).mean() > 0.5
+    assert abs(diff[brain].mean()) < 0.005 * level  # same gain and bias field
+    # Fresh noise of the drawn level (1-3 % of white matter; twice the variance).
+    assert 0.005 * level < diff[brain].std() / np.sqrt(2) < 0.04 * level
+    smooth = [ndi.uniform_filter(v.astype(float), 3)[brain] for v in (a, again)]
+    assert np.corrcoef(*smooth)[0, 1] > 0.99

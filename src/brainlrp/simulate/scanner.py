@@ -23,7 +23,7 @@ BIAS_COARSENING = 4
 
 
 def scanner_effects(t1: np.ndarray, brain: np.ndarray, wm_level: float,
-                    seed: int) -> np.ndarray:
+                    seed: int, noise_seed: int | None = None) -> np.ndarray:
     """Apply a scanner's bias field, contrast, noise and gain to a simulated T1.
 
     Parameters
@@ -36,6 +36,9 @@ def scanner_effects(t1: np.ndarray, brain: np.ndarray, wm_level: float,
         White-matter intensity of ``t1``, used to normalise before the transforms.
     seed : int
         The subject's scanner seed.
+    noise_seed : int, optional
+        Draw the noise image from this seed instead: the same bias field, contrast,
+        noise level and gain with fresh noise, as if the scanner scanned again.
 
     Returns
     -------
@@ -58,7 +61,15 @@ def scanner_effects(t1: np.ndarray, brain: np.ndarray, wm_level: float,
 
         image = tio.ScalarImage(tensor=torch.from_numpy(x[None]), affine=np.eye(4))
         image = tio.RandomGamma(log_gamma=LOG_GAMMA, copy=False)(image)
-        image = tio.RandomNoise(std=NOISE_STD, copy=False)(image)
+        clean = image.data.clone() if noise_seed is not None else None
+        subject = tio.RandomNoise(std=NOISE_STD, copy=False)(tio.Subject(t1=image))
+        image = subject["t1"]
+        if noise_seed is not None:  # the drawn level, fresh noise; the gain draw is kept
+            drawn = subject.get_applied_transforms()[-1]
+            with torch.random.fork_rng(devices=[]):
+                image = tio.Noise(mean=drawn.noise_mean["t1"], std=drawn.noise_std["t1"],
+                                  seed=int(noise_seed))(tio.ScalarImage(
+                                      tensor=clean, affine=np.eye(4)))
         gain = GAIN[0] + (GAIN[1] - GAIN[0]) * float(torch.rand(1))
         x = np.abs(image.data[0].numpy()) * brain
     return np.clip(np.rint(x * gain), 0, np.iinfo(np.int16).max).astype(np.int16)

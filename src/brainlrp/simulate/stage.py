@@ -352,6 +352,49 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
     return _row(record)
 
 
+def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
+                   ) -> np.ndarray:
+    """A simulated subject's healthy twin scanned again: the same person, age and scanner
+    (bias field, contrast, noise level, gain) without the disease, with fresh noise.
+
+    The twin shares the patient's noise image, which no reference built for real data
+    can; the re-scan is the best such reference could be (a healthy baseline scan of the
+    same person on the same scanner, perfectly registered). int16 on the cohort's grid.
+
+    Parameters
+    ----------
+    root : path-like
+        The simulated cohort.
+    participant_id : str
+    rescan : int
+        Which re-scan (each number draws its own noise image; >= 1).
+    """
+    from brainlrp.simulate.anatomy import template_anatomy
+    from brainlrp.simulate.scanner import scanner_effects
+    from brainlrp.simulate.subject import draw_subject, render_subject
+
+    root = Path(root)
+    config, record = gt.config_path(root), gt.subject_paths(root, participant_id)["sidecar"]
+    if not (config.is_file() and record.is_file()):
+        raise BrainLRPError(f"{root} has no simulation record of {participant_id}",
+                            "re-scans exist only for cohorts made by brainlrp simulate")
+    if int(rescan) < 1:
+        raise ValueError(f"rescan must be >= 1, got {rescan}")
+    config, record = read_json(config), read_json(record)
+    grid = Grid.from_resolution(config["resolution"])
+    spec = draw_subject(config["seed"], record["index"], participant_id, record["diagnosis"],
+                        load_disease_model(config["disease_model"])).without_disease()
+    if spec.anatomy_seed != record.get("anatomy_seed"):
+        raise BrainLRPError(f"{participant_id} in {root} was simulated by another version of "
+                            "brainlrp: its re-scan would be another person",
+                            "simulate the cohort again with this version")
+    anatomy = template_anatomy(grid)
+    images = render_subject(spec, anatomy)
+    noise_seed = int(np.random.default_rng([spec.scanner_seed, int(rescan)]).integers(2 ** 31))
+    return anatomy.paste(scanner_effects(images.t1, images.brain, anatomy.wm_intensity,
+                                         spec.scanner_seed, noise_seed=noise_seed))
+
+
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype,
                 description: str = "") -> None:
     """Write a NIfTI-1 ``.nii.gz`` atomically and reproducibly (gzip without a time
