@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/explanation_benchmark.py RUN [--ig-steps 16] [--methods a,b,...]
+    python benchmarks/explanation_benchmark.py RUN --references-only   # the last two tables
 
 ``RUN`` is a trained run on a simulated cohort with healthy twins (``brainlrp demo``
 or ``brainlrp simulate`` + ``brainlrp train``). The script explains the test scans
