@@ -38,7 +38,8 @@ METHODS = ("gradient", "gb", "ig", "lrp-b0", "lrp-b1", "lrp-epsilon-plus",
            "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat",
            "lrp-ref@mean", "lrp-ref@knn", "lrp-ref@pca", "lrp-ref@twin",
            "lrp-ref@mean-restore", "lrp-ref@knn-restore", "lrp-ref@pca-restore",
-           "lrp-ref@twin-restore", "ig-ref@mean", "ig-ref@pca", "ig-ref@twin",
+           "lrp-ref@twin-restore", "lrp-ref@rescan", "lrp-ref@rescan-restore",
+           "ig-ref@mean", "ig-ref@pca", "ig-ref@twin",
            "ig-ref@knn-restore", "ig-ref@pca-restore",
            "occlusion-ref@pca", "occlusion-ref@twin", "edges", "noise")
 

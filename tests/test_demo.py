@@ -13,7 +13,7 @@ from brainlrp.demo import DemoSettings, demo
 TINY = DemoSettings(n_subjects=16, resolution=6, arch="tiny", test=3, val=2, epochs=2,
                     early_stopping_start=0, patience=2, ig_steps=2, faithfulness_subjects=1,
                     methods=("lrp-b0", "lrp-b1", "gb", "ig", "lrp-ref@knn-restore",
-                             "lrp-ref@twin"))
+                             "lrp-ref@twin", "lrp-ref@rescan-restore"))
 
 
 @pytest.fixture(scope="module")

@@ -364,11 +364,12 @@ register(MethodInfo("lrp-epsilon-plus-flat", "lrp", label="LRP ε-plus-flat",
 # already use "random" for their random-ranking row in faithfulness tables.)
 #: Built-in references a ``<method>@<reference>`` name may name (a file's stem also works).
 REFERENCE_LABELS = {"mean": "mean control", "knn": "nearest controls",
-                    "pca": "pseudo-healthy (PCA of controls)", "twin": "healthy twin"}
+                    "pca": "pseudo-healthy (PCA of controls)", "twin": "healthy twin",
+                    "rescan": "healthy twin re-scanned"}
 REFERENCE_LABELS.update({f"{kind}-restore": f"{label}, tissue loss only"
                          for kind, label in list(REFERENCE_LABELS.items())})
-#: References only a simulated cohort has (the healthy twin).
-TWIN_REFERENCES = frozenset({"twin", "twin-restore"})
+#: References only a simulated cohort has (the healthy twin, and the twin scanned again).
+TWIN_REFERENCES = frozenset({"twin", "twin-restore", "rescan", "rescan-restore"})
 
 
 def _with_reference(match: re.Match[str]) -> MethodInfo:

@@ -353,8 +353,9 @@ def explain(
     registration: RegistrationOpt = None,
     reference: Annotated[str | None, typer.Option(
         "--reference", help="What reference methods (lrp-ref, ig-ref, occlusion-ref) explain "
-                            "against: mean, knn, pca (from the training controls), twin "
-                            "(simulated cohorts), any of these with -restore (the scan with "
+                            "against: mean, knn, pca (from the training controls), twin, "
+                            "rescan (simulated cohorts: the healthy twin, and the twin "
+                            "scanned again), any of these with -restore (the scan with "
                             "only its lost signal restored from it, e.g. knn-restore) or a "
                             "NIfTI file; default mean. Heatmaps go to "
                             "heatmaps/<method>@<reference>/.")] = None,

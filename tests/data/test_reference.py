@@ -120,6 +120,39 @@ def test_a_simulated_control_is_its_own_twin(run, tmp_path):
         refs.twin(ad_without)
 
 
+def test_a_rescan_is_the_healthy_twin_scanned_again(run, tmp_path):
+    """rescan: the simulated subject without disease, same scanner, fresh noise."""
+    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.preprocess import preprocess_image
+    from brainlrp.simulate import simulate
+    from brainlrp.simulate.ground_truth import healthy_twin_path
+    from brainlrp.simulate.stage import healthy_rescan
+
+    prep = read_card(run).prep
+    with pytest.raises(BrainLRPError, match="not a cohort made by brainlrp simulate"):
+        scan = pd.read_csv(run / "predictions.tsv", sep="\t")["scan_id"].iloc[0]
+        References(run, prep).get("rescan", [scan], np.zeros((1, 1, *prep.grid.shape),
+                                                             np.float32))
+    cohort = tmp_path / "simulated"
+    simulate(cohort, n_subjects=4, resolution=6, seed=3, n_jobs=1, progress=False)
+    scans = load_cohort(cohort).scans.set_index("scan_id")
+    refs = References(run, prep, cohort=cohort)
+    ad = scans.index[scans["label"] == 1][0]
+    pid = scans.loc[ad, "participant_id"]
+    x = np.load(refs.cache.get(Path(scans.loc[ad, "path"]), prep))[None, None]
+    ref = refs.get("rescan", [ad], x)
+    expected = preprocess_image(nib.Nifti1Image(healthy_rescan(cohort, pid),
+                                                prep.grid.affine_array), prep)
+    np.testing.assert_array_equal(ref[0, 0], expected)
+    twin = refs.twin(ad)
+    brain = refs.brain
+    assert (ref[0, 0] != twin)[brain].mean() > 0.5  # fresh noise, ...
+    assert abs(float((ref[0, 0] - twin)[brain].mean())) < 0.01  # ... same scanner and person
+    assert healthy_twin_path(cohort, pid).is_file()
+    restored = refs.get("rescan-restore", [ad], x)
+    np.testing.assert_array_equal(restored[0, 0], refs.restore(x[0, 0], ref[0, 0]))
+
+
 def test_reference_kinds_and_catalog_agree():
     from brainlrp import catalog
     from brainlrp.data.reference import REFERENCE_KINDS
@@ -129,6 +162,9 @@ def test_reference_kinds_and_catalog_agree():
     assert info.reference == "knn-restore" and not info.needs_twin
     assert info.label == "LRP from nearest controls, tissue loss only"
     assert catalog.lookup("ig-ref@twin-restore").needs_twin
+    assert catalog.lookup("lrp-ref@rescan").needs_twin
+    assert catalog.lookup("lrp-ref@rescan-restore").label == \
+        "LRP from healthy twin re-scanned, tissue loss only"
 
 
 def test_reference_names_and_errors(run, tmp_path):

@@ -19,7 +19,14 @@ healthy twin (which only a simulation has), the reference is built from the run'
     Simulated cohorts only: the same person rendered without the disease
     (``derivatives/ground_truth/<pid>_desc-healthy_T1w.nii.gz``; a control is its own
     twin); the benchmark's upper bound, not for real data.
-``<kind>-restore`` (``mean-restore``, ``knn-restore``, ``pca-restore``, ``twin-restore``)
+``rescan``
+    Simulated cohorts only: the twin **scanned again** (same person, scanner and noise
+    level, fresh noise; :func:`brainlrp.simulate.stage.healthy_rescan`): a perfectly
+    registered healthy baseline scan, the best reference real data could ever give. The
+    twin shares the scan's noise image, which no real reference can; the benchmark's
+    ceiling for references a real patient could have.
+``<kind>-restore`` (``mean-restore``, ``knn-restore``, ``pca-restore``, ``twin-restore``,
+``rescan-restore``)
     The scan itself with only its **lost signal restored** from ``<kind>``: the
     voxel-wise maximum of scan and reference inside the brain, the scan outside it.
     Neurodegeneration removes tissue, and in a T1-weighted image lost tissue is
@@ -47,7 +54,7 @@ from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 #: References built from the run (and, for ``twin``, the simulated cohort).
-BASE_KINDS = ("mean", "knn", "pca", "twin")
+BASE_KINDS = ("mean", "knn", "pca", "twin", "rescan")
 #: Suffix of a reference that only restores what the scan lost (see the module docstring).
 RESTORE = "-restore"
 #: Built-in references (a path to a NIfTI file is accepted too).
@@ -60,6 +67,8 @@ PCA_COMPONENTS = 16
 TUKEY_C = 4.685
 PCA_ITERATIONS = 6
 CONTROL_LABELS = ("HC", "CN")
+#: Re-scans kept in memory (rendering one takes seconds; every method reuses it).
+RESCAN_CACHE = 16
 
 
 def training_control_paths(run: RunDir, cohort: str | os.PathLike | None = None
@@ -119,6 +128,7 @@ class References:
         self._mean: np.ndarray | None = None
         self._pca: tuple[np.ndarray, ...] | None = None
         self._scans = None
+        self._rescans: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ controls
 
@@ -227,6 +237,36 @@ class References:
                             "twins exist only in simulated cohorts, for AD subjects: use "
                             "--reference mean, knn or pca")
 
+    def rescan(self, scan_id: str) -> np.ndarray:
+        """The simulated healthy twin of a scan's participant scanned again, preprocessed
+        (a control: the control scanned again)."""
+        from brainlrp.simulate.ground_truth import config_path
+
+        if scan_id in self._rescans:
+            return self._rescans[scan_id]
+        scans = self._cohort_scans()
+        if scan_id not in scans.index:
+            raise BrainLRPError(f"scan {scan_id} is not in the run's cohort",
+                                "pass the cohort with --cohort")
+        root = Path(self.run.cohort_source() if self.cohort is None else self.cohort)
+        if not config_path(root).is_file():
+            raise BrainLRPError(f"no healthy re-scan for scan {scan_id}: {root} is not a "
+                                "cohort made by brainlrp simulate",
+                                "re-scans exist only in simulated cohorts: use --reference "
+                                "mean, knn or pca")
+        import nibabel as nib
+
+        from brainlrp.data.preprocess import preprocess_image
+        from brainlrp.simulate.stage import healthy_rescan, simulation_grid
+
+        data = healthy_rescan(root, str(scans.loc[scan_id, "participant_id"]))
+        image = nib.Nifti1Image(data, simulation_grid(root).affine_array)
+        out = preprocess_image(image, self.prep)
+        if len(self._rescans) >= RESCAN_CACHE:
+            self._rescans.pop(next(iter(self._rescans)))
+        self._rescans[scan_id] = out
+        return out
+
     def restore(self, x: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """The scan ``x`` with only its lost signal restored from ``reference``: their
         voxel-wise maximum inside the brain, ``x`` outside it (shapes broadcast)."""
@@ -270,6 +310,8 @@ class References:
         if kind == "twin":
             return np.stack([self.twin(s, xi[0]) for s, xi in zip(scan_ids, x, strict=True)]
                             )[:, None]
+        if kind == "rescan":
+            return np.stack([self.rescan(s) for s in scan_ids])[:, None]
         path = Path(kind)
         if path.is_file():
             return np.stack([self.file(path)] * len(x))[:, None]

@@ -352,6 +352,11 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
     return _row(record)
 
 
+def simulation_grid(root: str | os.PathLike) -> Grid:
+    """The grid a simulated cohort's images are on (from its settings record)."""
+    return Grid.from_resolution(read_json(gt.config_path(Path(root)))["resolution"])
+
+
 def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
                    ) -> np.ndarray:
     """A simulated subject's healthy twin scanned again: the same person, age and scanner
@@ -381,7 +386,7 @@ def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
     if int(rescan) < 1:
         raise ValueError(f"rescan must be >= 1, got {rescan}")
     config, record = read_json(config), read_json(record)
-    grid = Grid.from_resolution(config["resolution"])
+    grid = simulation_grid(root)
     spec = draw_subject(config["seed"], record["index"], participant_id, record["diagnosis"],
                         load_disease_model(config["disease_model"])).without_disease()
     if spec.anatomy_seed != record.get("anatomy_seed"):
