@@ -43,7 +43,8 @@ def build(ctx: Context, sec: Section) -> None:
     sec.add(table(frame, COLUMNS, caption=(
         "Methods ranked by the mean of their ranks in mass accuracy, |.|-AUC and "
         "restoration ρ. Rows marked 'needs the twin' explain against the patient's "
-        "simulated healthy twin: an upper bound no real scan has. Edges and noise are "
+        "simulated healthy twin, an upper bound no real scan has, or against the twin "
+        "scanned again (rescan): the best a real reference could be. Edges and noise are "
         "model-free floors; a method below them finds the atrophy no better than the "
         "image itself. Randomisation ρ: low means the map depends on the learned weights."),
         table_id="benchmark-table", row_class=_row_class))
