@@ -118,7 +118,6 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     (see the module docstring): mean p(AD) of the reference, mass accuracy, |.|-AUC and
     restoration Spearman over the AD test scans with restoration importance (the first
     ``n_scans`` of them)."""
-    import nibabel as nib
     import torch
 
     from brainlrp.analysis import metrics
@@ -127,11 +126,9 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     from brainlrp.analysis.stage import AnalysisConfig
     from brainlrp.analysis.twins import area_masks, area_matrix, restored_area_sums
     from brainlrp.data import load_inputs
-    from brainlrp.data.preprocess import preprocess_image
     from brainlrp.data.reference import RESTORE, References
     from brainlrp.explain import explain
     from brainlrp.run import RunDir
-    from brainlrp.simulate.stage import healthy_rescan
     from brainlrp.training import load_model
 
     rd = RunDir(run)
@@ -147,16 +144,14 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"participant_id": str})
     ad = pred[(pred["label"] == 1) & (pred["split"] == "test")
               & pred["scan_id"].isin(set(restoration["scan_id"]))].head(n_scans or len(pred))
-    cohort = rd.cohort_source()
-    masks = TruthMasks(cohort, prep.grid, 0.05)
+    masks = TruthMasks(rd.cohort_source(), prep.grid, 0.05)
     rows = []
     for row in ad.itertuples():
         x = load_inputs(run, [row.scan_id], prep)[0, 0]
         mask = masks.mask(row.participant_id)
         importance = (restoration[restoration["scan_id"] == row.scan_id].set_index("area")
                       ["drop"].reindex(atlas.areas["region"]).to_numpy())
-        rescan = preprocess_image(nib.Nifti1Image(healthy_rescan(cohort, row.participant_id),
-                                                  prep.grid.affine_array), prep)
+        rescan = refs.rescan(row.scan_id)
         built = {"twin": refs.twin(row.scan_id), "twin re-scanned": rescan}
         for mm in shifts_mm:
             built[f"twin re-scanned, {mm:g} mm off"] = misregister(

@@ -77,6 +77,7 @@ class MethodInfo:
         For ``<method>@<reference>`` names: which reference image the method
         explains against (``mean``, ``knn``, ``pca``: built from the run's training
         controls; ``twin``: the simulated patient's healthy twin, ground truth only;
+        ``rescan``: that twin scanned again with fresh noise;
         ``<kind>-restore``: the scan with only its lost signal restored from ``<kind>``).
     needs_reference : bool
         The method explains the difference from a reference image (a
@@ -384,7 +385,7 @@ def _with_reference(match: re.Match[str]) -> MethodInfo:
 
 
 register_family(r"(lrp-ref|ig-ref|occlusion-ref)@([A-Za-z0-9_.-]+)", _with_reference,
-                "<reference method>@<mean|knn|pca|twin>[-restore]")
+                "<reference method>@<mean|knn|pca|twin|rescan>[-restore]")
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
                     "(model-free floor)", order=900))

@@ -141,8 +141,7 @@ def test_a_rescan_is_the_healthy_twin_scanned_again(run, tmp_path):
     pid = scans.loc[ad, "participant_id"]
     x = np.load(refs.cache.get(Path(scans.loc[ad, "path"]), prep))[None, None]
     ref = refs.get("rescan", [ad], x)
-    expected = preprocess_image(nib.Nifti1Image(healthy_rescan(cohort, pid),
-                                                prep.grid.affine_array), prep)
+    expected = preprocess_image(healthy_rescan(cohort, pid), prep)
     np.testing.assert_array_equal(ref[0, 0], expected)
     twin = refs.twin(ad)
     brain = refs.brain

@@ -225,8 +225,11 @@ def test_healthy_rescan_is_the_twin_with_fresh_noise(small_cohort, tmp_path):
         pid = table[table.diagnosis == dx].participant_id.iloc[0]
         path = (gtruth.healthy_twin_path(root, pid) if dx == "AD"
                 else gtruth.subject_paths(root, pid)["t1"])  # a control is its own twin
-        twin = np.asarray(nib.load(path).dataobj)
-        rescan = healthy_rescan(root, pid)
+        twin_img = nib.load(path)
+        twin = np.asarray(twin_img.dataobj)
+        image = healthy_rescan(root, pid)
+        np.testing.assert_allclose(image.affine, twin_img.affine)
+        rescan = np.asarray(image.dataobj)
         assert rescan.dtype == np.int16 and rescan.shape == twin.shape
         brain = twin > 0
         assert ((rescan > 0) == brain).mean() > 0.99
@@ -235,7 +238,7 @@ def test_healthy_rescan_is_the_twin_with_fresh_noise(small_cohort, tmp_path):
         assert (diff[brain] != 0).mean() > 0.5
         assert abs(diff[brain].mean()) < 0.01 * level
         assert diff[brain].std() / np.sqrt(2) < 0.05 * level
-        np.testing.assert_array_equal(rescan, healthy_rescan(root, pid))
-        assert (healthy_rescan(root, pid, rescan=2) != rescan).any()
+        np.testing.assert_array_equal(rescan, np.asarray(healthy_rescan(root, pid).dataobj))
+        assert (np.asarray(healthy_rescan(root, pid, rescan=2).dataobj) != rescan).any()
     with pytest.raises(BrainLRPError, match="no simulation record"):
         healthy_rescan(tmp_path, "sub-0001")

@@ -53,7 +53,7 @@ from brainlrp.data.preprocess import PreprocessCache, Preprocessing
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
-#: References built from the run (and, for ``twin``, the simulated cohort).
+#: References built from the run (and, for ``twin`` and ``rescan``, the simulated cohort).
 BASE_KINDS = ("mean", "knn", "pca", "twin", "rescan")
 #: Suffix of a reference that only restores what the scan lost (see the module docstring).
 RESTORE = "-restore"
@@ -222,12 +222,7 @@ class References:
         """
         from brainlrp.simulate.ground_truth import healthy_twin_path
 
-        scans = self._cohort_scans()
-        if scan_id not in scans.index:
-            raise BrainLRPError(f"scan {scan_id} is not in the run's cohort",
-                                "pass the cohort with --cohort")
-        row = scans.loc[scan_id]
-        root = Path(self.run.cohort_source() if self.cohort is None else self.cohort)
+        row, root = self._cohort_row(scan_id)
         path = healthy_twin_path(root, str(row["participant_id"]))
         if path.is_file():
             return self.file(path)
@@ -244,24 +239,16 @@ class References:
 
         if scan_id in self._rescans:
             return self._rescans[scan_id]
-        scans = self._cohort_scans()
-        if scan_id not in scans.index:
-            raise BrainLRPError(f"scan {scan_id} is not in the run's cohort",
-                                "pass the cohort with --cohort")
-        root = Path(self.run.cohort_source() if self.cohort is None else self.cohort)
+        row, root = self._cohort_row(scan_id)
         if not config_path(root).is_file():
             raise BrainLRPError(f"no healthy re-scan for scan {scan_id}: {root} is not a "
                                 "cohort made by brainlrp simulate",
                                 "re-scans exist only in simulated cohorts: use --reference "
                                 "mean, knn or pca")
-        import nibabel as nib
-
         from brainlrp.data.preprocess import preprocess_image
-        from brainlrp.simulate.stage import healthy_rescan, simulation_grid
+        from brainlrp.simulate.stage import healthy_rescan
 
-        data = healthy_rescan(root, str(scans.loc[scan_id, "participant_id"]))
-        image = nib.Nifti1Image(data, simulation_grid(root).affine_array)
-        out = preprocess_image(image, self.prep)
+        out = preprocess_image(healthy_rescan(root, str(row["participant_id"])), self.prep)
         if len(self._rescans) >= RESCAN_CACHE:
             self._rescans.pop(next(iter(self._rescans)))
         self._rescans[scan_id] = out
@@ -276,6 +263,15 @@ class References:
     def file(self, path: str | os.PathLike) -> np.ndarray:
         """Any NIfTI image, preprocessed like the scans."""
         return np.load(self.cache.get(Path(path), self.prep)).astype(np.float32)
+
+    def _cohort_row(self, scan_id: str):
+        """A scan's row of the run's cohort table and the cohort's folder."""
+        scans = self._cohort_scans()
+        if scan_id not in scans.index:
+            raise BrainLRPError(f"scan {scan_id} is not in the run's cohort",
+                                "pass the cohort with --cohort")
+        return scans.loc[scan_id], Path(self.run.cohort_source() if self.cohort is None
+                                        else self.cohort)
 
     def _cohort_scans(self):
         if self._scans is None:

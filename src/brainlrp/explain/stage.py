@@ -87,7 +87,7 @@ def _per_method(methods: list[str], method_options: dict | None) -> dict[str, di
 def _references(run: RunDir, methods: list[str], prep, cohort, cache_dir, reference):
     """The run's reference builder and file references by name, if any method needs one."""
     from brainlrp import catalog
-    from brainlrp.data.reference import References, reference_name
+    from brainlrp.data.reference import BASE_KINDS, References, reference_name
 
     if not any(catalog.lookup(m).reference for m in methods):
         return None, {}
@@ -95,8 +95,8 @@ def _references(run: RunDir, methods: list[str], prep, cohort, cache_dir, refere
     if reference and reference_name(reference) != reference:
         if not Path(reference).is_file():
             raise BrainLRPError(f"reference image not found: {reference}",
-                                "use --reference mean, knn, pca, twin (or one of them with "
-                                "-restore) or an existing NIfTI")
+                                f"use --reference {', '.join(BASE_KINDS)} (or one of them "
+                                "with -restore) or an existing NIfTI")
         files[reference_name(reference)] = reference
     return References(run, prep, cohort=cohort, cache_dir=cache_dir), files
 

@@ -352,19 +352,13 @@ def simulate_subject(root: str, grid: Grid, model: DiseaseModel, seed: int, inde
     return _row(record)
 
 
-def simulation_grid(root: str | os.PathLike) -> Grid:
-    """The grid a simulated cohort's images are on (from its settings record)."""
-    return Grid.from_resolution(read_json(gt.config_path(Path(root)))["resolution"])
-
-
-def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
-                   ) -> np.ndarray:
+def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1):
     """A simulated subject's healthy twin scanned again: the same person, age and scanner
     (bias field, contrast, noise level, gain) without the disease, with fresh noise.
 
     The twin shares the patient's noise image, which no reference built for real data
     can; the re-scan is the best such reference could be (a healthy baseline scan of the
-    same person on the same scanner, perfectly registered). int16 on the cohort's grid.
+    same person on the same scanner, perfectly registered).
 
     Parameters
     ----------
@@ -373,7 +367,14 @@ def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
     participant_id : str
     rescan : int
         Which re-scan (each number draws its own noise image; >= 1).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        int16 on the cohort's grid, like the subject's scan.
     """
+    import nibabel as nib
+
     from brainlrp.simulate.anatomy import template_anatomy
     from brainlrp.simulate.scanner import scanner_effects
     from brainlrp.simulate.subject import draw_subject, render_subject
@@ -386,7 +387,7 @@ def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
     if int(rescan) < 1:
         raise ValueError(f"rescan must be >= 1, got {rescan}")
     config, record = read_json(config), read_json(record)
-    grid = simulation_grid(root)
+    grid = Grid.from_resolution(config["resolution"])
     spec = draw_subject(config["seed"], record["index"], participant_id, record["diagnosis"],
                         load_disease_model(config["disease_model"])).without_disease()
     if spec.anatomy_seed != record.get("anatomy_seed"):
@@ -396,8 +397,9 @@ def healthy_rescan(root: str | os.PathLike, participant_id: str, rescan: int = 1
     anatomy = template_anatomy(grid)
     images = render_subject(spec, anatomy)
     noise_seed = int(np.random.default_rng([spec.scanner_seed, int(rescan)]).integers(2 ** 31))
-    return anatomy.paste(scanner_effects(images.t1, images.brain, anatomy.wm_intensity,
+    data = anatomy.paste(scanner_effects(images.t1, images.brain, anatomy.wm_intensity,
                                          spec.scanner_seed, noise_seed=noise_seed))
+    return nib.Nifti1Image(data, grid.affine_array)
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype,
