@@ -204,3 +204,28 @@ def test_a_missing_reference_file_is_one_line(run, tmp_path):
     line = one_line_error(["explain", str(run), "-m", "ig-ref", "--reference",
                            str(tmp_path / "none.nii.gz")])
     assert "reference image not found" in line
+
+
+def test_overwrite_that_fails_keeps_the_earlier_maps(run, monkeypatch):
+    """--overwrite replaces each map when its new one is written: a run that stops (here,
+    a reference that cannot be built) leaves the earlier maps on disk, byte for byte."""
+    result = runner.invoke(app, ["explain", str(run), "-m", "lrp-ref@knn", "--quiet"])
+    assert result.exit_code == 0, result.output
+    maps = sorted((run / "heatmaps" / "lrp-ref@knn").glob("*.nii.gz"))
+    assert len(maps) == 4
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in maps}
+
+    def broken(self, x, k=5):
+        raise BrainLRPError("the controls cannot be read", "fix them")
+
+    with monkeypatch.context() as m:
+        m.setattr(References, "knn", broken)
+        line = one_line_error(["explain", str(run), "-m", "lrp-ref@knn", "--overwrite"])
+    assert "controls cannot be read" in line
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in maps} == before
+    result = runner.invoke(app, ["explain", str(run), "-m", "lrp-ref@knn", "--overwrite",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "4 heatmaps written" in result.output
+    assert all(p.stat().st_mtime_ns > before[p][1] for p in maps)
+    assert all(p.read_bytes() == before[p][0] for p in maps)  # same model, same maps

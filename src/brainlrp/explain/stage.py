@@ -110,8 +110,18 @@ def _select_scans(run: RunDir, split: str) -> pd.DataFrame:
     return pred if split == "all" else pred[pred["split"] == split]
 
 
-def _pending(run: RunDir, scan_ids, methods) -> list[str]:
-    return [s for s in scan_ids if not all(run.heatmap(m, s).is_file() for m in methods)]
+def _written(path: Path, since: int | None) -> bool:
+    """Whether a heatmap exists (and, for ``--overwrite``, was written at ``since`` or
+    later: older maps stay on disk until their replacement is written)."""
+    try:
+        return path.stat().st_mtime_ns >= (since or 0)
+    except FileNotFoundError:
+        return False
+
+
+def _pending(run: RunDir, scan_ids, methods, since: int | None = None) -> list[str]:
+    return [s for s in scan_ids
+            if not all(_written(run.heatmap(m, s), since) for m in methods)]
 
 
 def check_scan_grid(card: ModelCard, path, resample: bool) -> None:
@@ -211,7 +221,7 @@ def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
 
 def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None,
                       advance=None, target: int = 1, references=None, reference_files=None,
-                      grid=None):
+                      grid=None, since: int | None = None):
     import lightning.pytorch as pl
 
     from brainlrp import catalog
@@ -234,7 +244,8 @@ def _explainer_module(model, methods, run: RunDir, affine, options, method_optio
             try:
                 with torch.enable_grad():
                     for method in methods:
-                        todo = [i for i in mine if not run.heatmap(method, ids[i]).is_file()]
+                        todo = [i for i in mine
+                                if not _written(run.heatmap(method, ids[i]), since)]
                         if not todo:
                             continue
                         opts = options | (method_options or {}).get(method, {})
@@ -299,7 +310,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         The cohort (default: the one recorded in run.json).
     batch_size : int
     overwrite : bool
-        Recompute heatmaps that exist.
+        Recompute heatmaps that exist (each is replaced when its new map is written, so a
+        run that stops keeps the maps it did not reach).
     accelerator, devices, strategy, num_nodes
         Lightning settings; ``--devices 4 --strategy ddp`` explains on 4 GPUs.
     options : dict, optional
@@ -332,12 +344,10 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     if label is not None:
         selected = selected[selected["label"] == label]
     scan_ids = selected["scan_id"].tolist()
-    if overwrite:
-        for m in methods:
-            for s in scan_ids:
-                run.heatmap(m, s).unlink(missing_ok=True)
+    # --overwrite: a map counts as done once written by this call (file times in ns).
+    since = time.time_ns() if overwrite else None
     _remove_stale_temporaries(run, methods, ScanClaims(run.heatmaps / ".claims"))
-    todo = _pending(run, scan_ids, methods)
+    todo = _pending(run, scan_ids, methods, since)
     start = time.perf_counter()
     written = 0
     if todo:
@@ -354,7 +364,7 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
                                        options or {}, _per_method(methods, method_options),
                                        advance, target=card.target_class,
                                        references=references, reference_files=files,
-                                       grid=prep.grid)
+                                       grid=prep.grid, since=since)
             import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
 
             quiet_lightning()
