@@ -72,7 +72,7 @@ def reference_quality(run: Path, n_scans: int = 8) -> pd.DataFrame:
     refs = References(rd, prep)
     pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"participant_id": str})
     ad = pred[(pred["label"] == 1) & (pred["split"] == "test")].head(n_scans)
-    masks = TruthMasks(rd.cohort_source(), prep.grid, 0.05)
+    masks = TruthMasks(rd.cohort_source(), prep.grid)
     brain = refs.brain
     rows = []
     for row in ad.itertuples():
@@ -144,7 +144,7 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"participant_id": str})
     ad = pred[(pred["label"] == 1) & (pred["split"] == "test")
               & pred["scan_id"].isin(set(restoration["scan_id"]))].head(n_scans or len(pred))
-    masks = TruthMasks(rd.cohort_source(), prep.grid, 0.05)
+    masks = TruthMasks(rd.cohort_source(), prep.grid)
     rows = []
     for row in ad.itertuples():
         x = load_inputs(run, [row.scan_id], prep)[0, 0]
@@ -217,6 +217,14 @@ def measure_costs(run: Path, methods: list[str], ig_steps: int, n_scans: int = 3
     return {m: float(np.median(v)) for m, v in times.items()}
 
 
+def print_reference_tables(run: Path) -> None:
+    """The references against the healthy twin, then the ceiling table."""
+    print("references against the healthy twin:")
+    print(markdown(reference_quality(run)))
+    print("\nceiling: lrp-ref from references of known quality (AD test scans):")
+    print(markdown(reference_ceiling(run)))
+
+
 def main() -> None:
     from brainlrp.analysis import analyze
     from brainlrp.explain.stage import explain_run
@@ -235,10 +243,7 @@ def main() -> None:
                         help="Only the reference tables (on a run the benchmark analysed).")
     args = parser.parse_args()
     if args.references_only:
-        print("references against the healthy twin:")
-        print(markdown(reference_quality(args.run)))
-        print("\nceiling: lrp-ref from references of known quality (AD test scans):")
-        print(markdown(reference_ceiling(args.run)))
+        print_reference_tables(args.run)
         return
     methods = [m for m in args.methods.split(",") if m]
     from brainlrp.run import RunDir
@@ -275,10 +280,8 @@ def main() -> None:
           f"{twins['p_ad_twin'].mean():.3f} (n = {len(twins)}); evidence |patient - twin| "
           f"AUC {twins['evidence_auc'].mean():.3f}, mass {twins['evidence_mass'].mean():.3f} "
           f"(chance {twins['atrophied_fraction'].mean():.3f})")
-    print("\nreferences against the healthy twin:")
-    print(markdown(reference_quality(args.run)))
-    print("\nceiling: lrp-ref from references of known quality (AD test scans):")
-    print(markdown(reference_ceiling(args.run)))
+    print()
+    print_reference_tables(args.run)
 
 
 if __name__ == "__main__":
