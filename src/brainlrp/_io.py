@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,11 @@ from typing import Any
 import numpy as np
 
 TMP_PREFIX = ".tmp-"
+#: A work folder holds this file, locked while its owner lives (see :func:`work_folder`).
+LOCK_NAME = ".lock"
+#: A work folder without a lock file (made by an older version, or caught in the moment
+#: between its creation and its lock) is stale only once it is this old.
+UNLOCKED_STALE_SECONDS = 3600.0
 
 
 @contextlib.contextmanager
@@ -64,6 +71,94 @@ def remove_temporaries(folder: str | os.PathLike) -> int:
             stale.unlink()
             n += 1
     return n
+
+
+@contextlib.contextmanager
+def work_folder(parent: str | os.PathLike, name: str) -> Iterator[Path]:
+    """Yield a private folder ``parent/.tmp-<name>-<random>`` for a multi-file output.
+
+    The folder holds an exclusive ``flock`` on its ``.lock`` file while the ``with`` block
+    runs, so :func:`remove_stale_work_folders` can tell a live writer's folder from one a
+    killed process left behind (the operating system drops the lock when a process dies,
+    even on SIGKILL). Whatever is still in the folder at the end is deleted; move the
+    finished files out (e.g. with :func:`publish_files`) or rename the folder (after
+    :func:`release_lock_file`) before leaving the block.
+    """
+    import fcntl
+
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=parent))
+    fd = os.open(path / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def release_lock_file(folder: str | os.PathLike) -> None:
+    """Remove a work folder's lock file before the folder is renamed into place (the
+    lock itself is held until the ``with`` block of :func:`work_folder` ends)."""
+    with contextlib.suppress(FileNotFoundError):
+        (Path(folder) / LOCK_NAME).unlink()
+
+
+def remove_stale_work_folders(parent: str | os.PathLike, name: str = "") -> int:
+    """Delete the work folders (``.tmp-<name>-*``) of killed processes in ``parent``.
+
+    A folder whose lock can be taken now has no living owner; a folder without a lock
+    file counts as stale after :data:`UNLOCKED_STALE_SECONDS`. Returns how many were
+    removed. Safe while other processes work: a live owner's folder is never touched.
+    """
+    import fcntl
+
+    removed = 0
+    pattern = f"{TMP_PREFIX}{name}-*" if name else f"{TMP_PREFIX}*"
+    for folder in Path(parent).glob(pattern):
+        if not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder / LOCK_NAME, os.O_RDWR)
+        except FileNotFoundError:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - folder.stat().st_mtime > UNLOCKED_STALE_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a living process holds it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
+def publish_files(folder: str | os.PathLike, target: str | os.PathLike,
+                  last: str | None = None) -> list[Path]:
+    """Move every file of a work folder into ``target`` (sub-folders kept), each by an
+    atomic rename, ``last`` (a relative name) after all others; return the new paths.
+
+    ``target`` may hold other files already; same-named ones are replaced.
+    """
+    folder, target = Path(folder), Path(target)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != LOCK_NAME)
+    files.sort(key=lambda p: p.relative_to(folder).as_posix() == last)
+    out = []
+    for path in files:
+        dest = target / path.relative_to(folder)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        out.append(dest)
+    return out
 
 
 def _unchanged(path: str | os.PathLike, data: bytes) -> bool:

@@ -148,6 +148,24 @@ def test_heatmap_goes_back_to_the_right_native_place(registered):
         assert np.sign(nib.affines.apply_affine(t, world)[0]) == np.sign(centre[0])
 
 
+def test_native_relevance_keeps_its_sum(registered):
+    """Relevance moved onto the 4 x 4 x 4.8 mm scan keeps its total (interpolating it like
+    an image would scale it by the voxel-volume ratio, 216 / 76.8) and its place."""
+    scan, _, _, reg = registered
+    img = nib.load(scan)
+    ijk = np.indices(GRID.shape).reshape(3, -1).T
+    xyz = nib.affines.apply_affine(GRID.affine_array, ijk).reshape(*GRID.shape, 3)
+    blob = np.exp(-((xyz - [-28.0, -22.0, -14.0]) ** 2).sum(-1) / (2 * 10.0 ** 2))
+    heat = (blob * brain_mask(GRID)).astype(np.float32)
+    native = reg.relevance_to_native(heat, img.shape, img.affine)
+    assert native.sum() == pytest.approx(heat.sum(), rel=0.03)
+    # the volume change is the known transform's: native mm^3 per template mm^3
+    ratio = reg.volume_ratio(brain_mask(GRID))
+    assert np.allclose(ratio, 1 / abs(np.linalg.det(known_transform(0)[:3, :3])), rtol=0.03)
+    image_like = reg.to_native(heat, img.shape, img.affine)
+    assert image_like.sum() / heat.sum() == pytest.approx(216 / 76.8, rel=0.1)
+
+
 @pytest.mark.skipif(not (MRICRON / "ch2.nii.gz").is_file(),
                     reason="needs Debian's mricron-data (Colin27 ch2.nii.gz)")
 def test_real_colin27_head_registers_back(tmp_path):

@@ -3,24 +3,32 @@
 A scan in scanner (native) space is bias-corrected with N4 and registered with
 ANTsPy to the ICBM 2009c template on the model grid, in two passes:
 
-1. rigid on the whole image (centre-of-mass start, mutual information on a regular
-   sampling grid, so no random sampling); rigid only, because the template is
+1. rigid on the whole image (centre-of-mass start, mutual information on every voxel
+   of a coarse template, so no random sampling); rigid only, because the template is
    skull-stripped and an affine fit of a head to it would be pulled by the skull;
-2. the template brain mask is brought back to the scan through the inverse
-   transform and dilated, the scan is masked with it (brain extraction without a
-   network model), and the brain alone is registered again from pass 1's result:
-   rigid + affine (``affine``, the default) or rigid + affine + SyN (``syn``).
+2. affine (``affine``, the default), or affine then SyN (``syn``), of the whole image
+   from pass 1's result, with the metric evaluated only inside the **template's brain
+   mask**: wherever the template has brain, the scan must have brain too, so the skull
+   and scalp can only count against a transform that moves them into the brain. The
+   affine runs down to the template's full resolution. (Masking the *scan* with the
+   template mask carried back, as earlier versions did, leaves a shell of skull in the
+   mask that pulls the fit outwards: Colin27 with its skull then landed 4 mm away from
+   Colin27 without; with the metric mask, 0.3 mm.)
 
-The scan is then resampled once, through the final transform, onto the model grid.
-Transforms, the registered scan and the native brain mask are cached in one folder
-per (file content, registration parameters), next to the preprocessed arrays, and
-the folder appears all at once (built under a temporary name, then renamed), so a
-killed registration leaves nothing half-written. The quality score is the Pearson
-correlation of the registered scan with the template inside the template brain mask.
+The scan is then resampled once, through the final transform, onto the model grid,
+where preprocessing masks it with the template brain mask and removes what that mask
+keeps of the scalp (:func:`brainlrp.data.preprocess.remove_bright_edge`): the brain
+extraction. Transforms, the registered scan and the native brain mask are cached in one
+folder per (file content, registration parameters), next to the preprocessed arrays,
+and the folder appears all at once (built in a locked work folder, then renamed), so a
+killed registration leaves nothing half-written and a later one removes its work
+folder. The quality score is the Pearson correlation of the registered scan with the
+template inside the template brain mask.
 
 The inverse transform maps anything on the model grid (a heatmap) back onto the
 scan's own voxel grid (:func:`to_native`), with the scan's affine, so it overlays on
-the patient's T1 in any viewer.
+the patient's T1 in any viewer; relevance keeps its sum
+(:meth:`RegisteredScan.relevance_to_native`).
 """
 
 from __future__ import annotations
@@ -29,8 +37,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -38,7 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from brainlrp._io import TMP_PREFIX, atomic_path
+from brainlrp._io import (
+    atomic_path,
+    release_lock_file,
+    remove_stale_work_folders,
+    work_folder,
+)
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 
@@ -46,16 +57,21 @@ from brainlrp.errors import BrainLRPError
 # (with more, the metric's partial sums are split by timing and results vary slightly).
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
-#: Bumped whenever the registration recipe changes, so old cache entries are ignored.
-REGISTRATION_VERSION = 1
-#: ANTsPy recipes (antsRegistrationSyNQuick.sh): rigid + affine, or + SyN.
-METHODS = {"affine": "antsRegistrationSyNQuick[a]", "syn": "antsRegistrationSyNQuick[s]"}
+#: Bumped whenever the registration recipe changes, so old cache entries are ignored
+#: (2: pass 2 registers the whole head with the template's brain as metric mask).
+REGISTRATION_VERSION = 2
+#: The registrations: pass 2 is affine, or affine then SyN.
+METHODS = {"affine": "rigid (whole head), then affine within the template's brain",
+           "syn": "rigid (whole head), then affine and SyN within the template's brain"}
+#: Pass 2's affine: mutual information (32 bins) on a regular 25 % sample, at 8, 4, 2 and
+#: 1 template voxels (antsRegistrationSyNQuick stops at 2, which on a 2 mm grid is 4 mm).
+AFFINE_LEVELS = {"aff_shrink_factors": (8, 4, 2, 1), "aff_smoothing_sigmas": (3, 2, 1, 0),
+                 "aff_iterations": (1000, 500, 250, 100)}
+AFFINE_SAMPLING = 0.25
 #: A registration whose correlation with the template is below this is flagged.
 QC_MIN_CORRELATION = 0.4
 #: A scan this many robust standard deviations below the cohort median is flagged.
 QC_MAX_ROBUST_Z = 3.5
-#: Dilation of the back-projected brain mask before pass 2 (mm): keeps the brain's edge.
-MASK_DILATION_MM = 6.0
 ENTRY_FILE = "registration.json"
 #: Voxel size (mm) at which N4 estimates the bias field.
 N4_SPACING_MM = 4.0
@@ -69,8 +85,6 @@ REGISTRATION_MAX_MM = 4.0
 #: Pass 1 (whole image, skull included) is rigid only, on every voxel of a coarse
 #: template (dense sampling: no sampling luck in the step everything else starts from).
 PASS1 = "Rigid"
-#: Brain-only passes after pass 1 (the last one uses the chosen method).
-N_PASSES = 1
 
 
 @dataclass(frozen=True)
@@ -261,6 +275,62 @@ class RegisteredScan:
         return out.numpy().astype(np.float32)
 
 
+    def map_points(self, points_ras: np.ndarray) -> np.ndarray:
+        """Send template points (RAS mm, ``(n, 3)``) to where they lie in the scan."""
+        import pandas as pd
+
+        ants = _ants()
+        pts = pd.DataFrame(np.asarray(points_ras, float) * [-1, -1, 1], columns=["x", "y", "z"])
+        mapped = ants.apply_transforms_to_points(3, pts, [str(p) for p in self.forward])
+        return mapped[["x", "y", "z"]].to_numpy() * [-1, -1, 1]
+
+    def volume_ratio(self, where: np.ndarray) -> np.ndarray:
+        """The scan's volume per template volume at model-grid voxels (the Jacobian
+        determinant of the map from the template into the scan), by finite differences
+        over one voxel, so it holds for affine and deformable (SyN) transforms alike.
+
+        Parameters
+        ----------
+        where : numpy.ndarray of bool
+            Voxels of the model grid to evaluate.
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per ``True`` voxel of ``where``, in ``np.argwhere`` order.
+        """
+        import nibabel as nib
+
+        step = self.grid.resolution
+        base = nib.affines.apply_affine(self.grid.affine_array, np.argwhere(where))
+        ends = [self.map_points(base + step * np.eye(3)[k]) for k in range(3)]
+        start = self.map_points(base)
+        jac = np.stack([e - start for e in ends], axis=-1) / step  # (n, 3, 3)
+        return np.abs(np.linalg.det(jac))
+
+    def relevance_to_native(self, data: np.ndarray, native_shape, native_affine
+                            ) -> np.ndarray:
+        """Move relevance (a quantity per voxel that sums) onto the scan's own grid,
+        keeping its sum.
+
+        A model-grid voxel's relevance is its density times its volume; the density in
+        the scan is the template density divided by the local volume change
+        (:meth:`volume_ratio`), interpolated at each scan voxel and multiplied by that
+        voxel's volume. The total is kept up to interpolation error (and relevance
+        outside the scan's field of view); interpolating the relevance itself, as for an
+        image, would scale the sum by the ratio of voxel volumes (8x from a 2 mm model
+        grid to a 1 mm scan).
+        """
+        data = np.asarray(data, dtype=np.float32)
+        where = data != 0
+        density = np.zeros(self.grid.shape, dtype=np.float32)
+        if where.any():
+            density[where] = data[where] / (self.grid.resolution ** 3
+                                            * self.volume_ratio(where)).astype(np.float32)
+        native = self.to_native(density, native_shape, native_affine)
+        return native * np.float32(abs(np.linalg.det(np.asarray(native_affine)[:3, :3])))
+
+
 def registration_dir(cache_root: Path, content_hash: str, reg: Registration,
                      grid: Grid) -> Path:
     """The cache folder of one scan's registration (it may not exist yet)."""
@@ -303,9 +373,9 @@ def register_scan(path: str | os.PathLike, reg: Registration, grid: Grid,
     from brainlrp.data.nifti import load_scan
 
     img = load_scan(path, check_mni=False)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent))
-    try:
+    # Work folders of registrations that were killed (a live one is locked and kept).
+    remove_stale_work_folders(folder.parent)
+    with work_folder(folder.parent, folder.name) as work:
         start = time.perf_counter()
         try:
             record = _register(np.asarray(img.dataobj, np.float32), img.affine, reg, grid,
@@ -321,13 +391,12 @@ def register_scan(path: str | os.PathLike, reg: Registration, grid: Grid,
                    "registration": reg.to_dict(), "grid": grid.to_dict(),
                    "threads": int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"])}
         (work / ENTRY_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        release_lock_file(work)
         try:
             os.rename(work, folder)
         except OSError:  # another process finished the same scan first
             if load_registered(folder, grid) is None:
                 raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return load_registered(folder, grid)
 
 
@@ -358,20 +427,18 @@ def _register(data: np.ndarray, affine: np.ndarray, reg: Registration, grid: Gri
         current = ants.registration(to_ants(template(coarse), coarse.affine_array), moving,
                                     type_of_transform=PASS1, aff_random_sampling_rate=1.0,
                                     outprefix=str(work / "pass1_"))
-        for k in range(N_PASSES):
-            last = k == N_PASSES - 1
-            native = ants.apply_transforms(
-                fixed=moving, moving=fixed_mask, transformlist=current["invtransforms"],
-                whichtoinvert=_inverse_flags(current["invtransforms"]), interpolator="linear")
-            radius = max(1, int(round(MASK_DILATION_MM / min(moving.spacing))))
-            brain = ants.morphology(ants.threshold_image(native, 0.5, 1e9), "dilate", radius,
-                                    mtype="binary", shape="ball")
-            current = ants.registration(
-                fixed, moving * brain,
-                type_of_transform=METHODS[reg.method if last else "affine"],
-                initial_transform=[p for p in current["fwdtransforms"] if p.endswith(".mat")][0],
-                outprefix=str(work / ("fwd_" if last else f"pass{k + 2}_")))
-        second = current
+        rigid = [p for p in current["fwdtransforms"] if p.endswith(".mat")][0]
+        # Pass 2: the whole head, the metric only inside the template's brain.
+        second = ants.registration(fixed, moving, type_of_transform="Affine",
+                                   initial_transform=rigid, mask=fixed_mask,
+                                   aff_metric="mattes", aff_sampling=32,
+                                   aff_random_sampling_rate=AFFINE_SAMPLING, **AFFINE_LEVELS,
+                                   outprefix=str(work / ("fwd_" if reg.method == "affine"
+                                                         else "pass2_")))
+        if reg.method == "syn":
+            second = ants.registration(fixed, moving, type_of_transform="SyNOnly",
+                                       initial_transform=second["fwdtransforms"][0],
+                                       mask=fixed_mask, outprefix=str(work / "fwd_"))
         warped = ants.apply_transforms(fixed=model, moving=moving,
                                        transformlist=second["fwdtransforms"],
                                        interpolator="linear")
@@ -560,17 +627,20 @@ def register_for_model(scan: str | os.PathLike, prep, registration: Registration
 
 
 def write_native(path: Path, registered: RegisteredScan, scan: str | os.PathLike,
-                 data: np.ndarray, description: str = "") -> Path:
+                 data: np.ndarray, description: str = "", relevance: bool = True) -> Path:
     """Write an array on the model grid warped onto ``scan``'s own grid and affine.
 
     The file has the scan's shape, voxel order and affine (sform and qform code 1,
-    scanner anatomy), so it overlays on the scan in any viewer.
+    scanner anatomy), so it overlays on the scan in any viewer. ``relevance`` (a
+    heatmap): its sum is kept (:meth:`RegisteredScan.relevance_to_native`); otherwise
+    the values are interpolated like an image's.
     """
     import nibabel as nib
 
     header = nib.load(str(scan))
     shape, affine = header.shape[:3], np.asarray(header.affine, float)
-    native = registered.to_native(np.asarray(data, np.float32), shape, affine)
+    warp = registered.relevance_to_native if relevance else registered.to_native
+    native = warp(np.asarray(data, np.float32), shape, affine)
     img = nib.Nifti1Image(native, affine)
     img.header.set_xyzt_units("mm")
     img.set_sform(affine, code=1)
