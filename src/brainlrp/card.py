@@ -45,7 +45,7 @@ class ModelCard:
         AD's output index: the class explained and whose softmax is ``p_ad``. 1 for
         models brainlrp trains; an imported model may put AD first.
     normalisation : str
-        One line for readers.
+        One line for readers (:data:`~brainlrp.data.preprocess.NORMALISATIONS`).
     training_cohort, training, metrics, libraries : dict
         Cohort summary, training configuration, test/validation metrics, versions.
     selected_trial, seed : int
@@ -56,7 +56,7 @@ class ModelCard:
     preprocessing: dict[str, Any]
     classes: list[str] = field(default_factory=lambda: ["HC", "AD"])
     target_class: int = 1
-    normalisation: str = "template brain mask, then min-max to [0, 1] per scan"
+    normalisation: str = ""
     training_cohort: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

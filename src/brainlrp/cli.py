@@ -88,6 +88,11 @@ CacheOpt = Annotated[Path | None, typer.Option(
 RegisterOpt = Annotated[bool, typer.Option(
     "--register", help="Scans are in native (scanner) space: N4, then register them to "
                        "the ICBM 2009c template with ANTsPy.")]
+NormalisationOpt = Annotated[str, typer.Option(
+    "--normalisation", help="How each scan is scaled to [0, 1]: robust (min-max with the "
+                            "brain's brightest 0.5 % clipped and bright non-brain voxels at "
+                            "the mask's edge removed: the same brain with or without skull "
+                            "gives the same input) or minmax (the paper's).")]
 RegistrationOpt = Annotated[str | None, typer.Option(
     "--registration", help="Registration: affine (rigid + affine, default) or syn "
                            "(+ deformable); implies --register.")]
@@ -145,6 +150,7 @@ def prepare(
     arch: ArchCheckOpt = "paper",
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
+    normalisation: NormalisationOpt = "robust",
 ) -> None:
     """Validate a cohort, preprocess every scan into the cache, write splits.tsv."""
     from brainlrp.data.prepare import prepare as run_prepare
@@ -153,7 +159,8 @@ def prepare(
     result = run_prepare(cohort, out, resolution=resolution, test=test, val=val, seed=seed,
                          cache_dir=cache_dir, n_jobs=jobs, overwrite=overwrite,
                          allow_external_paths=allow_external_paths, arch=arch,
-                         registration=parse_registration(register, registration))
+                         registration=parse_registration(register, registration),
+                         normalisation=normalisation)
     for notice in result.notices:
         _say(f"note: {notice}")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
@@ -237,6 +244,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
+    normalisation: NormalisationOpt = "robust",
 ) -> None:
     """Train the paper's 3D CNN (AD vs HC) and evaluate it on the test split."""
     from brainlrp.data.register import parse_registration
@@ -252,7 +260,8 @@ def train(
         shift=_parse_shift(shift), accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
         num_nodes=num_nodes, precision=precision, workers=workers,
-        model_kwargs=_parse_kwargs(model_kwargs), registration=reg.method if reg else None)
+        model_kwargs=_parse_kwargs(model_kwargs), registration=reg.method if reg else None,
+        normalisation=normalisation)
     result = run_train(cohort, out, config, overwrite=overwrite, cache_dir=cache_dir,
                        jobs=jobs, allow_external_paths=allow_external_paths,
                        progress=not quiet)
@@ -298,6 +307,7 @@ def import_model(
     allow_external_paths: Annotated[bool, typer.Option(
         help="Accept scan paths outside the cohort folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    normalisation: NormalisationOpt = "minmax",
 ) -> None:
     """Make a run from a model trained elsewhere, ready for explain, analyze and report."""
     from brainlrp.training import import_model as run_import
@@ -306,7 +316,7 @@ def import_model(
                         model_kwargs=_parse_kwargs(model_kwargs), splits=splits,
                         batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,
                         jobs=jobs, allow_external_paths=allow_external_paths,
-                        progress=not quiet)
+                        progress=not quiet, normalisation=normalisation)
     for notice in result.notices:
         _say(f"note: {notice}")
     _say(f"{result.architecture} ({result.n_parameters:,} parameters), classes "
@@ -385,11 +395,12 @@ def explain(
         result = explain_scan(run, scan, out, methods=methods, options=options,
                               overwrite=overwrite, resample=resample, cache_dir=cache_dir,
                               register=parse_registration(register, registration),
-                              reference=reference)
+                              reference=reference, say=None if quiet else _say)
         for notice in result.notices:
             _say(f"note: {notice}")
         _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
-        _say(f"wrote {len(result.files)} files to {result.out}")
+        _say(f"wrote {len(result.files)} files to {result.out} in "
+             f"{sum(result.seconds.values()):.0f} s")
         return
     res = explain_run(run, methods=methods, split=split, cohort=cohort,
                       batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,

@@ -78,3 +78,56 @@ def test_parallel_preprocessing_matches_serial(tmp_path, grid):
 
 def test_normalise_constant():
     assert not pp.normalise(np.ones((2, 3, 4))).any()
+
+
+def _with_bright_skull(grid, brain: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``brain`` with a bright skull: fat and marrow 1.5x white matter in a shell around
+    the brain mask, leaking into a third of the mask's outermost voxels (where a real
+    brain does not fill the template's mask)."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    mask = np.asarray(brain_mask(grid))
+    edge = mask & ~ndi.binary_erosion(mask)
+    shell = ndi.binary_dilation(mask, iterations=2) & ~mask
+    leak = edge & (rng.random(mask.shape) < 1 / 3)
+    head = np.where(leak, 0, brain)  # the same brain: it does not reach the leaked voxels
+    bright = 1.5 * float(np.percentile(brain[mask], 99))
+    head[shell | leak] = bright * (1 + 0.05 * rng.standard_normal(int((shell | leak).sum())))
+    return head.astype(np.float32), np.where(leak, 0, brain).astype(np.float32)
+
+
+def test_a_bright_skull_does_not_change_the_preprocessed_brain(grid):
+    import nibabel as nib
+
+    head, stripped = _with_bright_skull(grid, make_scan(grid, seed=4) * 900)
+    mask = np.asarray(brain_mask(grid))
+
+    def prepared(data, normalisation):
+        img = nib.Nifti1Image(data, grid.affine_array)
+        return pp.preprocess_image(img, Preprocessing(grid, normalisation=normalisation))
+
+    with_skull, without = prepared(head, "robust"), prepared(stripped, "robust")
+    assert np.corrcoef(with_skull[mask], without[mask])[0, 1] >= 0.99
+    assert np.abs(with_skull - without)[mask].max() < 0.02
+    # the paper's min-max scales the brain by the brightest voxel, here the skull's
+    darkened = prepared(head, "minmax")[mask] / np.maximum(prepared(stripped, "minmax")[mask],
+                                                           1e-6)
+    assert np.median(darkened[prepared(stripped, "minmax")[mask] > 0.3]) < 0.8
+
+
+def test_robust_scaling_clips_the_brightest_half_percent(grid):
+    data = make_scan(grid, seed=2) * 500
+    mask = np.asarray(brain_mask(grid))
+    data[tuple(np.argwhere(mask)[0])] = 1e5  # one hot voxel
+    out = pp.normalise(data * mask, "robust", mask)
+    assert out.min() == 0 and out.max() == 1
+    assert np.mean(out[mask] >= 1) == pytest.approx(0.005, abs=0.002)
+    assert np.median(out[mask]) > 0.4  # the hot voxel does not darken the brain
+
+
+def test_unknown_normalisation_is_one_clear_error(grid):
+    from brainlrp.errors import BrainLRPError
+
+    with pytest.raises(BrainLRPError, match="unknown normalisation 'zscore'.*robust"):
+        Preprocessing(grid, normalisation="zscore")

@@ -107,6 +107,90 @@ def test_scan_on_another_grid_needs_resample(run, tmp_path):
          "--resample"])
 
 
+def test_a_4d_or_native_scan_is_named_before_any_grid_advice(run, tmp_path):
+    fine = Grid.from_resolution(4)  # another grid: the grid check would say --resample
+    data = make_scan(fine, seed=6)
+    four_d = tmp_path / "fmri.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([data, data], axis=-1), fine.affine_array), four_d)
+    line = one_line_error(["explain", str(run), "--scan", str(four_d), "--out",
+                           str(tmp_path / "o")])
+    assert "4D with 2 volumes" in line and "--resample" not in line
+    shifted = fine.affine_array.copy()
+    shifted[:3, 3] += (0, 60, 80)  # a scanner origin: not in MNI space
+    native = write_scan(tmp_path / "native.nii.gz", data, shifted)
+    line = one_line_error(["explain", str(run), "--scan", str(native), "--out",
+                           str(tmp_path / "o")])
+    assert "not in MNI space" in line and "--register" in line and "--resample" not in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_scan_steps_are_printed_and_every_file_is_counted(run, tmp_path):
+    grid = Grid.from_resolution(6)
+    scan = write_scan(tmp_path / "new.nii.gz", make_scan(grid, seed=98), grid.affine_array)
+    out = tmp_path / "out"
+    result = _ok(["explain", str(run), "--scan", str(scan), "--out", str(out),
+                  "--methods", "lrp-b0,lrp-ref@knn-restore"])
+    for step in ("scan ", "preprocess:", "lrp-b0: explaining",
+                 "lrp-ref@knn-restore: explaining"):
+        assert step in result.output
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert f"wrote {len(files)} files to {out}" in result.output
+    pred = json.loads((out / "prediction.json").read_text())
+    assert set(pred["seconds"]) >= {"preprocess", "lrp-b0", "lrp-ref@knn-restore"}
+    assert pred["intensity"]["flagged"] is False
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_an_interrupted_scan_leaves_its_folder_alone(run, tmp_path, monkeypatch):
+    import brainlrp.explain as explain_pkg
+
+    grid = Grid.from_resolution(6)
+    scan = write_scan(tmp_path / "new.nii.gz", make_scan(grid, seed=97), grid.affine_array)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    stale = tmp_path / ".tmp-out-killed"  # a killed call's work folder (unlocked)
+    (stale / "native").mkdir(parents=True)
+    (stale / ".lock").touch()
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explain_pkg, "explain", interrupted)
+    result = runner.invoke(app, ["explain", str(run), "--scan", str(scan), "--out", str(out),
+                                 "--methods", "lrp-b0"])
+    assert result.exit_code == 130 and calls
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]  # no input.nii.gz left alone
+    assert not list(tmp_path.glob(".tmp-*"))  # the stale folder went too
+
+
+def test_reference_of_a_scan_is_taken_from_the_training_preprocessing(run, tmp_path,
+                                                                      monkeypatch):
+    """``--register`` registers the scan only: the knn reference comes from the training
+    controls as the (MNI-space) model saw them, never registered."""
+    pytest.importorskip("ants", reason="ANTsPy is not installed")
+    import brainlrp.data.register as reg
+    from tests.data.native import template_native
+
+    native = template_native(tmp_path / "native.nii.gz", seed=3)
+    registered = []
+    real = reg.register_scan
+
+    def counting(path, *args, **kwargs):
+        registered.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(reg, "register_scan", counting)
+    out = tmp_path / "out"
+    result = _ok(["explain", str(run), "--scan", str(native), "--out", str(out),
+                  "--register", "--methods", "lrp-ref@knn-restore"])
+    assert registered == [str(native)], registered
+    assert "register:" in result.output
+    assert (out / "native" / "lrp-ref@knn-restore.nii.gz").is_file()
+
+
 def test_unknown_method_lists_the_known_ones(run):
     line = one_line_error(["explain", str(run), "--methods", "lrp-b0,magic"])
     assert "'magic'" in line and "lrp-b0" in line and "gb" in line

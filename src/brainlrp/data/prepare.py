@@ -48,13 +48,25 @@ class PreparedCohort:
     notices: list[str] = field(default_factory=list)
     registrations: list = field(default_factory=list)
 
+    def intensity_profile(self):
+        """The brain intensity profile of the training scans (all scans when there is no
+        training split): :class:`~brainlrp.data.intensity.IntensityProfile`, stored in the
+        model card so new scans whose brain departs from it are flagged."""
+        from brainlrp.data.grid import brain_mask
+        from brainlrp.data.intensity import IntensityProfile
+
+        train = self.scans[self.scans["split"] == "train"]
+        arrays = (train if len(train) else self.scans)["array"].tolist()
+        return IntensityProfile.fit(arrays, brain_mask(self.prep.grid))
+
 
 def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
                    test: float = 30, val: float = 18, seed: int = 0,
                    cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
                    splits: pd.DataFrame | None = None, allow_external_paths: bool = False,
                    progress: bool = True, preprocessing: Preprocessing | None = None,
-                   registration: Registration | None = None) -> PreparedCohort:
+                   registration: Registration | None = None,
+                   normalisation: str = "robust") -> PreparedCohort:
     """Load and validate a cohort, split it by subject, preprocess every scan.
 
     Parameters
@@ -75,10 +87,13 @@ def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
         Overrides ``resolution`` and ``registration`` (e.g. the model card's).
     registration : Registration, optional
         Register native-space scans to the template first (ANTsPy).
+    normalisation : str
+        How each scan is scaled to [0, 1] (:data:`~brainlrp.data.preprocess.NORMALISATIONS`).
     """
     cohort = load_cohort(cohort_path, allow_external_paths=allow_external_paths)
     prep = preprocessing or Preprocessing(grid=Grid.from_resolution(resolution),
-                                          registration=registration)
+                                          registration=registration,
+                                          normalisation=normalisation)
     if splits is None:
         splits = make_splits(cohort.subjects, test=test, val=val, seed=seed)
     else:
@@ -158,7 +173,8 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
             cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
             overwrite: bool = False, allow_external_paths: bool = False,
             progress: bool = True, arch: str | None = "paper",
-            registration: Registration | None = None) -> PrepareResult:
+            registration: Registration | None = None,
+            normalisation: str = "robust") -> PrepareResult:
     """Validate a cohort, fill the preprocessing cache, write ``splits.tsv`` and run.json.
 
     ``arch`` (a registered architecture) must be able to take the grid: a grid too
@@ -174,7 +190,7 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
     prepared = prepare_cohort(cohort_path, resolution=resolution, test=test, val=val,
                               seed=seed, cache_dir=cache_dir, n_jobs=n_jobs,
                               allow_external_paths=allow_external_paths, progress=progress,
-                              registration=registration)
+                              registration=registration, normalisation=normalisation)
     write_splits(run, prepared.splits, overwrite)
     prepared.notices.extend(record_registration(run, prepared, "prepare"))
     split_counts = (prepared.splits.groupby(["split", "diagnosis"]).size()

@@ -1,7 +1,11 @@
 """Preprocessing to the model grid, with an on-disk cache.
 
 A scan is resampled (nilearn, linear) onto the ICBM 2009c grid, the template brain
-mask is applied, and it is min-max scaled to [0, 1] (the paper's normalisation).
+mask is applied, and it is scaled to [0, 1] (:data:`NORMALISATIONS`): ``robust`` (the
+default) first removes the few bright non-brain voxels a template mask keeps at the
+brain's edge on a scan with skull (fat, marrow) and clips the brightest 0.5 % of the
+brain before min-max scaling, so the same brain gets the same image with or without
+its skull; ``minmax`` is the paper's plain min-max (runs trained with it keep it).
 The result is stored as ``.npy`` keyed by the file's content and the preprocessing
 parameters, so later epochs and later commands memory-map the array instead of
 re-reading and re-resampling the NIfTI. A small stat index (path, size, mtime)
@@ -26,6 +30,17 @@ from brainlrp.data.register import Registration
 
 #: Bumped whenever the preprocessing maths changes, so old cache entries are ignored.
 PREPROCESS_VERSION = 1
+#: How a masked scan is scaled to [0, 1]: name -> one line for the model card.
+NORMALISATIONS = {
+    "robust": "template brain mask, bright non-brain voxels at its edge removed, then "
+              "min-max to [0, 1] per scan with the brain's brightest 0.5 % clipped",
+    "minmax": "template brain mask, then min-max to [0, 1] per scan (the paper's)",
+}
+#: ``robust``: the brain's intensity percentile that becomes 1 (brighter voxels are clipped).
+ROBUST_PERCENTILE = 99.5
+#: ``robust``: the outer band of the brain mask (mm) where a voxel brighter than the
+#: brain's interior (its ``ROBUST_PERCENTILE``) is non-brain tissue and is removed.
+EDGE_BAND_MM = 4.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,8 @@ class Preprocessing:
     mask : bool
         Multiply by the template brain mask.
     normalisation : str
-        ``"minmax"``: scale each scan to [0, 1].
+        One of :data:`NORMALISATIONS`: ``"robust"`` (default) or ``"minmax"`` (the
+        paper's).
     interpolation : str
         nilearn interpolation for resampling.
     registration : Registration, optional
@@ -49,9 +65,16 @@ class Preprocessing:
 
     grid: Grid
     mask: bool = True
-    normalisation: str = "minmax"
+    normalisation: str = "robust"
     interpolation: str = "linear"
     registration: Registration | None = None
+
+    def __post_init__(self):
+        if self.normalisation not in NORMALISATIONS:
+            from brainlrp.errors import BrainLRPError
+
+            raise BrainLRPError(f"unknown normalisation {self.normalisation!r}",
+                                f"use one of {', '.join(NORMALISATIONS)}")
 
     def to_dict(self) -> dict:
         """JSON-friendly description."""
@@ -101,19 +124,86 @@ def preprocess_image(img, prep: Preprocessing) -> np.ndarray:
         data = resample_img(img, target_affine=grid.affine_array, target_shape=grid.shape,
                             interpolation=prep.interpolation, force_resample=True,
                             copy_header=True).get_fdata(dtype=np.float32)
+    mask = None
     if prep.mask:
-        data = data * brain_mask(grid)
-    return normalise(data, prep.normalisation)
+        mask = brain_mask(grid)
+        data = data * mask
+        if prep.normalisation == "robust":
+            data = remove_bright_edge(data, mask, grid.resolution)
+    return normalise(data, prep.normalisation, mask)
 
 
-def normalise(data: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Scale an array to [0, 1] (min-max); a constant array becomes zeros."""
-    if method != "minmax":
-        raise ValueError(f"unknown normalisation {method!r}; known: 'minmax'")
+def remove_bright_edge(data: np.ndarray, mask: np.ndarray, resolution: float,
+                       band_mm: float = EDGE_BAND_MM,
+                       percentile: float = ROBUST_PERCENTILE) -> np.ndarray:
+    """Zero the voxels of the mask's outer band that are brighter than the brain inside.
+
+    On a T1 scan nothing at the brain's surface (cortex, CSF) is as bright as the deep
+    white matter; what is, inside a template mask, is fat or marrow of the scalp and
+    skull that the mask kept because the brain does not fill it exactly. A skull-stripped
+    scan has nothing there, so removing them makes a scan with skull look like one
+    without.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The masked scan.
+    mask : numpy.ndarray of bool
+        The brain mask.
+    resolution : float
+        Voxel size (mm).
+    band_mm : float
+        Width of the outer band.
+    percentile : float
+        Percentile of the band's inside (the interior) above which a band voxel is
+        removed.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, a copy.
+    """
+    from scipy import ndimage as ndi
+
+    mask = np.asarray(mask, dtype=bool)
+    steps = max(1, int(round(band_mm / resolution)))
+    interior = ndi.binary_erosion(mask, iterations=steps)
+    out = np.array(data, dtype=np.float32)
+    if not interior.any():
+        return out
+    limit = np.float32(np.percentile(out[interior], percentile))
+    out[mask & ~interior & (out > limit)] = 0
+    return out
+
+
+def normalise(data: np.ndarray, method: str = "minmax",
+              mask: np.ndarray | None = None) -> np.ndarray:
+    """Scale an array to [0, 1]; a constant array becomes zeros.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+    method : str
+        ``"minmax"``: the minimum becomes 0 and the maximum 1. ``"robust"``: the minimum
+        becomes 0 and the brain's :data:`ROBUST_PERCENTILE` percentile (inside ``mask``,
+        or over the voxels above the minimum) 1; brighter voxels are clipped, so a few
+        bright voxels (vessels, fat, an artefact) do not darken the whole brain.
+    mask : numpy.ndarray of bool, optional
+        The brain (``robust``).
+    """
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISATIONS)}")
     lo, hi = float(data.min()), float(data.max())
     if hi <= lo:
         return np.zeros_like(data, dtype=np.float32)
-    return ((data - lo) / (hi - lo)).astype(np.float32)
+    if method == "minmax":
+        return ((data - lo) / (hi - lo)).astype(np.float32)
+    inside = data[np.asarray(mask, bool)] if mask is not None else data[data > lo]
+    if inside.size:
+        hi = float(np.percentile(inside, ROBUST_PERCENTILE))
+    if hi <= lo:
+        hi = float(data.max())
+    return np.clip((data - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
 def default_cache_dir() -> Path:

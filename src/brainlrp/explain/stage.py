@@ -410,84 +410,213 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
 
 @dataclass
 class ScanExplanation:
-    """Result of :func:`explain_scan`."""
+    """Result of :func:`explain_scan`.
+
+    Attributes
+    ----------
+    out : Path
+    p_ad : float
+    files : dict of str to Path
+        Every file written, by name (``input``, each method, ``<method>-native``, ...).
+    notices : list of str
+    seconds : dict of str to float
+        Time per step.
+    """
 
     out: Path
     p_ad: float
     files: dict[str, Path]
     notices: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Steps:
+    """Named steps of :func:`explain_scan`, each announced and timed through ``say``."""
+
+    def __init__(self, say):
+        self.say = say or (lambda text: None)
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, what: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def step():
+            self.say(f"{name}: {what}")
+            tick = time.perf_counter()
+            yield
+            self.seconds[name] = time.perf_counter() - tick
+            if self.seconds[name] >= 1:
+                self.say(f"  {self.seconds[name]:.1f} s")
+        return step()
+
+
+def _read_scan(card: ModelCard, scan, resample: bool, registering: bool):
+    """The scan as a RAS+ image, validated before any advice about grids: a 4D file or a
+    scan outside MNI space gets its own message first (``--register`` is the fix for the
+    latter), and only a valid MNI-space scan on another grid is told to ``--resample``."""
+    from brainlrp.data.nifti import load_scan
+
+    img = load_scan(scan, check_mni=not registering)
+    if not registering:
+        check_scan_grid(card, scan, resample)
+    return img
+
+
+def _intensity_check(run: RunDir, card: ModelCard, x: np.ndarray, cache_dir):
+    """How the preprocessed scan's brain intensities compare with the training scans'
+    (``None`` when the run has no profile and no cached training scan to make one)."""
+    from brainlrp.data.grid import brain_mask
+    from brainlrp.data.intensity import IntensityProfile
+
+    mask = brain_mask(card.grid)
+    profile = IntensityProfile.from_dict(card.preprocessing.get("intensity_profile"))
+    if profile is None:  # a run trained before profiles: its cached training scans
+        arrays = _cached_training_arrays(run, card, cache_dir)
+        if not arrays:
+            return None
+        profile = IntensityProfile.fit(arrays, mask)
+    return profile.check(x, mask)
+
+
+def _cached_training_arrays(run: RunDir, card: ModelCard, cache_dir) -> list[Path]:
+    """Cached arrays of the run's training scans (never preprocesses anything)."""
+    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.preprocess import PreprocessCache
+
+    try:
+        splits = pd.read_csv(run.splits, sep="\t", dtype={"participant_id": str})
+        scans = load_cohort(run.cohort_source(), allow_external_paths=True).scans
+    except Exception:  # no split or cohort left: nothing to compare with
+        return []
+    train = set(splits.loc[splits["split"] == "train", "participant_id"])
+    cache = PreprocessCache(cache_dir)
+    paths = [cache.array_path(Path(p), card.prep) for p in
+             scans.loc[scans["participant_id"].isin(train), "path"] if Path(p).is_file()]
+    return [p for p in paths if p.is_file()]
 
 
 def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike,
-                 methods="lrp-b0", device: str = "cpu", options: dict | None = None,
+                 methods=None, device: str = "cpu", options: dict | None = None,
                  overwrite: bool = False, resample: bool = False, register=None,
                  cache_dir: str | os.PathLike | None = None,
-                 reference: str | None = None) -> ScanExplanation:
+                 reference: str | None = None, say=None) -> ScanExplanation:
     """Explain one new scan, preprocessed exactly as in training (from the model card).
 
     Writes ``OUT/<method>.nii.gz`` per method, ``OUT/input.nii.gz`` (the scan as the
-    model saw it) and ``OUT/prediction.json`` (AD probability and class). A scan is
-    registered to the template when the model was trained on registered scans or
-    ``register`` (a :class:`~brainlrp.data.register.Registration`) is given; then
-    ``OUT/native/<method>.nii.gz`` holds each heatmap on the scan's own grid and
-    ``OUT/registration.png`` the registration check.
+    model saw it) and ``OUT/prediction.json`` (AD probability and class, intensity QC).
+    A scan is registered to the template when the model was trained on registered scans
+    or ``register`` (a :class:`~brainlrp.data.register.Registration`) is given; then
+    ``OUT/native/<method>.nii.gz`` holds each heatmap on the scan's own grid (relevance
+    moved with its sum kept) and ``OUT/registration.png`` the registration check.
+
+    Only the scan is registered: reference methods explain against references built
+    from the run's training controls as the model saw them in training (the
+    preprocessing cache), never registered again. Everything is written into a work
+    folder next to ``OUT`` and moved into ``OUT`` at the end, so an interrupted call
+    leaves ``OUT`` as it was (a later call removes the work folder).
+
+    Parameters
+    ----------
+    methods : str or sequence of str, optional
+        Default: the catalog's default methods.
+    say : callable, optional
+        Receives one line per step (the CLI prints them).
     """
     from brainlrp import catalog
-    from brainlrp.data.nifti import load_scan
+    from brainlrp._io import publish_files, remove_stale_work_folders, work_folder
     from brainlrp.data.preprocess import preprocess_image
     from brainlrp.explain import explain, get_method
     from brainlrp.training.checkpoint import load_model
 
-    methods = _validate_methods(methods, reference)
+    methods = _validate_methods(methods or catalog.default_methods(), reference)
     out = Path(out)
     if (out / "prediction.json").exists() and not overwrite:
         raise BrainLRPError(f"{out} already holds an explanation",
                             "pass --overwrite or choose another --out")
-    model, card = load_model(RunDir.existing(run_dir), device=device)
-    prep = card.prep
-    registered = None
-    if register is not None or prep.registration is not None:
-        from brainlrp.data import register as reg
+    run = RunDir.existing(run_dir)
+    # Every check of the input comes before the first step is announced, so bad input
+    # gets its one line and nothing else.
+    model, card = load_model(run, device=device)
+    registering = register is not None or card.prep.registration is not None
+    img = _read_scan(card, scan, resample, registering)
+    steps = _Steps(say)
+    steps.say(f"scan {scan}: {' x '.join(map(str, img.shape))} voxels; model "
+              f"{card.architecture} on the {card.grid.describe()} grid")
+    notices: list[str] = []
+    remove_stale_work_folders(out.parent, out.name)
+    with work_folder(out.parent, out.name) as work:
+        prep, registered = card.prep, None
+        if registering:
+            from brainlrp.data import register as reg
 
-        prep, registered = reg.register_for_model(scan, prep, register, cache_dir)
-        img = registered.image()
-    else:
-        check_scan_grid(card, scan, resample)
-        img = load_scan(scan)
-    x = torch.from_numpy(preprocess_image(img, prep))[None, None].to(device)
-    with torch.no_grad():
-        p_ad = float(torch.softmax(model(x), dim=1)[0, card.target_class])
-    files = {"input": out / "input.nii.gz"}
-    save_nifti(files["input"], x[0, 0].cpu().numpy(), prep.grid.affine_array)
-    references, ref_files = _references(RunDir(run_dir), methods, prep, None, cache_dir,
-                                        reference)
-    for method in methods:
-        opts = dict(options or {})
-        kind = catalog.lookup(method).reference
-        if kind is not None:
-            ref = references.get(ref_files.get(kind, kind), [Path(scan).name],
-                                 x.detach().cpu().numpy())
-            opts["reference"] = torch.from_numpy(ref).to(x)
-        if "areas" in get_method(method).options:
-            opts.setdefault("areas", area_codes(prep.grid))
-        heat = explain(model, x, method, target=card.target_class, **opts)
-        files[method] = out / f"{method}.nii.gz"
-        save_nifti(files[method], heat[0, 0].detach().float().cpu().numpy(),
-                   prep.grid.affine_array, description=f"brainlrp {method} AD relevance")
+            with steps("register", "N4 bias correction, rigid and affine registration to "
+                                   "the ICBM 2009c template with ANTsPy (about a minute at "
+                                   "2 mm; cached)"):
+                prep, registered = reg.register_for_model(scan, card.prep, register, cache_dir)
+            img = registered.image()
+            summary = reg.registration_summary(registered)
+            steps.say(f"  correlation with the template {registered.correlation:.3f}"
+                      + (f" - {summary['reason']}" if summary["flagged"] else ""))
+            if summary["flagged"]:
+                notices.append(f"registration looks wrong ({summary['reason']}); check "
+                               f"{out / 'registration.png'}")
+        with steps("preprocess", f"onto the {prep.grid.describe()} grid, "
+                                 f"{card.normalisation or prep.normalisation}"):
+            array = preprocess_image(img, prep)
+            check = _intensity_check(run, card, array, cache_dir)
+            if check is not None and check.flagged:
+                notices.append(f"{Path(scan).name}: {check.reason}; its p(AD) may not mean "
+                               "what it means for the training scans")
+        x = torch.from_numpy(array)[None, None].to(device)
+        with torch.no_grad():
+            p_ad = float(torch.softmax(model(x), dim=1)[0, card.target_class])
+        steps.say(f"  AD probability {p_ad:.3f} ({'AD' if p_ad >= 0.5 else 'HC'})")
+        affine = prep.grid.affine_array
+        save_nifti(work / "input.nii.gz", array, affine)
+        # References come from the training controls as the model saw them: the model's
+        # own preprocessing (card.prep), never the registration added for this scan.
+        references, ref_files = _references(run, methods, card.prep, None, cache_dir,
+                                            reference)
+        for method in methods:
+            with steps(method, "explaining"):
+                opts = dict(options or {})
+                kind = catalog.lookup(method).reference
+                if kind is not None:
+                    ref = references.get(ref_files.get(kind, kind), [Path(scan).name],
+                                         x.detach().cpu().numpy())
+                    opts["reference"] = torch.from_numpy(ref).to(x)
+                if "areas" in get_method(method).options:
+                    opts.setdefault("areas", area_codes(prep.grid))
+                heat = explain(model, x, method, target=card.target_class, **opts)
+                heat = heat[0, 0].detach().float().cpu().numpy()
+                save_nifti(work / f"{method}.nii.gz", heat, affine,
+                           description=f"brainlrp {method} AD relevance")
+                if registered is not None:
+                    reg.write_native(work / "native" / f"{method}.nii.gz", registered, scan,
+                                     heat, f"brainlrp {method} AD relevance")
+        extra: dict = {}
+        if check is not None:
+            extra["intensity"] = check.to_dict()
         if registered is not None:
-            files[f"{method}-native"] = reg.write_native(
-                out / "native" / f"{method}.nii.gz", registered, scan,
-                heat[0, 0].detach().float().cpu().numpy(), f"brainlrp {method} AD relevance")
-    extra, notices = {}, []
-    if registered is not None:
-        extra["registration"] = reg.registration_summary(registered)
-        reg.qc_figure(out / "registration.png", registered,
-                      f"r = {registered.correlation:.3f} with the template")
-        if extra["registration"]["flagged"]:
-            notices.append(f"registration looks wrong ({extra['registration']['reason']}); "
-                           f"check {out / 'registration.png'}")
-    write_json(out / "prediction.json", {
-        "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "HC",
-        "model": str(Path(run_dir).resolve()), "grid": prep.grid.to_dict(),
-        "methods": methods} | extra)
-    return ScanExplanation(out=out, p_ad=p_ad, files=files, notices=notices)
+            extra["registration"] = reg.registration_summary(registered)
+            reg.qc_figure(work / "registration.png", registered,
+                          f"r = {registered.correlation:.3f} with the template")
+        write_json(work / "prediction.json", {
+            "scan": str(scan), "p_ad": p_ad, "predicted": "AD" if p_ad >= 0.5 else "HC",
+            "model": str(run.root.resolve()), "grid": prep.grid.to_dict(),
+            "methods": methods, "seconds": {k: round(v, 2) for k, v in steps.seconds.items()}}
+            | extra)
+        written = publish_files(work, out, last="prediction.json")
+    files = {_file_key(p.relative_to(out)): p for p in written}
+    return ScanExplanation(out=out, p_ad=p_ad, files=files, notices=notices,
+                           seconds=steps.seconds)
+
+
+def _file_key(relative: Path) -> str:
+    """``lrp-b0.nii.gz`` -> ``lrp-b0``; ``native/lrp-b0.nii.gz`` -> ``lrp-b0-native``."""
+    name = relative.name
+    for suffix in (".nii.gz", ".json", ".png"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return f"{name}-native" if relative.parent.name == "native" else name

@@ -33,6 +33,7 @@ from brainlrp.card import ModelCard
 from brainlrp.data.cohort import CLASS_NAMES, load_cohort, normalise_diagnosis
 from brainlrp.data.grid import Grid
 from brainlrp.data.prepare import prepare_cohort, write_splits
+from brainlrp.data.preprocess import NORMALISATIONS, Preprocessing
 from brainlrp.data.splits import read_splits
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir, library_versions
@@ -172,7 +173,7 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
                  splits: str | os.PathLike | None = None, batch_size: int = 4,
                  overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
                  jobs: int = 1, allow_external_paths: bool = False,
-                 progress: bool = True) -> ImportResult:
+                 progress: bool = True, normalisation: str = "minmax") -> ImportResult:
     """Make the run directory ``out`` from a model trained outside brainlrp.
 
     Parameters
@@ -201,6 +202,10 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
         Scans per forward pass.
     overwrite, cache_dir, jobs, allow_external_paths, progress
         As for :func:`brainlrp.training.train`.
+    normalisation : str
+        How the model's inputs were scaled to [0, 1]
+        (:data:`~brainlrp.data.preprocess.NORMALISATIONS`); default ``minmax``, the
+        scaling most pipelines train with (ClinicaDL's too).
 
     Returns
     -------
@@ -216,6 +221,7 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     if batch_size < 1:
         raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
     grid = Grid.from_resolution(resolution)
+    Preprocessing(grid=grid, normalisation=normalisation)  # an unknown name fails here
     # Every check on the arguments comes before a scan is read or a file is written.
     check_grid_fits(arch, grid.shape, **model_kwargs)
     state = read_state_dict(weights)
@@ -229,7 +235,8 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
                    else _all_test_splits(cohort, allow_external_paths))
     prepared = prepare_cohort(cohort, resolution=resolution, splits=split_table,
                               cache_dir=cache_dir, n_jobs=jobs,
-                              allow_external_paths=allow_external_paths, progress=progress)
+                              allow_external_paths=allow_external_paths, progress=progress,
+                              normalisation=normalisation)
     scans = prepared.scans
     if not (scans["split"] == "test").any():
         raise BrainLRPError(f"{splits} puts no scan of the cohort in the test split",
@@ -259,17 +266,18 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     preprocessing = prepared.prep.to_dict()
     # Unknown for a model trained elsewhere: new scans are resampled like the cohort's.
     preprocessing["training_scans_on_grid"] = False
+    preprocessing["intensity_profile"] = prepared.intensity_profile().to_dict()
     origin = {"imported": True, "weights": str(weights.absolute()),
               "weights_sha256": _file_sha256(weights), "resolution": float(resolution),
               "splits": str(Path(splits).absolute()) if splits is not None
               else "every scan of the cohort is a test scan",
-              "preprocessing": "brainlrp's: template grid, template brain mask, min-max "
-                               "[0, 1] per scan"}
+              "preprocessing": f"brainlrp's: template grid, "
+                               f"{NORMALISATIONS[normalisation]}"}
     if ":" in arch:
         origin["code"] = (f"architecture {arch} is user code: loading this run imports "
                           f"{arch.partition(':')[0]}")
     ModelCard(architecture=arch, model_kwargs=model_kwargs, preprocessing=preprocessing,
-              classes=names, target_class=target,
+              classes=names, target_class=target, normalisation=NORMALISATIONS[normalisation],
               training_cohort=prepared.cohort.summary()
               | {"split_counts": split_table.groupby(["split", "diagnosis"]).size()
                  .unstack(fill_value=0).to_dict(orient="index")},

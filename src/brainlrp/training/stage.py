@@ -74,6 +74,9 @@ class TrainConfig:
     registration : str, optional
         ``"affine"`` or ``"syn"``: register native-space scans to the template with
         ANTsPy before preprocessing (see :mod:`brainlrp.data.register`).
+    normalisation : str
+        How each scan is scaled to [0, 1] (:data:`brainlrp.data.preprocess.NORMALISATIONS`):
+        ``robust`` (default) or the paper's ``minmax``.
     """
 
     arch: str = "paper"
@@ -98,6 +101,7 @@ class TrainConfig:
     workers: int = 0
     model_kwargs: dict = field(default_factory=dict)
     registration: str | None = None
+    normalisation: str = "robust"
 
 
 @dataclass
@@ -329,7 +333,8 @@ def train(cohort: str | os.PathLike, out: str | os.PathLike,
                               progress=progress and is_main,
                               registration=Registration.from_dict(
                                   {"method": config.registration} if config.registration
-                                  else None))
+                                  else None),
+                              normalisation=config.normalisation)
     _check_classes(prepared)
     if is_main:
         write_splits(run, prepared.splits, overwrite=True)
@@ -378,15 +383,18 @@ def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: 
             for key in METRIC_KEYS}
     write_json(run.metrics, metrics)
     from brainlrp.data.nifti import on_grid
+    from brainlrp.data.preprocess import NORMALISATIONS
 
     preprocessing = prepared.prep.to_dict()
     # Whether training scans were resampled: if they were all already on the grid, a new
     # scan on another grid would be preprocessed differently from the training data.
     preprocessing["training_scans_on_grid"] = all(on_grid(p, prepared.prep.grid)
                                                   for p in scans["path"])
+    preprocessing["intensity_profile"] = prepared.intensity_profile().to_dict()
     ModelCard(
         architecture=config.arch, model_kwargs=config.model_kwargs, preprocessing=preprocessing,
         classes=list(CLASS_NAMES), target_class=1,
+        normalisation=NORMALISATIONS[prepared.prep.normalisation],
         training_cohort=prepared.cohort.summary()
         | {"split_counts": prepared.splits.groupby(["split", "diagnosis"]).size()
            .unstack(fill_value=0).to_dict(orient="index")},
@@ -410,7 +418,7 @@ def _check_resumable(run: RunDir, config: TrainConfig) -> None:
     if started.get("status") != "running":
         return
     old = started.get("config", {})
-    for key in ("resolution", "arch"):
+    for key in ("resolution", "arch", "normalisation"):
         if key in old and old[key] != getattr(config, key):
             raise BrainLRPError(
                 f"{run.root} holds an interrupted training with {key} {old[key]}, not "
