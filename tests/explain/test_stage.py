@@ -129,8 +129,10 @@ def test_scan_steps_are_printed_and_every_file_is_counted(run, tmp_path):
     scan = write_scan(tmp_path / "new.nii.gz", make_scan(grid, seed=98), grid.affine_array)
     out = tmp_path / "out"
     result = _ok(["explain", str(run), "--scan", str(scan), "--out", str(out),
-                  "--methods", "lrp-b0,lrp-ref@knn-restore"])
+                  "--methods", "lrp-b0,lrp-ref@knn-restore", "--cache-dir",
+                  str(tmp_path / "empty-cache")])
     for step in ("scan ", "preprocess:", "lrp-b0: explaining",
+                 "training controls are not in the cache; preprocessing them",
                  "lrp-ref@knn-restore: explaining"):
         assert step in result.output
     files = sorted(p for p in out.rglob("*") if p.is_file())

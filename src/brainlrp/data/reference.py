@@ -57,6 +57,8 @@ from brainlrp.run import RunDir
 BASE_KINDS = ("mean", "knn", "pca", "twin", "rescan")
 #: Suffix of a reference that only restores what the scan lost (see the module docstring).
 RESTORE = "-restore"
+#: References built from the training controls' preprocessed arrays for every scan.
+CONTROL_KINDS = ("knn", "pca")
 #: Built-in references (a path to a NIfTI file is accepted too).
 REFERENCE_KINDS = BASE_KINDS + tuple(kind + RESTORE for kind in BASE_KINDS)
 MEAN_FILE = Path("model") / "reference_mean.nii.gz"
@@ -138,6 +140,12 @@ class References:
             paths = training_control_paths(self.run, self.cohort)
             self._arrays = [Path(self.cache.get(p, self.prep)) for p in paths]
         return self._arrays
+
+    def uncached_controls(self) -> list[Path]:
+        """Training controls whose preprocessed arrays are not in the cache (building a
+        control-based reference preprocesses them first, registration included)."""
+        paths = training_control_paths(self.run, self.cohort)
+        return [p for p in paths if not self.cache.array_path(p, self.prep).is_file()]
 
     def mean(self) -> np.ndarray:
         """The mean training control (``model/reference_mean.nii.gz`` when present)."""
@@ -326,5 +334,5 @@ def reference_name(kind: str) -> str:
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name) or "file"
 
 
-__all__ = ["BASE_KINDS", "MEAN_FILE", "REFERENCE_KINDS", "RESTORE", "References", "mean_image",
-           "reference_name", "training_control_paths"]
+__all__ = ["BASE_KINDS", "CONTROL_KINDS", "MEAN_FILE", "REFERENCE_KINDS", "RESTORE",
+           "References", "mean_image", "reference_name", "training_control_paths"]

@@ -526,6 +526,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     from brainlrp import catalog
     from brainlrp._io import publish_files, remove_stale_work_folders, work_folder
     from brainlrp.data.preprocess import preprocess_image
+    from brainlrp.data.reference import CONTROL_KINDS, RESTORE
     from brainlrp.explain import explain, get_method
     from brainlrp.training.checkpoint import load_model
 
@@ -578,6 +579,14 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         # own preprocessing (card.prep), never the registration added for this scan.
         references, ref_files = _references(run, methods, card.prep, None, cache_dir,
                                             reference)
+        kinds = {catalog.lookup(m).reference for m in methods} - {None}
+        if references is not None and {k.removesuffix(RESTORE) for k in kinds} & set(
+                CONTROL_KINDS):
+            missing = references.uncached_controls()
+            if missing:
+                steps.say(f"references: {len(missing)} training controls are not in the "
+                          "cache; preprocessing them as in training"
+                          + (" (registration included)" if card.prep.registration else ""))
         for method in methods:
             with steps(method, "explaining"):
                 opts = dict(options or {})
