@@ -82,6 +82,23 @@ def correlation(a: Path, b: Path, mask: np.ndarray) -> float:
     return float(np.corrcoef(x[both], y[both])[0, 1])
 
 
+def skull_effect(grid) -> dict[str, float]:
+    """Median intensity inside Colin27's brain with its skull over without, per scaling,
+    both MNI-space files preprocessed as they are (1.0: the skull changes nothing)."""
+    from brainlrp.data.nifti import load_scan
+    from brainlrp.data.preprocess import NORMALISATIONS, Preprocessing, preprocess_image
+
+    out = {}
+    mask = np.asarray(brain_mask(grid))
+    for norm in NORMALISATIONS:
+        prep = Preprocessing(grid=grid, normalisation=norm)
+        on, off = (preprocess_image(load_scan(MRICRON / f"{n}.nii.gz"), prep)
+                   for n in ("ch2", "ch2bet"))
+        brain = mask & (off > 0.05)
+        out[norm] = round(float(np.median(on[brain]) / np.median(off[brain])), 4)
+    return out
+
+
 def git_commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                           capture_output=True, text=True).stdout.strip()
@@ -146,6 +163,9 @@ def main() -> None:
                     pairs.items()}
     for k, v in correlations.items():
         print(f"  input correlation, {k}: {v:.3f}")
+    skull = skull_effect(grid)
+    for k, v in skull.items():
+        print(f"  ch2 / ch2bet brain median ({k}, MNI files as they are): {v:.3f}")
     p = [rows[r]["p_ad"] for r in ("ch2 --register", "ch2bet --resample", "ch2bet --register")]
     result = {"commit": git_commit(), "run": str(args.run.resolve()),
               "grid": grid.describe(), "load_average_before": [round(v, 2) for v in
@@ -153,6 +173,7 @@ def main() -> None:
               "load_average_after": [round(v, 2) for v in os.getloadavg()],
               "cpus": len(os.sched_getaffinity(0)),
               "routes": rows, "input_correlations": correlations,
+              "skull_on_over_off_brain_median": skull,
               "p_ad_spread_ch2_register_ch2bet_resample_ch2bet_register": round(
                   max(p) - min(p), 4)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

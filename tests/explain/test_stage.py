@@ -143,6 +143,17 @@ def test_scan_steps_are_printed_and_every_file_is_counted(run, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_a_scan_whose_brain_looks_unlike_the_training_scans_is_flagged(run, tmp_path):
+    grid = Grid.from_resolution(6)
+    data = make_scan(grid, seed=96)
+    odd = write_scan(tmp_path / "odd.nii.gz", (data / data.max()) ** 4, grid.affine_array)
+    result = _ok(["explain", str(run), "--scan", str(odd), "--out", str(tmp_path / "o"),
+                  "--methods", "lrp-b0"])
+    assert "note: odd.nii.gz: its brain is darker than the training scans'" in result.output
+    pred = json.loads((tmp_path / "o" / "prediction.json").read_text())
+    assert pred["intensity"]["flagged"] and pred["intensity"]["robust_z"] < -5
+
+
 def test_an_interrupted_scan_leaves_its_folder_alone(run, tmp_path, monkeypatch):
     import brainlrp.explain as explain_pkg
 
