@@ -389,7 +389,7 @@ def explain(
         for notice in result.notices:
             _say(f"note: {notice}")
         _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
-        _say(f"wrote {len(result.files)} files to {result.out}")
+        _say(_scan_files_line(result.out, result.files.values()))
         return
     res = explain_run(run, methods=methods, split=split, cohort=cohort,
                       batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,
@@ -397,9 +397,33 @@ def explain(
                       devices=int(devices) if devices.isdigit() else devices,
                       strategy=strategy, num_nodes=num_nodes, options=options,
                       resample=resample, progress=not quiet, reference=reference)
-    _say(f"{res.n_scans} scans x {len(res.methods)} methods: {res.n_written} heatmaps written, "
-         f"{res.n_skipped} scans already complete ({res.seconds:.1f} s)")
+    if not res.is_main:  # under DDP rank 0 prints the counts of every rank
+        return
+    if res.n_written == 0 and res.n_skipped == res.n_scans:
+        _say(f"heatmaps of {res.n_scans} scans x {len(res.methods)} methods are up to date "
+             "(all exist); nothing written - --overwrite recomputes them")
+    else:
+        _say(f"{res.n_scans} scans x {len(res.methods)} methods: {res.n_written} heatmaps "
+             f"written, {res.n_skipped} scans already complete ({res.seconds:.1f} s)")
     _say(f"heatmaps in {res.run / 'heatmaps'}")
+
+
+def _scan_files_line(out: Path, paths) -> str:
+    """What ``explain --scan`` wrote, by kind: the files it returns are the input, a
+    heatmap per method and, for a registered scan, a heatmap per method on the scan's own
+    grid (a folder below ``out``); ``prediction.json`` and the registration figure are
+    written beside them."""
+    paths = [Path(p) for p in paths]
+    grid = [p for p in paths if p.parent == out and p.name != "input.nii.gz"]
+    native = [p for p in paths if p.parent != out]
+    parts = [p.name for p in paths if p.parent == out and p.name == "input.nii.gz"]
+    parts.append(f"{len(grid)} heatmap(s) on the model grid")
+    if native:
+        folders = ", ".join(sorted({f"{p.parent.relative_to(out)}/" for p in native}))
+        parts.append(f"{len(native)} on the scan's own grid in {folders}")
+    parts += [name for name in ("prediction.json", "registration.png" if native else "")
+              if name and (out / name).is_file()]
+    return f"wrote {', '.join(parts)} to {out}"
 
 
 @app.command()

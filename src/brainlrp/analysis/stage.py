@@ -352,7 +352,7 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
     from brainlrp import __version__
 
     files = [rd.predictions, rd.card, rd.checkpoint, rd.metrics]
-    for m in chosen:
+    for m in sorted(chosen):
         files += [rd.heatmap(m, sid) for sid in scans_of[m]["scan_id"]]
     if cohort_root is not None:
         files += sorted(p for p in Path(cohort_root).glob("*") if p.is_file())
@@ -360,11 +360,16 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
         if truth.is_dir():
             files += sorted(p for p in truth.rglob("*") if p.is_file())
     explain_options = rd.stage_record("explain").get("method_options") or {}
-    seconds = rd.stage_record("explain").get("seconds_per_scan") or {}
-    options = {"version": __version__, "scores": SCORES_VERSION, "config": asdict(config),
-               "methods": chosen,
-               "modes": modes, "explain_options": {m: explain_options.get(m) for m in chosen},
-               "explain_seconds": seconds}
+    # What is analysed, not how it was asked for: the resolved methods, sorted, stand
+    # for the requested list (``None``, or any order), so `brainlrp analyze RUN` after
+    # the demo's call with its own list is up to date. The seconds explain measured are
+    # not read (analyze times the methods itself).
+    config_options = asdict(config)
+    config_options.pop("methods")
+    methods = sorted(chosen)
+    options = {"version": __version__, "scores": SCORES_VERSION, "config": config_options,
+               "methods": methods, "modes": {m: modes[m] for m in methods},
+               "explain_options": {m: explain_options.get(m) for m in methods}}
     return inputs_key(files, options)
 
 
