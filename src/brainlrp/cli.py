@@ -75,6 +75,67 @@ def _say(text: str) -> None:
     typer.echo(text)
 
 
+def _methods_help() -> str:
+    """explain's ``--methods`` help, from the catalog: no method name is typed here."""
+    from brainlrp import catalog
+
+    plain = [e for e in catalog.family_examples() if "@" not in e]  # "@": see $references
+    reference_methods = [m for m in catalog.listed() if catalog.lookup(m).needs_reference]
+    defaults = catalog.default_methods()
+    example = next((m for m in defaults if "@" in m),
+                   f"{reference_methods[0]}@{catalog.DEFAULT_REFERENCE}")
+    without = [m for m in defaults if "@" not in m]
+    return (f"Methods (repeat or comma-separate): {', '.join(catalog.listed())}; also "
+            f"{', '.join(plain)}. A reference method ({', '.join(reference_methods)}) names "
+            f"what it explains against as <method>@<reference>, e.g. {example}; "
+            f"<reference> is $references. Bare, it takes --reference. Default: "
+            f"{','.join(defaults)} (without training controls to build a reference from: "
+            f"{','.join(without)}).")
+
+
+def _reference_help() -> str:
+    """explain's ``--reference`` help (the kinds are filled in when help is shown)."""
+    from brainlrp import catalog
+
+    reference_methods = [m for m in catalog.listed() if catalog.lookup(m).needs_reference]
+    return (f"What a bare reference method ({', '.join(reference_methods)}) explains "
+            f"against: $references; or a NIfTI file. Default {catalog.DEFAULT_REFERENCE}. "
+            "Heatmaps go to heatmaps/<method>@<reference>/.")
+
+
+def _references_text() -> str:
+    """The built-in references, from brainlrp.data.reference (and the catalog's list of
+    those only a simulated cohort has)."""
+    from brainlrp import catalog
+    from brainlrp.data.reference import BASE_KINDS, RESTORE
+
+    controls = [k for k in BASE_KINDS if k not in catalog.TWIN_REFERENCES]
+    simulated = [k for k in BASE_KINDS if k in catalog.TWIN_REFERENCES]
+    text = f"{', '.join(controls)} (built from the training controls)"
+    if simulated:
+        text += f", {', '.join(simulated)} (simulated cohorts only)"
+    return (f"{text}, or any of these with {RESTORE} (the scan with only its lost signal "
+            "restored from that reference)")
+
+
+class _CatalogHelpCommand(typer.core.TyperCommand):
+    """A command whose option help names the built-in references (``$references``).
+
+    They are read from :mod:`brainlrp.data.reference` when the help is shown: that
+    module imports numpy and pandas, which every start of the command line (``brainlrp
+    --version``, other commands' help) would otherwise pay for.
+    """
+
+    def format_help(self, ctx, formatter) -> None:
+        from string import Template
+
+        fields = {"references": _references_text()}
+        for param in self.params:
+            if getattr(param, "help", None):
+                param.help = Template(param.help).safe_substitute(fields)
+        super().format_help(ctx, formatter)
+
+
 ArchCheckOpt = Annotated[str, typer.Option(
     "--arch", help="Architecture the grid is meant for: a --resolution too coarse for it is "
                    "refused here, not at train time (tiny takes very coarse grids).")]
@@ -319,14 +380,12 @@ def import_model(
     _say(f"model in {result.run / 'model'}; next: brainlrp explain {result.run}")
 
 
-@app.command()
+@app.command(cls=_CatalogHelpCommand)
 @cli_errors
 def explain(
     run: Annotated[Path, typer.Argument(help="A trained run directory.")],
     methods: Annotated[list[str] | None, typer.Option(
-        "--methods", "-m", metavar="NAMES",
-        help="Methods (repeat or comma-separate), e.g. lrp-b0,lrp-b1,gb,gradient,ig; "
-             "default: lrp-b0.")] = None,
+        "--methods", "-m", metavar="NAMES", help=_methods_help())] = None,
     split: Annotated[str, typer.Option(help="Scans to explain: test, val, train or all.")
                      ] = "test",
     cohort: Annotated[Path | None, typer.Option(
@@ -352,13 +411,7 @@ def explain(
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
     reference: Annotated[str | None, typer.Option(
-        "--reference", help="What reference methods (lrp-ref, ig-ref, occlusion-ref) explain "
-                            "against: mean, knn, pca (from the training controls), twin, "
-                            "rescan (simulated cohorts: the healthy twin, and the twin "
-                            "scanned again), any of these with -restore (the scan with "
-                            "only its lost signal restored from it, e.g. knn-restore) or a "
-                            "NIfTI file; default mean. Heatmaps go to "
-                            "heatmaps/<method>@<reference>/.")] = None,
+        "--reference", help=_reference_help())] = None,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
     from brainlrp.data.register import parse_registration
@@ -559,7 +612,7 @@ def report(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cohort/ and run/.")
                    ] = Path("brainlrp-demo"),
-    quick: Annotated[bool, typer.Option(help="Small cohort, few epochs, five methods "
+    quick: Annotated[bool, typer.Option(help="Small cohort, few epochs, fewer methods "
                                              "(a few minutes).")] = False,
     seed: SeedOpt = 0,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for simulation "

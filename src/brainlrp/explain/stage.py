@@ -22,17 +22,21 @@ from brainlrp._io import TMP_PREFIX, save_nifti, write_json
 from brainlrp._lightning import is_main_process
 from brainlrp._progress import progress_bar
 from brainlrp.card import ModelCard
+from brainlrp.catalog import DEFAULT_METHODS, DEFAULT_REFERENCE
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
-#: The reference of a bare reference method (``ig-ref`` -> ``ig-ref@mean``).
-DEFAULT_REFERENCE = "mean"
 
 
 @dataclass
 class ExplainResult:
-    """What :func:`explain_run` did (numbers for this process)."""
+    """What :func:`explain_run` did.
+
+    ``n_written`` counts the heatmaps this call wrote, over all its DDP ranks (a
+    separate ``explain`` process on the same run counts its own); ``is_main`` is false
+    on the other ranks, which print nothing.
+    """
 
     run: Path
     methods: list[str]
@@ -289,7 +293,7 @@ class _ArrayDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), self.ids[i]
 
 
-def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test",
+def explain_run(run_dir: str | os.PathLike, methods=DEFAULT_METHODS, split: str = "test",
                 cohort: str | os.PathLike | None = None, batch_size: int = 4,
                 overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
                 accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
@@ -305,7 +309,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         A trained run (``brainlrp train``).
     methods : str or sequence of str
         Method names (comma-separated string or list); see
-        :func:`brainlrp.explain.available_methods`.
+        :func:`brainlrp.explain.available_methods`. By default the catalog's
+        (:func:`brainlrp.catalog.default_methods`).
     split : {"test", "val", "train", "all"}
     cohort : path-like, optional
         The cohort (default: the one recorded in run.json).
