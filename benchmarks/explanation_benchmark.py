@@ -7,8 +7,9 @@ Usage::
 
 ``RUN`` is a trained run on a simulated cohort with healthy twins (``brainlrp demo``
 or ``brainlrp simulate`` + ``brainlrp train``). The script explains the test scans
-with every method (the gradient too: costs are ratios to it), runs ``analyze`` (ground
-truth, restoration importance from the twins, randomisation check, AOPC) and prints
+with every method, runs ``analyze`` (ground truth, restoration importance from the
+twins, randomisation check, AOPC, and each method's cost, timed against the input
+gradient on 3 AD test scans: :mod:`brainlrp.analysis.costs`) and prints
 ``analysis/method_benchmark.tsv`` as a Markdown table, then how close each reference
 built from the training controls comes to the healthy twin:
 
@@ -174,49 +175,6 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     return (pd.DataFrame(rows).groupby("reference", sort=False).mean().reset_index())
 
 
-def measure_costs(run: Path, methods: list[str], ig_steps: int, n_scans: int = 3
-                  ) -> dict[str, float]:
-    """Seconds per scan of each method, timed in this process on a few AD test scans
-    (median; the gradient first, as the reference of the cost ratios). Building a
-    scan's reference counts; fitting a reference model once per run (reading the
-    controls, the principal components) does not: it is done before the timing."""
-    import torch
-
-    from brainlrp import catalog
-    from brainlrp.data import load_inputs
-    from brainlrp.data.reference import References
-    from brainlrp.explain import explain, get_method
-    from brainlrp.explain.stage import area_codes
-    from brainlrp.training import load_model
-
-    model, card = load_model(run)
-    prep = card.prep
-    refs = References(run, prep)
-    pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"scan_id": str})
-    ids = pred[(pred["label"] == 1) & (pred["split"] == "test")]["scan_id"].head(n_scans)
-    order = ["gradient", *[m for m in methods if m != "gradient"]]
-    times: dict[str, list[float]] = {m: [] for m in order}
-    x0 = load_inputs(run, [ids.iloc[0]], prep)
-    explain(model, torch.from_numpy(x0), "gradient")
-    for kind in {catalog.lookup(m).reference for m in methods} - {None}:
-        refs.get(kind, [ids.iloc[0]], x0)  # one-time fits and reads, not per-scan costs
-    for sid in ids:
-        x = torch.from_numpy(load_inputs(run, [sid], prep))
-        for m in order:
-            opts = {}
-            info = catalog.lookup(m)
-            if info.base_name in ("ig", "ig-ref"):
-                opts["steps"] = ig_steps
-            if "areas" in get_method(m).options:
-                opts["areas"] = area_codes(prep.grid)
-            tick = time.perf_counter()
-            if info.reference is not None:  # building the reference is part of the cost
-                opts["reference"] = torch.from_numpy(refs.get(info.reference, [sid], x.numpy()))
-            explain(model, x, m, **opts)
-            times[m].append(time.perf_counter() - tick)
-    return {m: float(np.median(v)) for m, v in times.items()}
-
-
 def print_reference_tables(run: Path) -> None:
     """The references against the healthy twin, then the ceiling table."""
     print("references against the healthy twin:")
@@ -235,8 +193,6 @@ def main() -> None:
     parser.add_argument("--ig-steps", type=int, default=16)
     parser.add_argument("--restoration-subjects", type=int, default=10)
     parser.add_argument("--skip-explain", action="store_true")
-    parser.add_argument("--costs-only", action="store_true",
-                        help="Only time the methods (and record the times in the run).")
     parser.add_argument("--all-scans", action="store_true",
                         help="Explain the controls too (slower; the scores use AD scans).")
     parser.add_argument("--references-only", action="store_true",
@@ -246,17 +202,6 @@ def main() -> None:
         print_reference_tables(args.run)
         return
     methods = [m for m in args.methods.split(",") if m]
-    from brainlrp.run import RunDir
-
-    costs = measure_costs(args.run, methods, args.ig_steps)
-    print("seconds per scan: " + ", ".join(f"{m} {v:.2f}" for m, v in costs.items()))
-    # The benchmark's cost column reads the explain record's seconds per scan.
-    record = RunDir(args.run).stage_record("explain")
-    RunDir(args.run).record("explain", {"seconds_per_scan": {
-        **(record.get("seconds_per_scan") or {}), **{m: round(v, 4) for m, v in costs.items()}}},
-        merge=True)
-    if args.costs_only:
-        return
     tick = time.perf_counter()
     if not args.skip_explain:
         # The ground-truth scores are computed on patients: only AD test scans are
@@ -267,7 +212,8 @@ def main() -> None:
                                     "ig-ref": {"steps": args.ig_steps}})
     explained = time.perf_counter() - tick
     result = analyze(args.run, methods=methods, progress=False, faithfulness_subjects=2,
-                     sanity_subjects=1, restoration_subjects=args.restoration_subjects)
+                     sanity_subjects=1, restoration_subjects=args.restoration_subjects,
+                     cost_subjects=3)
     bench = pd.read_csv(args.run / "analysis" / "method_benchmark.tsv", sep="\t")
     cols = ["rank", "method", "recommended", "mass_accuracy", "chance_mass_accuracy",
             "auc_abs", "spearman_restoration", "topk_recall", "sanity_top_layer",

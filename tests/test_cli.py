@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from brainlrp import catalog
 from brainlrp.cli import app
+from brainlrp.data.reference import BASE_KINDS, RESTORE
 from tests.conftest import one_line_error
 
 runner = CliRunner()
@@ -91,3 +95,27 @@ def test_run_directory_that_does_not_exist(tmp_path):
 def test_bad_atlas_name_prints_nothing_else():
     line = one_line_error(["info", "--atlas", "nope"])
     assert "unknown atlas 'nope'" in line
+
+
+def _help(command: str) -> str:
+    """``brainlrp COMMAND -h`` as one line (click wraps lines, also after hyphens)."""
+    result = runner.invoke(app, [command, "-h"])
+    assert result.exit_code == 0, result.output
+    return " ".join(re.sub(r"-\n\s*", "-", result.output).split())
+
+
+def test_explain_help_comes_from_the_catalog_and_the_references():
+    """The methods, defaults and reference kinds in the help are read, not typed: a
+    catalog or reference change shows up in the help."""
+    text = _help("explain")
+    assert f"Default: {','.join(catalog.default_methods())}" in text
+    assert "<method>@<reference>" in text
+    for name in catalog.listed():
+        assert name in text, name
+    for example in catalog.family_examples():
+        assert "@" in example or example in text, example
+    for kind in BASE_KINDS:
+        assert f"{kind}," in text or f"{kind} (" in text, kind
+    assert f"any of these with {RESTORE}" in text
+    assert f"Default {catalog.DEFAULT_REFERENCE}." in text
+    assert "$references" not in text

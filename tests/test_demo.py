@@ -4,16 +4,22 @@ and running it again resumes instead of redoing work."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from brainlrp import catalog
+from brainlrp.cli import app
 from brainlrp.demo import DemoSettings, demo
 
+#: Methods in an order of their own (neither the catalog's nor sorted), the catalog's
+#: defaults among them.
 TINY = DemoSettings(n_subjects=16, resolution=6, arch="tiny", test=3, val=2, epochs=2,
-                    early_stopping_start=0, patience=2, ig_steps=2, faithfulness_subjects=1,
-                    methods=("lrp-b0", "lrp-b1", "gb", "ig", "lrp-ref@knn-restore",
-                             "lrp-ref@twin", "lrp-ref@rescan-restore"))
+                    early_stopping_start=0, patience=2, ig_steps=2,
+                    methods=("lrp-ref@twin", "lrp-b1", "gb", "lrp-b0", "ig",
+                             "lrp-ref@knn-restore", "lrp-ref@rescan-restore"))
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +63,42 @@ def test_running_again_changes_no_file(demo_out):
     changed = sorted(str(p.relative_to(out)) for p in set(before) | set(after)
                      if before.get(p) != after.get(p))
     assert not changed, changed
+
+
+def _stamps(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def test_stage_commands_after_the_demo_are_up_to_date(demo_out):
+    """explain, analyze and report on a finished demo run, with the command line's own
+    method order (the defaults) and with the demo's, find their work done and change no
+    file: the resume keys do not depend on the order of methods, and a call that
+    explains nothing leaves run.json's record of the call that did."""
+    out, _, _ = demo_out
+    run = out / "run"
+    assert set(catalog.default_methods()) <= set(TINY.methods)
+    demo_order = ",".join(TINY.methods)
+    reversed_order = ",".join(reversed(TINY.methods))
+    assert catalog.ordered(TINY.methods) != list(TINY.methods)
+    before = _stamps(run)
+    runner = CliRunner()
+    calls = [["explain", str(run), "--quiet"],
+             ["explain", str(run), "-m", demo_order, "--quiet"],
+             ["explain", str(run), "-m", reversed_order, "--quiet"],
+             ["analyze", str(run)],
+             ["analyze", str(run), "-m", demo_order],
+             ["analyze", str(run), "-m", reversed_order],
+             ["report", str(run), "--quiet"],
+             ["report", str(run), "-m", demo_order, "--quiet"]]
+    for args in calls:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "up to date" in result.output, (args, result.output)
+    after = _stamps(run)
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    assert not changed, changed
+    record = json.loads((run / "run.json").read_text())["stages"]["explain"]
+    assert record["methods"] == catalog.ordered(TINY.methods)
+    assert record["complete"] == record["n_scans"] > 0
+    assert record["method_options"]["ig"] == {"steps": TINY.ig_steps}

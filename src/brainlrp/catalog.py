@@ -160,6 +160,11 @@ def listed() -> list[str]:
     return list(_LISTED)
 
 
+def family_examples() -> list[str]:
+    """How parametrised names are written (``lrp-b<beta>``, ...), in registration order."""
+    return [family.example for family in _FAMILIES]
+
+
 def find(name: str) -> MethodInfo | None:
     """The catalog entry of ``name``, or ``None`` for a name the catalog does not know."""
     name = str(name)
@@ -283,6 +288,10 @@ def default_methods() -> list[str]:
     return list(DEFAULT_METHODS)
 
 
+#: What a bare reference method (``ig-ref``) explains against: ``ig-ref@mean``.
+DEFAULT_REFERENCE = "mean"
+
+
 def unit_label(method: str, mode: str | None = None) -> str:
     """Colour-bar label with units, e.g. ``relevance (a.u.)`` or ``|gradient| (a.u.)``."""
     info = describe(method)
@@ -394,7 +403,7 @@ register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
                     "floor)", order=901))
 
 
-__all__ = ["DEFAULT_METHODS", "FAMILIES", "RELEVANCE_MODES", "MethodInfo",
-           "choose_main_and_comparison", "default_methods", "describe", "select",
-           "find", "listed", "lookup", "ordered", "paper_betas", "parse", "register",
-           "register_family", "unit_label"]
+__all__ = ["DEFAULT_METHODS", "DEFAULT_REFERENCE", "FAMILIES", "RELEVANCE_MODES",
+           "MethodInfo", "choose_main_and_comparison", "default_methods", "describe",
+           "family_examples", "find", "listed", "lookup", "ordered", "paper_betas", "parse",
+           "register", "register_family", "select", "unit_label"]

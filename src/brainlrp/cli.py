@@ -75,6 +75,67 @@ def _say(text: str) -> None:
     typer.echo(text)
 
 
+def _methods_help() -> str:
+    """explain's ``--methods`` help, from the catalog: no method name is typed here."""
+    from brainlrp import catalog
+
+    plain = [e for e in catalog.family_examples() if "@" not in e]  # "@": see $references
+    reference_methods = [m for m in catalog.listed() if catalog.lookup(m).needs_reference]
+    defaults = catalog.default_methods()
+    example = next((m for m in defaults if "@" in m),
+                   f"{reference_methods[0]}@{catalog.DEFAULT_REFERENCE}")
+    without = [m for m in defaults if "@" not in m]
+    return (f"Methods (repeat or comma-separate): {', '.join(catalog.listed())}; also "
+            f"{', '.join(plain)}. A reference method ({', '.join(reference_methods)}) names "
+            f"what it explains against as <method>@<reference>, e.g. {example}; "
+            f"<reference> is $references. Bare, it takes --reference. Default: "
+            f"{','.join(defaults)} (without training controls to build a reference from: "
+            f"{','.join(without)}).")
+
+
+def _reference_help() -> str:
+    """explain's ``--reference`` help (the kinds are filled in when help is shown)."""
+    from brainlrp import catalog
+
+    reference_methods = [m for m in catalog.listed() if catalog.lookup(m).needs_reference]
+    return (f"What a bare reference method ({', '.join(reference_methods)}) explains "
+            f"against: $references; or a NIfTI file. Default {catalog.DEFAULT_REFERENCE}. "
+            "Heatmaps go to heatmaps/<method>@<reference>/.")
+
+
+def _references_text() -> str:
+    """The built-in references, from brainlrp.data.reference (and the catalog's list of
+    those only a simulated cohort has)."""
+    from brainlrp import catalog
+    from brainlrp.data.reference import BASE_KINDS, RESTORE
+
+    controls = [k for k in BASE_KINDS if k not in catalog.TWIN_REFERENCES]
+    simulated = [k for k in BASE_KINDS if k in catalog.TWIN_REFERENCES]
+    text = f"{', '.join(controls)} (built from the training controls)"
+    if simulated:
+        text += f", {', '.join(simulated)} (simulated cohorts only)"
+    return (f"{text}, or any of these with {RESTORE} (the scan with only its lost signal "
+            "restored from that reference)")
+
+
+class _CatalogHelpCommand(typer.core.TyperCommand):
+    """A command whose option help names the built-in references (``$references``).
+
+    They are read from :mod:`brainlrp.data.reference` when the help is shown: that
+    module imports numpy and pandas, which every start of the command line (``brainlrp
+    --version``, other commands' help) would otherwise pay for.
+    """
+
+    def format_help(self, ctx, formatter) -> None:
+        from string import Template
+
+        fields = {"references": _references_text()}
+        for param in self.params:
+            if getattr(param, "help", None):
+                param.help = Template(param.help).safe_substitute(fields)
+        super().format_help(ctx, formatter)
+
+
 ArchCheckOpt = Annotated[str, typer.Option(
     "--arch", help="Architecture the grid is meant for: a --resolution too coarse for it is "
                    "refused here, not at train time (tiny takes very coarse grids).")]
@@ -329,14 +390,12 @@ def import_model(
     _say(f"model in {result.run / 'model'}; next: brainlrp explain {result.run}")
 
 
-@app.command()
+@app.command(cls=_CatalogHelpCommand)
 @cli_errors
 def explain(
     run: Annotated[Path, typer.Argument(help="A trained run directory.")],
     methods: Annotated[list[str] | None, typer.Option(
-        "--methods", "-m", metavar="NAMES",
-        help="Methods (repeat or comma-separate), e.g. lrp-b0,lrp-b1,gb,gradient,ig; "
-             "default: lrp-b0.")] = None,
+        "--methods", "-m", metavar="NAMES", help=_methods_help())] = None,
     split: Annotated[str, typer.Option(help="Scans to explain: test, val, train or all.")
                      ] = "test",
     cohort: Annotated[Path | None, typer.Option(
@@ -362,13 +421,7 @@ def explain(
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
     reference: Annotated[str | None, typer.Option(
-        "--reference", help="What reference methods (lrp-ref, ig-ref, occlusion-ref) explain "
-                            "against: mean, knn, pca (from the training controls), twin, "
-                            "rescan (simulated cohorts: the healthy twin, and the twin "
-                            "scanned again), any of these with -restore (the scan with "
-                            "only its lost signal restored from it, e.g. knn-restore) or a "
-                            "NIfTI file; default mean. Heatmaps go to "
-                            "heatmaps/<method>@<reference>/.")] = None,
+        "--reference", help=_reference_help())] = None,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
     from brainlrp.data.register import parse_registration
@@ -399,8 +452,7 @@ def explain(
         for notice in result.notices:
             _say(f"note: {notice}")
         _say(f"AD probability {result.p_ad:.3f} ({'AD' if result.p_ad >= 0.5 else 'HC'})")
-        _say(f"wrote {len(result.files)} files to {result.out} in "
-             f"{sum(result.seconds.values()):.0f} s")
+        _say(_scan_files_line(result))
         return
     res = explain_run(run, methods=methods, split=split, cohort=cohort,
                       batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,
@@ -408,9 +460,32 @@ def explain(
                       devices=int(devices) if devices.isdigit() else devices,
                       strategy=strategy, num_nodes=num_nodes, options=options,
                       resample=resample, progress=not quiet, reference=reference)
-    _say(f"{res.n_scans} scans x {len(res.methods)} methods: {res.n_written} heatmaps written, "
-         f"{res.n_skipped} scans already complete ({res.seconds:.1f} s)")
+    if not res.is_main:  # under DDP rank 0 prints the counts of every rank
+        return
+    if res.n_written == 0 and res.n_skipped == res.n_scans:
+        _say(f"heatmaps of {res.n_scans} scans x {len(res.methods)} methods are up to date "
+             "(all exist); nothing written - --overwrite recomputes them")
+    else:
+        _say(f"{res.n_scans} scans x {len(res.methods)} methods: {res.n_written} heatmaps "
+             f"written, {res.n_skipped} scans already complete ({res.seconds:.1f} s)")
     _say(f"heatmaps in {res.run / 'heatmaps'}")
+
+
+def _scan_files_line(result) -> str:
+    """What ``explain --scan`` wrote, by kind: the input, a heatmap per method on the
+    model grid and, for a registered scan, on the scan's own grid (``native/``), then
+    ``prediction.json`` and the registration figure."""
+    out = Path(result.out)
+    paths = [Path(p) for p in result.files.values()]
+    maps = [p for p in paths if p.name.endswith(".nii.gz") and p.name != "input.nii.gz"]
+    native = [p for p in maps if p.parent != out]
+    parts = [p.name for p in paths if p.name == "input.nii.gz"]
+    parts.append(f"{len(maps) - len(native)} heatmap(s) on the model grid")
+    if native:
+        folders = ", ".join(sorted({f"{p.parent.relative_to(out)}/" for p in native}))
+        parts.append(f"{len(native)} on the scan's own grid in {folders}")
+    parts += sorted(p.name for p in paths if not p.name.endswith(".nii.gz"))
+    return (f"wrote {', '.join(parts)} to {out} in {sum(result.seconds.values()):.0f} s")
 
 
 @app.command()
@@ -546,7 +621,7 @@ def report(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cohort/ and run/.")
                    ] = Path("brainlrp-demo"),
-    quick: Annotated[bool, typer.Option(help="Small cohort, few epochs, five methods "
+    quick: Annotated[bool, typer.Option(help="Small cohort, few epochs, fewer methods "
                                              "(a few minutes).")] = False,
     seed: SeedOpt = 0,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for simulation "

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainlrp.analysis.stage import AnalysisConfig
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
@@ -25,7 +26,13 @@ DEMO_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "gb", 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo; ``quick`` trades cohort size and epochs for time."""
+    """Sizes of the demo; ``quick`` trades cohort size and epochs for time.
+
+    The stages after training run with the options their commands default to (the
+    methods aside, which explain records), so that ``brainlrp explain|analyze|report
+    RUN`` after the demo find their work done; ``faithfulness_subjects`` other than
+    analyze's default makes ``brainlrp analyze RUN`` recompute.
+    """
 
     n_subjects: int = 200
     resolution: float = 2.0
@@ -39,14 +46,14 @@ class DemoSettings:
     # about a third of the epochs, which is what makes a 15-minute CPU demo possible.
     lr: float = 5e-4
     ig_steps: int = 8
-    faithfulness_subjects: int = 4
+    faithfulness_subjects: int = AnalysisConfig.faithfulness_subjects
     methods: tuple[str, ...] = DEMO_METHODS
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        """A smoke run of a few minutes: small cohort, few epochs, five methods."""
+        """A smoke run of a few minutes: small cohort, few epochs, fewer methods."""
         return cls(n_subjects=120, test=6, val=6, epochs=8, early_stopping_start=8,
-                   patience=3, ig_steps=4, faithfulness_subjects=2,
+                   patience=3, ig_steps=4,
                    methods=("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient",
                             "lrp-ref@knn-restore", "lrp-ref@twin", "edges", "noise"))
 

@@ -169,3 +169,21 @@ def test_benchmark_ranks_and_recommends():
     # randomisation check within the practical budget (5 gradients > 3).
     assert table.loc[table["recommended"], "method"].tolist() == ["lrp-ref@knn"]
     assert table.set_index("method").loc["lrp-ref@knn", "cost_ratio"] == 5.0
+
+
+def test_benchmark_ties_follow_costs_only_beyond_their_noise():
+    from brainlrp.analysis.benchmark import COST_TIE_TOLERANCE, method_benchmark
+
+    same = MethodSummary(gt_mass_accuracy=0.3, gt_chance_mass_accuracy=0.17, gt_auc_abs=0.6,
+                         gt_spearman_restoration=0.5)
+    summaries = {"lrp-b1": same, "lrp-b0": same}
+
+    def order(b0: float, b1: float) -> list[str]:
+        table = method_benchmark(summaries, {"gradient": 1.0, "lrp-b0": b0, "lrp-b1": b1})
+        return table["method"].tolist()
+
+    # Costs within the tolerance: the catalog's order, however the noise fell.
+    assert order(1.0, 0.9) == order(0.9, 1.0) == ["lrp-b0", "lrp-b1"]
+    # Clearly cheaper: first.
+    assert order(1.0, 1.0 / (COST_TIE_TOLERANCE + 0.1)) == ["lrp-b1", "lrp-b0"]
+    assert order(float("nan"), 1.0) == ["lrp-b1", "lrp-b0"]

@@ -83,6 +83,12 @@ def test_explain_scan_writes_mni_and_native_heatmaps(trained, native_cohort, tmp
     assert mni.shape == (33, 39, 33)
     assert native.shape == src.shape and np.allclose(native.affine, src.affine)
     assert (out / "registration.png").is_file()
+    # The line counts what is on disk.
+    heatmaps = sorted(p.name for p in out.glob("*.nii.gz") if p.name != "input.nii.gz")
+    assert heatmaps == sorted(p.name for p in (out / "native").glob("*.nii.gz"))
+    assert (f"wrote input.nii.gz, {len(heatmaps)} heatmap(s) on the model grid, "
+            f"{len(heatmaps)} on the scan's own grid in native/, prediction.json, "
+            f"registration.png to {out}") in " ".join(result.output.split())
     pred = json.loads((out / "prediction.json").read_text())
     assert pred["registration"]["method"] == "affine" and not pred["registration"]["flagged"]
 

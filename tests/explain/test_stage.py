@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from brainlrp import catalog
 from brainlrp._io import save_nifti
 from brainlrp.atlas import RegionReducer
 from brainlrp.cli import app
@@ -52,8 +53,34 @@ def test_heatmaps_on_the_model_grid_with_its_affine(run):
     # A second call finds everything done and rewrites nothing.
     before = {p: p.stat().st_mtime_ns for p in (run / "heatmaps").rglob("*.nii.gz")}
     result = _ok(["explain", str(run), "--methods", "lrp-b0,gb", "--quiet"])
-    assert "0 heatmaps written" in result.output
+    assert "are up to date" in result.output and "nothing written" in result.output
     assert before == {p: p.stat().st_mtime_ns for p in (run / "heatmaps").rglob("*.nii.gz")}
+
+
+def _explain_record(run) -> dict:
+    return json.loads((run / "run.json").read_text())["stages"]["explain"]
+
+
+def test_the_record_keeps_every_method_and_the_work_that_made_it(run):
+    _ok(["explain", str(run), "--methods", "lrp-b0", "--quiet"])
+    first = _explain_record(run)
+    result = _ok(["explain", str(run), "--methods", "lrp-b0.75,lrp-b0", "--quiet"])
+    assert "heatmaps written" in result.output
+    second = _explain_record(run)
+    # Every method explained so far, in the catalog's order; the seconds of both calls.
+    assert second["methods"] == catalog.ordered([*first["methods"], "lrp-b0.75"])
+    assert second["seconds"] >= first["seconds"]
+    assert second["method_options"]["lrp-b0.75"] == {"start": "probability"}
+    assert second["complete"] == second["n_scans"]
+    # Calls that explain nothing leave run.json alone, whatever the order or options
+    # (the maps were made with the recorded options).
+    stamp = ((run / "run.json").stat().st_mtime_ns, (run / "run.json").read_bytes())
+    for args in (["--methods", "lrp-b0,lrp-b0.75"], ["--methods", "lrp-b0.75", "--start",
+                                                    "logit"]):
+        result = _ok(["explain", str(run), *args, "--quiet"])
+        assert "are up to date" in result.output
+        assert stamp == ((run / "run.json").stat().st_mtime_ns,
+                         (run / "run.json").read_bytes())
 
 
 def test_resume_fills_in_missing_heatmaps(run):
@@ -91,6 +118,11 @@ def test_one_new_scan(run, tmp_path):
     result = _ok(["explain", str(run), "--scan", str(scan), "--out", str(out),
                   "--methods", "lrp-b0,gradient"])
     assert "AD probability" in result.output
+    # The line counts what is on disk: two heatmaps beside the input and prediction.json.
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "gradient.nii.gz", "input.nii.gz", "lrp-b0.nii.gz", "prediction.json"]
+    assert (f"wrote input.nii.gz, 2 heatmap(s) on the model grid, prediction.json to {out}"
+            in " ".join(result.output.split()))
     pred = json.loads((out / "prediction.json").read_text())
     assert 0 <= pred["p_ad"] <= 1 and pred["predicted"] in ("AD", "HC")
     for name in ("input", "lrp-b0", "gradient"):
@@ -135,8 +167,10 @@ def test_scan_steps_are_printed_and_every_file_is_counted(run, tmp_path):
                  "training controls are not in the cache; preprocessing them",
                  "lrp-ref@knn-restore: explaining"):
         assert step in result.output
-    files = sorted(p for p in out.rglob("*") if p.is_file())
-    assert f"wrote {len(files)} files to {out}" in result.output
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "input.nii.gz", "lrp-b0.nii.gz", "lrp-ref@knn-restore.nii.gz", "prediction.json"]
+    assert (f"wrote input.nii.gz, 2 heatmap(s) on the model grid, prediction.json to {out}"
+            in " ".join(result.output.split()))
     pred = json.loads((out / "prediction.json").read_text())
     assert set(pred["seconds"]) >= {"preprocess", "lrp-b0", "lrp-ref@knn-restore"}
     assert pred["intensity"]["flagged"] is False

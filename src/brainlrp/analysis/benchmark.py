@@ -1,7 +1,7 @@
 """The method benchmark: every explanation method scored against what the model uses.
 
 One row per analysed method (``analysis/method_benchmark.tsv``), from the method's
-summary and the cost ``explain`` measured:
+summary and its cost (:mod:`~brainlrp.analysis.costs`):
 
 ``mass_accuracy``, ``chance_mass_accuracy``, ``auc_abs``, ``topk_recall``
     Recovery of the simulated atrophy (:mod:`~brainlrp.analysis.groundtruth`):
@@ -19,12 +19,16 @@ summary and the cost ``explain`` measured:
 ``aopc_difference``
     Region perturbation: AOPC of the method's order minus that of random orders.
 ``seconds_per_scan``, ``cost_ratio``
-    Explanation time per scan while explaining, and its ratio to the input gradient's
-    (``gradient``) when that was explained in the same run.
+    CPU seconds per scan (one thread), each method timed back to back with the input
+    gradient (``gradient``) on the same scan in analyze's process, and the ratio to the
+    gradient's: the work a method takes, whatever else the machine runs.
 
 **Ranking**: methods with ground truth are ranked by the mean of their ranks in
 mass accuracy, ``|.|``-AUC and restoration Spearman (each higher is better; a
-missing score ranks last), ties broken by cost. The **recommended** method is the
+missing score ranks last), ties broken by cost: the cheaper first where the costs
+differ by more than :data:`COST_TIE_TOLERANCE` (a measured cost varies by about 15 %
+between runs, so closer costs would reorder tied methods at random), else in the
+catalog's order. The **recommended** method is the
 best-ranked one a user can run on real data: it needs no healthy twin, is not a
 floor (``edges``, ``noise``) and puts more of its relevance into the atrophy than
 both floors do. Among those, the first that passes the randomisation check
@@ -39,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from brainlrp import catalog
+from brainlrp.analysis.costs import COST_REFERENCE
 from brainlrp.analysis.summary import MethodSummary
 
 #: Columns of ``analysis/method_benchmark.tsv``.
@@ -51,8 +56,9 @@ MAX_SANITY_TOP_LAYER = 0.5
 MAX_COST_RATIO = 3.0
 #: The recommendation's fallback budget when no method passes within MAX_COST_RATIO.
 PRACTICAL_COST_RATIO = 10.0
-COST_REFERENCE = "gradient"
 SCORES = ("mass_accuracy", "auc_abs", "spearman_restoration")
+#: Tied methods are ordered by cost only where one costs this many times the cheapest's.
+COST_TIE_TOLERANCE = 1.3
 
 
 def _value(x) -> float:
@@ -67,7 +73,8 @@ def method_benchmark(summaries: dict[str, MethodSummary],
     ----------
     summaries : dict of str to MethodSummary
     seconds_per_scan : dict, optional
-        Method -> explanation seconds per scan (``run.json``'s explain record).
+        Method -> seconds per scan (:func:`brainlrp.analysis.costs.measure_costs`), the
+        gradient's among them.
 
     Returns
     -------
@@ -100,7 +107,10 @@ def method_benchmark(summaries: dict[str, MethodSummary],
              for c in SCORES]
     has_truth = table[list(SCORES)].notna().any(axis=1)
     score = pd.concat(ranks, axis=1).mean(axis=1).where(has_truth, np.inf)
-    order = np.lexsort((table["cost_ratio"].fillna(np.inf).to_numpy(), score.to_numpy()))
+    classes = _cost_classes(score.to_numpy(), table["cost_ratio"].to_numpy(float))
+    keys = [(score.iloc[i], classes[i], catalog.describe(m).sort_key())
+            for i, m in enumerate(table["method"])]
+    order = sorted(range(len(table)), key=keys.__getitem__)
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.where(np.isfinite(score.iloc[order]), np.arange(1, len(table) + 1),
                                      np.nan))
@@ -109,6 +119,18 @@ def method_benchmark(summaries: dict[str, MethodSummary],
     if pick is not None:
         table.loc[table["method"] == pick, "recommended"] = True
     return table[list(BENCHMARK_COLUMNS)]
+
+
+def _cost_classes(score: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per method, how many :data:`COST_TIE_TOLERANCE` steps it costs above the cheapest
+    method with the same score (unmeasured: last)."""
+    classes = np.full(len(score), np.inf)
+    for value in np.unique(score):
+        tied = (score == value) & np.isfinite(cost) & (cost > 0)
+        if tied.any():
+            steps = np.log(cost[tied] / cost[tied].min()) / np.log(COST_TIE_TOLERANCE)
+            classes[tied] = np.floor(steps + 1e-9)
+    return classes
 
 
 def recommend(table: pd.DataFrame) -> str | None:

@@ -18,6 +18,7 @@ module                    tables (``analysis/<name>.tsv``)
 :mod:`.beta_overlap`      beta_overlap (across methods)
 :mod:`.checks`            faithfulness, faithfulness_aopc, sanity (need the model)
 :mod:`.twins`             twins, restoration (healthy twins of a simulated cohort)
+:mod:`.costs`             (each method's cost in input gradients, for the benchmark)
 :mod:`.benchmark`         method_benchmark (every method ranked; the recommended one)
 ========================  ==========================================================
 
@@ -31,7 +32,7 @@ import copy
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,14 @@ class AnalysisConfig:
         AD test scans with a twin sampled (seeded) for it (68 forward passes each).
     restoration_dilate : int
         Voxels by which an area grows before it is restored from the twin.
+    costs : bool
+        Time every method in this process for the benchmark's cost column
+        (:mod:`brainlrp.analysis.costs`; needs the model).
+    cost_subjects : int
+        AD test scans timed (explained by every method; sampled with ``seed``, like the
+        checks' scans).
+    cost_repeats : int
+        Rounds over all methods; the median is kept.
     batch_size : int
         Heatmaps read (and inputs forwarded) at a time.
     seed : int
@@ -145,6 +154,9 @@ class AnalysisConfig:
     restoration: bool = True
     restoration_subjects: int = 10
     restoration_dilate: int = 2
+    costs: bool = True
+    cost_subjects: int = 1
+    cost_repeats: int = 5
     batch_size: int = 8
     seed: int = 0
 
@@ -274,9 +286,10 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     overlap = beta_overlap(results, area_names, config.top_k)
     if overlap is not None:
         written["beta_overlap"] = overlap
-    needs_model = config.faithfulness or config.sanity or (config.restoration and truth)
-    ctx = (_model_context(rd, notices, "faithfulness, sanity and restoration checks", model,
-                          inputs_fn, explain_fn) if needs_model else None)
+    needs_model = (config.faithfulness or config.sanity or config.costs
+                   or (config.restoration and truth))
+    ctx = (_model_context(rd, notices, "faithfulness, sanity and restoration checks and "
+                          "costs", model, inputs_fn, explain_fn) if needs_model else None)
     if ctx is not None and (config.faithfulness or config.sanity):
         check_tables, parts = model_checks(
             results, atlas, atlas.grid, modes, notices, config, model=ctx.model,
@@ -303,8 +316,13 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]), bacc)
                                  for m in chosen], CLAIMS_COLUMNS)
 
-    explained = rd.stage_record("explain").get("seconds_per_scan") or {}
-    written["method_benchmark"] = method_benchmark(summaries, explained)
+    costs = None
+    if ctx is not None and config.costs:
+        tick = time.perf_counter()
+        costs = _costs(ctx, results, atlas.grid.shape, config, notices)
+        timings["costs"] = time.perf_counter() - tick
+    written["method_benchmark"] = method_benchmark(
+        summaries, costs.seconds if costs is not None else None)
     summary = AnalysisSummary(
         atlas=atlas.atlas_name, n_labels=atlas.n_labels, n_areas=atlas.n_areas,
         relevance=modes, top_k=config.top_k,
@@ -332,6 +350,11 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
                           "sanity": config.sanity, "seed": config.seed,
                           "seconds": round(seconds, 2),
                           "timings": {k: round(v, 2) for k, v in timings.items()},
+                          "costs": None if costs is None else {
+                              "scans": costs.scan_ids, "repeats": costs.repeats,
+                              "clock": costs.clock,
+                              "seconds_per_scan": {m: round(v, 4)
+                                                   for m, v in costs.seconds.items()}},
                           "notices": notices, "inputs_key": key})
     return AnalysisResult(run=rd.root, methods=chosen, n_scans=n_scans,
                           summary=summary.to_dict(), outputs=outputs, notices=notices,
@@ -352,7 +375,7 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
     from brainlrp import __version__
 
     files = [rd.predictions, rd.card, rd.checkpoint, rd.metrics]
-    for m in chosen:
+    for m in sorted(chosen):
         files += [rd.heatmap(m, sid) for sid in scans_of[m]["scan_id"]]
     if cohort_root is not None:
         files += sorted(p for p in Path(cohort_root).glob("*") if p.is_file())
@@ -360,11 +383,16 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
         if truth.is_dir():
             files += sorted(p for p in truth.rglob("*") if p.is_file())
     explain_options = rd.stage_record("explain").get("method_options") or {}
-    seconds = rd.stage_record("explain").get("seconds_per_scan") or {}
-    options = {"version": __version__, "scores": SCORES_VERSION, "config": asdict(config),
-               "methods": chosen,
-               "modes": modes, "explain_options": {m: explain_options.get(m) for m in chosen},
-               "explain_seconds": seconds}
+    # What is analysed, not how it was asked for: the resolved methods, sorted, stand
+    # for the requested list (``None``, or any order), so `brainlrp analyze RUN` after
+    # the demo's call with its own list is up to date. The seconds explain measured are
+    # not read (analyze times the methods itself).
+    config_options = asdict(config)
+    config_options.pop("methods")
+    methods = sorted(chosen)
+    options = {"version": __version__, "scores": SCORES_VERSION, "config": config_options,
+               "methods": methods, "modes": {m: modes[m] for m in methods},
+               "explain_options": {m: explain_options.get(m) for m in methods}}
     return inputs_key(files, options)
 
 
@@ -427,6 +455,43 @@ def _gain_ranking(mr: MethodRegions) -> list[str]:
     """Areas by decreasing gain in the method's ranking group."""
     areas = mr.group_area_means(mr.ranking_group())
     return areas.sort_values("gain", ascending=False)["region"].tolist()
+
+
+def _costs(ctx: _ModelContext, results: dict[str, MethodRegions], shape: tuple[int, ...],
+           config: AnalysisConfig, notices: list[str]):
+    """Every method's cost on a seeded sample of AD test scans (``None`` without one)."""
+    import torch
+
+    from brainlrp.analysis.checks import check_sample, load_model_inputs
+    from brainlrp.analysis.costs import measure_costs
+    from brainlrp.errors import BrainLRPError
+
+    ids = check_sample(results, config.cost_subjects, config.seed)
+    if not ids:
+        notices.append("no AD scan was explained by every method: costs not measured")
+        return None
+    x = torch.from_numpy(load_model_inputs(ctx.inputs_fn, ids, shape))
+    model = copy.deepcopy(ctx.model).eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = x.to(device)
+    explain_fn = (ctx.explain_fn.for_scans(ids) if hasattr(ctx.explain_fn, "for_scans")
+                  else ctx.explain_fn)
+    if device.type == "cuda":  # CPU time says nothing about a GPU's work: wall time
+        def run_method(method):
+            explain_fn(model, x, method)
+            torch.cuda.synchronize(device)
+
+        costs = measure_costs(run_method, results, n_scans=len(ids),
+                              repeats=config.cost_repeats, clock=time.perf_counter,
+                              threads=None, skip=(BrainLRPError,))
+    else:  # one thread's CPU time: see brainlrp.analysis.costs
+        costs = measure_costs(lambda method: explain_fn(model, x, method), results,
+                              n_scans=len(ids), repeats=config.cost_repeats,
+                              skip=(BrainLRPError,))
+    for method, reason in costs.skipped.items():
+        notices.append(f"{method}: cost not measured ({reason})")
+    return replace(costs, scan_ids=list(ids))
 
 
 @dataclass

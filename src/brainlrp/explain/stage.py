@@ -22,17 +22,21 @@ from brainlrp._io import TMP_PREFIX, save_nifti, write_json
 from brainlrp._lightning import is_main_process
 from brainlrp._progress import progress_bar
 from brainlrp.card import ModelCard
+from brainlrp.catalog import DEFAULT_METHODS, DEFAULT_REFERENCE
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
-#: The reference of a bare reference method (``ig-ref`` -> ``ig-ref@mean``).
-DEFAULT_REFERENCE = "mean"
 
 
 @dataclass
 class ExplainResult:
-    """What :func:`explain_run` did (numbers for this process)."""
+    """What :func:`explain_run` did.
+
+    ``n_written`` counts the heatmaps this call wrote, over all its DDP ranks (a
+    separate ``explain`` process on the same run counts its own); ``is_main`` is false
+    on the other ranks, which print nothing.
+    """
 
     run: Path
     methods: list[str]
@@ -41,6 +45,7 @@ class ExplainResult:
     n_skipped: int
     seconds: float
     notices: list[str] = field(default_factory=list)
+    is_main: bool = True
 
 
 def _validate_methods(methods, reference: str | None = None) -> list[str]:
@@ -288,7 +293,7 @@ class _ArrayDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), self.ids[i]
 
 
-def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test",
+def explain_run(run_dir: str | os.PathLike, methods=DEFAULT_METHODS, split: str = "test",
                 cohort: str | os.PathLike | None = None, batch_size: int = 4,
                 overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
                 accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
@@ -304,7 +309,8 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
         A trained run (``brainlrp train``).
     methods : str or sequence of str
         Method names (comma-separated string or list); see
-        :func:`brainlrp.explain.available_methods`.
+        :func:`brainlrp.explain.available_methods`. By default the catalog's
+        (:func:`brainlrp.catalog.default_methods`).
     split : {"test", "val", "train", "all"}
     cohort : path-like, optional
         The cohort (default: the one recorded in run.json).
@@ -344,8 +350,10 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
     if label is not None:
         selected = selected[selected["label"] == label]
     scan_ids = selected["scan_id"].tolist()
-    # --overwrite: a map counts as done once written by this call (file times in ns).
-    since = time.time_ns() if overwrite else None
+    # Maps written from now on are this call's (file times in ns); with --overwrite a
+    # map counts as done only once this call wrote it.
+    called = time.time_ns()
+    since = called if overwrite else None
     _remove_stale_temporaries(run, methods, ScanClaims(run.heatmaps / ".claims"))
     todo = _pending(run, scan_ids, methods, since)
     start = time.perf_counter()
@@ -377,35 +385,66 @@ def explain_run(run_dir: str | os.PathLike, methods="lrp-b0", split: str = "test
             # Under DDP every rank writes its own scans; rank 0 counts the finished ones
             # only after all ranks are through.
             trainer.strategy.barrier("explain-done")
-        written = module.written
+            # Every rank's maps: rank 0's own share is not what the call wrote.
+            written = int(trainer.strategy.reduce(
+                torch.tensor(float(module.written), device=trainer.strategy.root_device),
+                reduce_op="sum").item())
         timing = module.timing
     else:
         timing = {}
     seconds = time.perf_counter() - start
-    done = len(scan_ids) - len(_pending(run, scan_ids, methods))
-    info = {"methods": methods, "split": split, "n_scans": len(scan_ids), "complete": done,
-            "seconds": round(seconds, 1), "batch_size": batch_size}
     if is_main_process():
-        # The options each method's heatmaps were made with (analyze's checks explain
-        # again with the same ones); kept across calls for other methods.
-        recorded = run.stage_record("explain")
-        used = dict(recorded.get("method_options") or {})
-        for m in methods:
-            used[m] = (options or {}) | (method_options or {}).get(m, {})
-        # Seconds per scan of each method, measured while explaining (kept per method).
-        per_scan = dict(recorded.get("seconds_per_scan") or {})
-        for m, (secs, n) in timing.items():
-            if n:
-                per_scan[m] = round(secs / n, 4)
-        info["seconds_per_scan"] = per_scan
-        same = all(recorded.get(k) == info[k] for k in ("methods", "split", "n_scans",
-                                                          "complete"))
-        # A call with nothing to do leaves run.json as it was.
-        if todo or not same or recorded.get("method_options") != used:
-            run.record("explain", info | {"method_options": used}, merge=True)
+        _record(run, methods, split, scan_ids, called, seconds, batch_size,
+                {m: (options or {}) | (method_options or {}).get(m, {}) for m in methods},
+                timing)
     return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
                          n_written=written, n_skipped=len(scan_ids) - len(todo),
-                         seconds=seconds)
+                         seconds=seconds, is_main=is_main_process())
+
+
+def _record(run: RunDir, methods: list[str], split: str, scan_ids: list[str], called: int,
+            seconds: float, batch_size: int, options: dict[str, dict],
+            timing: dict[str, list]) -> None:
+    """Merge one call of :func:`explain_run` into run.json's explain record, per method.
+
+    The record describes the heatmaps the run has, not the last call: ``methods`` lists
+    every method explained so far (a call naming fewer keeps the others, in the
+    catalog's order whatever order a call named them in); ``method_options`` holds the
+    options each method's maps were made with (analyze's checks explain again with
+    them), changed only for the methods whose maps this call wrote; ``seconds`` sums
+    the calls that wrote maps. A call that wrote nothing and names no method the
+    record lacks leaves run.json as it was, so ``brainlrp explain RUN`` after a
+    finished run is a no-op that cannot replace the record of the call that did the
+    work (and so cannot make analyze and report redo theirs).
+    """
+    from brainlrp import catalog
+
+    recorded = run.stage_record("explain")
+    # Maps written since this call began, by any rank or process (DDP ranks write their
+    # own scans; the module's counts are this process's only).
+    made = [m for m in methods if any(_written(run.heatmap(m, s), called) for s in scan_ids)]
+    used = dict(recorded.get("method_options") or {})
+    for m in methods:
+        if m in made or m not in used:
+            used[m] = options[m]
+    every = catalog.ordered([*(recorded.get("methods") or []), *methods])
+    info = {"methods": every, "method_options": used}
+    if made or "split" not in recorded:
+        done = len(scan_ids) - len(_pending(run, scan_ids, every))
+        info |= {"split": split, "n_scans": len(scan_ids), "complete": done,
+                 "seconds": round(float(recorded.get("seconds") or 0) + seconds, 1)
+                 if made else round(seconds, 1), "batch_size": batch_size}
+    # Seconds per scan of each method while explaining (kept per method; for
+    # information: the method benchmark's cost is measured by analyze, brainlrp.
+    # analysis.costs, where other processes and first calls do not distort it).
+    per_scan = dict(recorded.get("seconds_per_scan") or {})
+    for m, (secs, n) in timing.items():
+        if n:
+            per_scan[m] = round(secs / n, 4)
+    if per_scan:
+        info["seconds_per_scan"] = per_scan
+    if any(recorded.get(k) != v for k, v in info.items()):
+        run.record("explain", info, merge=True)
 
 
 @dataclass
