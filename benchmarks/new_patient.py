@@ -6,7 +6,8 @@ through the routes a user may take with ``brainlrp explain RUN --scan`` and the 
 default methods, each as a fresh command line (so the times include starting Python,
 loading the model and building the references):
 
-- ``ch2bet --resample`` and ``ch2 --resample``: the MNI-space files as they are;
+- ``ch2bet --resample`` and ``ch2 --resample``: the MNI-space files as they are (a model
+  trained on brain-extracted scans refuses ``ch2``, which still has its skull);
 - ``ch2bet --register`` and ``ch2 --register``: registered to ICBM 2009c (N4, rigid,
   affine) as if they were native scans;
 - ``moved ch2bet --register`` and ``moved ch2 --register``: the same brain moved by a
@@ -82,20 +83,29 @@ def correlation(a: Path, b: Path, mask: np.ndarray) -> float:
     return float(np.corrcoef(x[both], y[both])[0, 1])
 
 
-def skull_effect(grid) -> dict[str, float]:
-    """Median intensity inside Colin27's brain with its skull over without, per scaling,
-    both MNI-space files preprocessed as they are (1.0: the skull changes nothing)."""
-    from brainlrp.data.nifti import load_scan
-    from brainlrp.data.preprocess import NORMALISATIONS, Preprocessing, preprocess_image
+def skull_effect(grid, registered: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """Median intensity inside Colin27's brain with its skull over without (1.0: the
+    skull changes nothing), per preprocessing: the MNI-space files as they are, and the
+    two registered heads (``registered``: name -> cache folder of the registration)."""
+    import nibabel as nib
 
-    out = {}
+    from brainlrp.data.nifti import load_scan
+    from brainlrp.data.preprocess import Preprocessing, preprocess_image
+
     mask = np.asarray(brain_mask(grid))
-    for norm in NORMALISATIONS:
-        prep = Preprocessing(grid=grid, normalisation=norm)
-        on, off = (preprocess_image(load_scan(MRICRON / f"{n}.nii.gz"), prep)
-                   for n in ("ch2", "ch2bet"))
-        brain = mask & (off > 0.05)
-        out[norm] = round(float(np.median(on[brain]) / np.median(off[brain])), 4)
+    images = {"mni": {n: load_scan(MRICRON / f"{n}.nii.gz") for n in ("ch2", "ch2bet")},
+              "registered": {n: nib.Nifti1Image(np.asarray(nib.load(
+                  f / "registered.nii.gz").dataobj, np.float32), grid.affine_array)
+                  for n, f in registered.items()}}
+    out: dict[str, dict[str, float]] = {}
+    for name, kwargs in {"minmax without the edge step (before)": {"clean_edge": False},
+                         "minmax": {}, "robust": {"normalisation": "robust"}}.items():
+        prep = Preprocessing(grid=grid, **kwargs)
+        out[name] = {}
+        for route, pair in images.items():
+            on, off = (preprocess_image(pair[n], prep) for n in ("ch2", "ch2bet"))
+            brain = mask & (off > 0.05)
+            out[name][route] = round(float(np.median(on[brain]) / np.median(off[brain])), 4)
     return out
 
 
@@ -135,6 +145,10 @@ def main() -> None:
         tick = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - tick
+        if proc.returncode == 2:  # refused with one line (a scan with its skull)
+            rows[route] = {"seconds": round(seconds, 1), "refused": proc.stderr.strip()}
+            print(f"{route:>24}: refused: {proc.stderr.strip()}", flush=True)
+            continue
         if proc.returncode != 0:
             sys.exit(f"{route} failed:\n{proc.stdout}\n{proc.stderr}")
         pred = json.loads((out / "prediction.json").read_text())
@@ -160,12 +174,15 @@ def main() -> None:
              "ch2 --register vs ch2bet --register": ("ch2 --register", "ch2bet --register"),
              "ch2 --resample vs ch2bet --resample": ("ch2 --resample", "ch2bet --resample")}
     correlations = {k: round(correlation(inp(a), inp(b), mask), 4) for k, (a, b) in
-                    pairs.items()}
+                    pairs.items() if "input" in rows[a] and "input" in rows[b]}
     for k, v in correlations.items():
         print(f"  input correlation, {k}: {v:.3f}")
-    skull = skull_effect(grid)
+    cache = PreprocessCache(default_cache_dir())
+    skull = skull_effect(grid, {n: registration_dir(cache.root, cache.content_hash(
+        MRICRON / f"{n}.nii.gz"), Registration(), grid) for n in ("ch2", "ch2bet")})
     for k, v in skull.items():
-        print(f"  ch2 / ch2bet brain median ({k}, MNI files as they are): {v:.3f}")
+        print(f"  ch2 / ch2bet brain median, {k}: MNI files {v['mni']:.3f}, registered "
+              f"{v['registered']:.3f}")
     p = [rows[r]["p_ad"] for r in ("ch2 --register", "ch2bet --resample", "ch2bet --register")]
     result = {"commit": git_commit(), "run": str(args.run.resolve()),
               "grid": grid.describe(), "load_average_before": [round(v, 2) for v in

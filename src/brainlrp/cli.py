@@ -150,10 +150,9 @@ RegisterOpt = Annotated[bool, typer.Option(
     "--register", help="Scans are in native (scanner) space: N4, then register them to "
                        "the ICBM 2009c template with ANTsPy.")]
 NormalisationOpt = Annotated[str, typer.Option(
-    "--normalisation", help="How each scan is scaled to [0, 1]: robust (min-max with the "
-                            "brain's brightest 0.5 % clipped and bright non-brain voxels at "
-                            "the mask's edge removed: the same brain with or without skull "
-                            "gives the same input) or minmax (the paper's).")]
+    "--normalisation", help="How each masked scan is scaled to [0, 1]: minmax (the "
+                            "paper's) or robust (min-max with the brain's brightest 0.5 % "
+                            "clipped).")]
 RegistrationOpt = Annotated[str | None, typer.Option(
     "--registration", help="Registration: affine (rigid + affine, default) or syn "
                            "(+ deformable); implies --register.")]
@@ -211,7 +210,7 @@ def prepare(
     arch: ArchCheckOpt = "paper",
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
-    normalisation: NormalisationOpt = "robust",
+    normalisation: NormalisationOpt = "minmax",
 ) -> None:
     """Validate a cohort, preprocess every scan into the cache, write splits.tsv."""
     from brainlrp.data.prepare import prepare as run_prepare
@@ -305,7 +304,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
-    normalisation: NormalisationOpt = "robust",
+    normalisation: NormalisationOpt = "minmax",
 ) -> None:
     """Train the paper's 3D CNN (AD vs HC) and evaluate it on the test split."""
     from brainlrp.data.register import parse_registration

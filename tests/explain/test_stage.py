@@ -156,6 +156,26 @@ def test_a_4d_or_native_scan_is_named_before_any_grid_advice(run, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_scan_with_its_skull_needs_register_for_a_model_of_extracted_brains(run,
+                                                                             tmp_path):
+    from scipy import ndimage as ndi
+
+    from brainlrp.data.grid import brain_mask
+
+    grid = Grid.from_resolution(6)
+    data = make_scan(grid, seed=95)
+    mask = np.asarray(brain_mask(grid))
+    skull = ndi.binary_dilation(mask, iterations=2) & ~mask
+    data[skull] = 1.3 * data[mask].max()
+    head = write_scan(tmp_path / "head.nii.gz", data, grid.affine_array)
+    line = one_line_error(["explain", str(run), "--scan", str(head), "--out",
+                           str(tmp_path / "o")])
+    assert "head.nii.gz still has its skull" in line and "--register" in line
+    stripped = write_scan(tmp_path / "brain.nii.gz", data * mask, grid.affine_array)
+    _ok(["explain", str(run), "--scan", str(stripped), "--out", str(tmp_path / "o"),
+         "--methods", "lrp-b0"])
+
+
 def test_scan_steps_are_printed_and_every_file_is_counted(run, tmp_path):
     grid = Grid.from_resolution(6)
     scan = write_scan(tmp_path / "new.nii.gz", make_scan(grid, seed=98), grid.affine_array)

@@ -66,7 +66,7 @@ def prepare_cohort(cohort_path: str | os.PathLike, resolution: float = 2.0,
                    splits: pd.DataFrame | None = None, allow_external_paths: bool = False,
                    progress: bool = True, preprocessing: Preprocessing | None = None,
                    registration: Registration | None = None,
-                   normalisation: str = "robust") -> PreparedCohort:
+                   normalisation: str = "minmax") -> PreparedCohort:
     """Load and validate a cohort, split it by subject, preprocess every scan.
 
     Parameters
@@ -174,7 +174,7 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
             overwrite: bool = False, allow_external_paths: bool = False,
             progress: bool = True, arch: str | None = "paper",
             registration: Registration | None = None,
-            normalisation: str = "robust") -> PrepareResult:
+            normalisation: str = "minmax") -> PrepareResult:
     """Validate a cohort, fill the preprocessing cache, write ``splits.tsv`` and run.json.
 
     ``arch`` (a registered architecture) must be able to take the grid: a grid too

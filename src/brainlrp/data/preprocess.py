@@ -1,11 +1,11 @@
 """Preprocessing to the model grid, with an on-disk cache.
 
 A scan is resampled (nilearn, linear) onto the ICBM 2009c grid, the template brain
-mask is applied, and it is scaled to [0, 1] (:data:`NORMALISATIONS`): ``robust`` (the
-default) first removes the few bright non-brain voxels a template mask keeps at the
-brain's edge on a scan with skull (fat, marrow) and clips the brightest 0.5 % of the
-brain before min-max scaling, so the same brain gets the same image with or without
-its skull; ``minmax`` is the paper's plain min-max (runs trained with it keep it).
+mask is applied, the bright non-brain voxels that mask keeps at the brain's edge are
+removed (:func:`remove_bright_edge`: fat and marrow of a scan with its skull, which
+would otherwise be the scan's brightest voxels and darken the whole brain after
+scaling), and it is scaled to [0, 1] (:data:`NORMALISATIONS`): ``minmax``, the paper's
+min-max (default), or ``robust``, which clips the brain's brightest 0.5 % first.
 The result is stored as ``.npy`` keyed by the file's content and the preprocessing
 parameters, so later epochs and later commands memory-map the array instead of
 re-reading and re-resampling the NIfTI. A small stat index (path, size, mtime)
@@ -32,15 +32,15 @@ from brainlrp.data.register import Registration
 PREPROCESS_VERSION = 1
 #: How a masked scan is scaled to [0, 1]: name -> one line for the model card.
 NORMALISATIONS = {
-    "robust": "template brain mask, bright non-brain voxels at its edge removed, then "
-              "min-max to [0, 1] per scan with the brain's brightest 0.5 % clipped",
-    "minmax": "template brain mask, then min-max to [0, 1] per scan (the paper's)",
+    "minmax": "min-max to [0, 1] per scan (the paper's)",
+    "robust": "min-max to [0, 1] per scan with the brain's brightest 0.5 % clipped",
 }
 #: ``robust``: the brain's intensity percentile that becomes 1 (brighter voxels are clipped).
 ROBUST_PERCENTILE = 99.5
-#: ``robust``: the outer band of the brain mask (mm) where a voxel brighter than the
-#: brain's interior (its ``ROBUST_PERCENTILE``) is non-brain tissue and is removed.
+#: The outer band of the brain mask (mm) where a voxel brighter than the brain's
+#: interior (its ``EDGE_PERCENTILE``) is non-brain tissue and is removed.
 EDGE_BAND_MM = 4.0
+EDGE_PERCENTILE = 99.5
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,12 @@ class Preprocessing:
         Target grid (the template grid at some resolution).
     mask : bool
         Multiply by the template brain mask.
+    clean_edge : bool
+        Remove the mask's bright non-brain edge voxels (:func:`remove_bright_edge`);
+        models trained before this step existed read ``False`` from their card.
     normalisation : str
-        One of :data:`NORMALISATIONS`: ``"robust"`` (default) or ``"minmax"`` (the
-        paper's).
+        One of :data:`NORMALISATIONS`: ``"minmax"`` (default, the paper's) or
+        ``"robust"``.
     interpolation : str
         nilearn interpolation for resampling.
     registration : Registration, optional
@@ -65,9 +68,10 @@ class Preprocessing:
 
     grid: Grid
     mask: bool = True
-    normalisation: str = "robust"
+    normalisation: str = "minmax"
     interpolation: str = "linear"
     registration: Registration | None = None
+    clean_edge: bool = True
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
@@ -86,14 +90,26 @@ class Preprocessing:
         d.pop("registration")
         if self.registration is not None:
             d["registration"] = self.registration.to_dict()
+        # Likewise absent when off: preprocessing made before the step keeps its key.
+        if not d.pop("clean_edge") or not self.mask:
+            return d
+        d["clean_edge"] = True
         return d
+
+    def describe(self) -> str:
+        """One line for readers (the model card's ``normalisation``)."""
+        steps = ["template brain mask"] if self.mask else []
+        if self.mask and self.clean_edge:
+            steps.append("bright non-brain voxels at its edge removed")
+        return ", ".join(steps + [NORMALISATIONS[self.normalisation]])
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
         """Rebuild from :meth:`to_dict`."""
         return cls(grid=Grid.from_dict(data["grid"]), mask=bool(data["mask"]),
                    normalisation=data["normalisation"], interpolation=data["interpolation"],
-                   registration=Registration.from_dict(data.get("registration")))
+                   registration=Registration.from_dict(data.get("registration")),
+                   clean_edge=bool(data.get("clean_edge", False)))
 
     def key(self) -> str:
         """Short hash of the parameters (part of the cache key)."""
@@ -116,26 +132,30 @@ def preprocess_image(img, prep: Preprocessing) -> np.ndarray:
         float32 array of shape ``prep.grid.shape``.
     """
     grid = prep.grid
-    if grid.same_as(img.shape, img.affine):
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    else:
-        from nilearn.image import resample_img
-
-        data = resample_img(img, target_affine=grid.affine_array, target_shape=grid.shape,
-                            interpolation=prep.interpolation, force_resample=True,
-                            copy_header=True).get_fdata(dtype=np.float32)
+    data = on_grid(img, grid, prep.interpolation)
     mask = None
     if prep.mask:
         mask = brain_mask(grid)
         data = data * mask
-        if prep.normalisation == "robust":
+        if prep.clean_edge:
             data = remove_bright_edge(data, mask, grid.resolution)
     return normalise(data, prep.normalisation, mask)
 
 
+def on_grid(img, grid: Grid, interpolation: str = "linear") -> np.ndarray:
+    """A RAS+ image's voxels on ``grid`` (resampled with nilearn unless it lies there)."""
+    if grid.same_as(img.shape, img.affine):
+        return np.asarray(img.dataobj, dtype=np.float32)
+    from nilearn.image import resample_img
+
+    return resample_img(img, target_affine=grid.affine_array, target_shape=grid.shape,
+                        interpolation=interpolation, force_resample=True,
+                        copy_header=True).get_fdata(dtype=np.float32)
+
+
 def remove_bright_edge(data: np.ndarray, mask: np.ndarray, resolution: float,
                        band_mm: float = EDGE_BAND_MM,
-                       percentile: float = ROBUST_PERCENTILE) -> np.ndarray:
+                       percentile: float = EDGE_PERCENTILE) -> np.ndarray:
     """Zero the voxels of the mask's outer band that are brighter than the brain inside.
 
     On a T1 scan nothing at the brain's surface (cortex, CSF) is as bright as the deep

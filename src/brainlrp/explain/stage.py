@@ -490,16 +490,60 @@ class _Steps:
         return step()
 
 
-def _read_scan(card: ModelCard, scan, resample: bool, registering: bool):
+def _read_scan(run: RunDir, card: ModelCard, scan, resample: bool, registering: bool):
     """The scan as a RAS+ image, validated before any advice about grids: a 4D file or a
     scan outside MNI space gets its own message first (``--register`` is the fix for the
-    latter), and only a valid MNI-space scan on another grid is told to ``--resample``."""
+    latter), and only a valid MNI-space scan on another grid is told to ``--resample``.
+    A scan with its skull is refused for a model trained on brain-extracted scans unless
+    it is registered (:mod:`brainlrp.data.brain`)."""
+    from brainlrp.data.brain import has_skull, skull_fraction
+    from brainlrp.data.grid import brain_mask
     from brainlrp.data.nifti import load_scan
+    from brainlrp.data.preprocess import on_grid
 
     img = load_scan(scan, check_mni=not registering)
-    if not registering:
-        check_scan_grid(card, scan, resample)
+    if registering:
+        return img
+    check_scan_grid(card, scan, resample)
+    grid = card.grid
+    data = on_grid(img, grid)
+    if has_skull(data, brain_mask(grid), grid.affine_array) and not _trained_with_skull(
+            run, card):
+        share = skull_fraction(data, brain_mask(grid), grid.affine_array)
+        raise BrainLRPError(
+            f"{scan} still has its skull (tissue in {share:.0%} of a shell around the "
+            "brain) but the model was trained on brain-extracted scans, and the template's "
+            "brain mask alone leaves dura and muscle where those had none",
+            "pass --register (it fits the brain, not the head, to the template) or strip "
+            "the skull first (e.g. FSL BET, HD-BET)")
     return img
+
+
+def _trained_with_skull(run: RunDir, card: ModelCard, n: int = 5) -> bool:
+    """Whether most of (up to ``n``) training scans of the run still have their skull
+    (after a brain mask a pipeline wrote next to them); ``False`` when none can be read."""
+    from brainlrp.data.brain import has_skull
+    from brainlrp.data.cohort import load_cohort
+    from brainlrp.data.grid import brain_mask
+    from brainlrp.data.layouts import apply_sidecar_mask
+    from brainlrp.data.nifti import load_scan
+    from brainlrp.data.preprocess import on_grid
+
+    try:
+        splits = pd.read_csv(run.splits, sep="\t", dtype={"participant_id": str})
+        scans = load_cohort(run.cohort_source(), allow_external_paths=True).scans
+    except Exception:  # no split or cohort left: nothing to compare with
+        return False
+    train = set(splits.loc[splits["split"] == "train", "participant_id"])
+    paths = [Path(p) for p in scans.loc[scans["participant_id"].isin(train), "path"]][:n]
+    grid, votes = card.grid, []
+    for path in paths:
+        try:
+            data = on_grid(apply_sidecar_mask(path, load_scan(path)), grid)
+        except BrainLRPError:
+            continue
+        votes.append(has_skull(data, brain_mask(grid), grid.affine_array))
+    return bool(votes) and sum(votes) > len(votes) / 2
 
 
 def _intensity_check(run: RunDir, card: ModelCard, x: np.ndarray, cache_dir):
@@ -579,7 +623,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     # gets its one line and nothing else.
     model, card = load_model(run, device=device)
     registering = register is not None or card.prep.registration is not None
-    img = _read_scan(card, scan, resample, registering)
+    img = _read_scan(run, card, scan, resample, registering)
     steps = _Steps(say)
     steps.say(f"scan {scan}: {' x '.join(map(str, img.shape))} voxels; model "
               f"{card.architecture} on the {card.grid.describe()} grid")

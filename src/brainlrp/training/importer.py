@@ -33,7 +33,7 @@ from brainlrp.card import ModelCard
 from brainlrp.data.cohort import CLASS_NAMES, load_cohort, normalise_diagnosis
 from brainlrp.data.grid import Grid
 from brainlrp.data.prepare import prepare_cohort, write_splits
-from brainlrp.data.preprocess import NORMALISATIONS, Preprocessing
+from brainlrp.data.preprocess import Preprocessing
 from brainlrp.data.splits import read_splits
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir, library_versions
@@ -271,13 +271,14 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
               "weights_sha256": _file_sha256(weights), "resolution": float(resolution),
               "splits": str(Path(splits).absolute()) if splits is not None
               else "every scan of the cohort is a test scan",
-              "preprocessing": f"brainlrp's: template grid, "
-                               f"{NORMALISATIONS[normalisation]}"}
+              "preprocessing": "brainlrp's: template grid, "
+                               + Preprocessing(grid, normalisation=normalisation).describe()}
     if ":" in arch:
         origin["code"] = (f"architecture {arch} is user code: loading this run imports "
                           f"{arch.partition(':')[0]}")
     ModelCard(architecture=arch, model_kwargs=model_kwargs, preprocessing=preprocessing,
-              classes=names, target_class=target, normalisation=NORMALISATIONS[normalisation],
+              classes=names, target_class=target,
+              normalisation=Preprocessing(grid, normalisation=normalisation).describe(),
               training_cohort=prepared.cohort.summary()
               | {"split_counts": split_table.groupby(["split", "diagnosis"]).size()
                  .unstack(fill_value=0).to_dict(orient="index")},

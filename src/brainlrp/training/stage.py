@@ -76,7 +76,7 @@ class TrainConfig:
         ANTsPy before preprocessing (see :mod:`brainlrp.data.register`).
     normalisation : str
         How each scan is scaled to [0, 1] (:data:`brainlrp.data.preprocess.NORMALISATIONS`):
-        ``robust`` (default) or the paper's ``minmax``.
+        the paper's ``minmax`` (default) or ``robust``.
     """
 
     arch: str = "paper"
@@ -101,7 +101,7 @@ class TrainConfig:
     workers: int = 0
     model_kwargs: dict = field(default_factory=dict)
     registration: str | None = None
-    normalisation: str = "robust"
+    normalisation: str = "minmax"
 
 
 @dataclass
@@ -383,7 +383,6 @@ def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: 
             for key in METRIC_KEYS}
     write_json(run.metrics, metrics)
     from brainlrp.data.nifti import on_grid
-    from brainlrp.data.preprocess import NORMALISATIONS
 
     preprocessing = prepared.prep.to_dict()
     # Whether training scans were resampled: if they were all already on the grid, a new
@@ -394,7 +393,7 @@ def _finish(run: RunDir, prepared: PreparedCohort, config: TrainConfig, trials: 
     ModelCard(
         architecture=config.arch, model_kwargs=config.model_kwargs, preprocessing=preprocessing,
         classes=list(CLASS_NAMES), target_class=1,
-        normalisation=NORMALISATIONS[prepared.prep.normalisation],
+        normalisation=prepared.prep.describe(),
         training_cohort=prepared.cohort.summary()
         | {"split_counts": prepared.splits.groupby(["split", "diagnosis"]).size()
            .unstack(fill_value=0).to_dict(orient="index")},
