@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from brainlrp import catalog
 from brainlrp.report import figures as figs
-from brainlrp.report import style
+from brainlrp.report import glossary, style
 from brainlrp.report.html import Section, heading, note, table
 from brainlrp.report.inputs import per_participant
 from brainlrp.report.sections.context import (
@@ -16,7 +17,7 @@ from brainlrp.report.sections.context import (
     large_areas,
 )
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import area_label, method_label
+from brainlrp.report.style import area_label, method_html, method_label
 
 #: Rows of the per-method table of top gain areas.
 TOP_GAIN_SHOWN = 10
@@ -82,29 +83,49 @@ def build(ctx: Context, sec: Section) -> None:
     if len(patients) < 2:
         sec.add(note("patients A and B need at least two true positives with p(AD) > 0.9",
                      "info"))
-    gain = {method_label(m): [area_label(a, 30) for a in
-                              ranked_areas(top_areas, m)[1]["gain"][:TOP_GAIN_SHOWN]]
+    gain = {m: [area_label(a, 30) for a in ranked_areas(top_areas, m)[1]["gain"][:TOP_GAIN_SHOWN]]
             for m in data.methods}
     gain = {m: areas for m, areas in gain.items() if areas}
     if gain:
-        frame = pd.DataFrame({m: pd.Series(areas) for m, areas in gain.items()})
-        frame.insert(0, "rank", range(1, len(frame) + 1))
+        # One row per method (label and id), one column per rank: the page stays as wide
+        # as ten ranks however many methods the run has.
+        ranks = range(1, max(len(a) for a in gain.values()) + 1)
+        frame = pd.DataFrame([{"method": method_html(m), **dict(zip(map(str, ranks), areas,
+                                                                     strict=False))}
+                              for m, areas in gain.items()])
         sec.add(heading(f"Top-{TOP_GAIN_SHOWN} areas by gain, per method"),
-                table(frame, caption=f"Areas with the highest gain ({rank_group} / HC) for each "
-                                     "method.", table_id="gain-by-method"))
+                table(frame, {"method": "method", **{str(r): f"{r}." for r in ranks}},
+                      caption=f"Areas with the highest gain ({rank_group} / HC) for each "
+                              "method, by rank.", table_id="gain-by-method"))
     totals = ctx.table("relevance_totals")
     if len(totals):
-        pivot = totals.pivot_table(index="method", columns="group",
-                                   values="mean_total_relevance", aggfunc="first")
-        pivot = pivot.reindex([m for m in data.methods if m in pivot.index])
-        pivot = pivot[[g for g in style.GROUPS if g in pivot.columns]]
-        pivot["HC / AD"] = [data.summary.method(m).hc_ad_ratio for m in pivot.index]
-        pivot.index = [method_label(m) for m in pivot.index]
-        sec.add(heading("Total relevance per group"),
-                table(pivot.reset_index(names="method"),
-                      caption="Mean total (whole-brain) relevance per subject; the paper "
-                              "found very little relevance in controls.",
-                      table_id="relevance-totals"))
+        sec.add(heading("Total relevance per group"), *totals_table(ctx, totals))
+
+def totals_table(ctx: Context, totals: pd.DataFrame) -> list:
+    """The mean total relevance per group and method, with the HC/AD ratio ("n/a" with
+    its reason where it does not apply), and notes on the ratios above 1."""
+    data = ctx.data
+    pivot = totals.pivot_table(index="method", columns="group", values="mean_total_relevance",
+                               aggfunc="first")
+    pivot = pivot.reindex([m for m in data.methods if m in pivot.index])
+    pivot = pivot[[g for g in style.GROUPS if g in pivot.columns]]
+    ratio = {}
+    for m in pivot.index:
+        reason = glossary.not_applicable("hc_ad", m)
+        ratio[m] = (glossary.na_cell(reason) if reason
+                    else style.fmt_number(data.summary.method(m).hc_ad_ratio))
+    frame = pivot.reset_index(names="method")
+    frame["hc_ad"] = [ratio[m] for m in frame["method"]]
+    frame["label"] = [method_html(m) for m in frame["method"]]
+    columns = {"label": "method", **{g: g for g in pivot.columns},
+               "hc_ad": glossary.header("hc_ad")}
+    out = [table(frame, columns, numeric=[*pivot.columns, "hc_ad"],
+                 caption="Mean total (whole-map) relevance per subject of each group; the "
+                         "paper found very little relevance in controls (HC/AD well below 1). "
+                         f"{glossary.NOT_APPLICABLE}: the ratio does not apply (hover for "
+                         "why).", table_id="relevance-totals")]
+    out += [note(text, "info") for text in above_one_notes(data, totals)]
+    return out
 
 
 SPEC = SectionSpec(
@@ -116,3 +137,55 @@ SPEC = SectionSpec(
     optional=(("analysis/relevance_totals.tsv", "the total relevance per group"),),
     data=("analysis/top_areas.tsv", "regions/{method}/groups.tsv", "regions/{main}/subjects.tsv",
           "analysis/relevance_totals.tsv"))
+
+
+
+def above_one_notes(data, totals: pd.DataFrame) -> list[str]:
+    """Why a reference method's HC/AD relevance can exceed 1, with the run's totals.
+
+    A reference method (``lrp-ref@...``, ``ig-ref@...``) explains p(AD | scan) - p(AD |
+    reference), and its map sums to that difference (between -1 and 1). Relevance is
+    kept positive, so a control's positive relevance beyond that difference is matched
+    by as much negative relevance: differences from the reference that would raise
+    p(AD) and others that lower it. HC/AD above 1 then says that the controls differ
+    from the reference more than the patients do in what the model counts, not that the
+    model finds AD in them. (Checked on the demo's runs, where the controls' maps also
+    carry the larger negative part; ``relevance_totals.tsv`` holds only the positive
+    part, so the page cannot show it.)
+
+    Parameters
+    ----------
+    data : RunData
+    totals : pandas.DataFrame
+        ``analysis/relevance_totals.tsv``.
+
+    Returns
+    -------
+    list of str
+        One sentence per reference method with HC/AD above 1 (where it applies).
+    """
+    mean = totals.pivot_table(index="method", columns="group", values="mean_total_relevance",
+                              aggfunc="first")
+    notes = []
+    for m in data.methods:
+        info = catalog.describe(m)
+        ratio = data.summary.method(m).hc_ad_ratio
+        if (not info.needs_reference or glossary.not_applicable("hc_ad", m) or ratio is None
+                or not ratio > 1 or m not in mean.index
+                or not {"HC", "AD"} <= set(mean.columns)):
+            continue
+        hc, ad = float(mean.loc[m, "HC"]), float(mean.loc[m, "AD"])
+        reference = catalog.REFERENCE_LABELS.get(info.reference or "", "the reference")
+        cancelled = (f"; on average at least {hc - 1:.2f} of a control's {hc:.2f} is "
+                     "cancelled by negative relevance" if hc > 1 else "")
+        notes.append(
+            f"{method_label(m)} has {glossary.name('hc_ad')} {ratio:.2f} (controls "
+            f"{hc:.3g}, patients {ad:.3g} mean total positive relevance). Its map explains "
+            f"p(AD | scan) − p(AD | {reference}) and sums to that difference, a number "
+            "between −1 and 1: where the scan differs from the reference, relevance is "
+            "positive if the difference raises p(AD) and negative if it lowers it, and "
+            f"beyond the difference the two cancel{cancelled}. Since only the positive part "
+            "is counted, HC/AD above 1 says that the controls differ from the reference more "
+            "than the patients do in what the model counts, in both directions, not that the "
+            "model finds AD in the controls.")
+    return notes
