@@ -282,3 +282,30 @@ def test_per_method_figures_with_twenty_methods():
     titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
     assert [t.rsplit("\n", 1)[0].replace("\n", " ") for t in titles] == [
         method_label(m) for m in TWENTY]
+
+
+def test_long_method_titles_stay_in_their_panels(grid):
+    """A label with its id (80 characters) side by side with another: each panel's title
+    is shrunk or wrapped to its own panel, in explanation figures and glass brains."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from brainlrp.report.style import method_label
+
+    bg = np.asarray(template(grid))
+    heat = np.zeros(grid.shape, np.float32)
+    heat[15:18, 20:23, 10:13] = 1.0
+    titles = [method_label("lrp-ref@pca-restore"), method_label("lrp-ref@twin-restore")]
+    assert len(titles[0]) > 75
+    maps = [figs.BrainMap(heat, t, "relevance (a.u.)") for t in titles]
+    cut = figs.peak_coords(heat, grid.affine_array)
+    for fig in (figs.explanation_figure(bg, grid.affine_array, maps, cut),
+                figs.glass_brains(maps, grid.affine_array, ncols=2)):
+        FigureCanvasAgg(fig).draw()
+        renderer = fig.canvas.get_renderer()
+        shown = [t for t in fig.texts if t.get_text().replace("\n", " ") in titles]
+        assert len(shown) == 2
+        boxes = [t.get_window_extent(renderer) for t in shown]
+        half = fig.bbox.width / 2
+        assert boxes[0].x1 < half < boxes[1].x0  # each stays in its half
+        assert not boxes[0].overlaps(boxes[1])
+        assert layout_problems(fig) == []

@@ -31,8 +31,9 @@ MEASURE_LINK = re.compile(r'<a class="measure" href="#measure-(\w+)" title="[^"]
 
 def test_names_and_definitions():
     assert glossary.name("topk_recall", k=7) == "top-7 recall"
-    assert "5 %" in glossary.definition("mass", threshold=0.05)
-    assert "12 %" in glossary.definition("mass", threshold=0.12)
+    assert "more tissue lost than 5 %" in glossary.definition("mass", threshold=0.05)
+    assert "than 12 %" in glossary.definition("mass", threshold=0.12)
+    assert "than the analysis' threshold" in glossary.definition("mass")
     with pytest.raises(KeyError):
         glossary.name("voxel_auc")  # a typo fails instead of printing a new name
     names = [glossary.name(k) for k in glossary.MEASURES]
@@ -185,19 +186,30 @@ def test_group_means_say_what_they_average(run_copy, make_ctx):
     assert "AD, the mean of each subject&#x27;s positive relevance" in files
 
 
-def test_hc_ad_above_one_of_a_reference_method_is_explained(run_copy, make_ctx):
-    """A reference method's ratio above 1 gets the reason, with the run's totals; a method
-    without a reference and a twin reference (n/a) get none."""
+def test_hc_ad_above_one_says_what_lies_behind_it(run_copy, make_ctx):
+    """HC/AD above 1 gets the medians and the largest control's share from the run's own
+    subjects.tsv; one control carrying most of it under a reference method is named as a
+    likely inflated map; a twin reference (n/a) gets nothing."""
     _add_method(run_copy, "lrp-ref@mean", "lrp-b0", hc_total=3.5, ratio=3.49)
     _add_method(run_copy, "lrp-ref@twin", "lrp-b0", hc_total=0.0, ratio=0.0)
-    s = read_json(run_copy / "analysis" / "summary.json")
-    s["methods"]["lrp-b1"]["hc_ad_ratio"] = 1.5
-    write_json(run_copy / "analysis" / "summary.json", s)
+    path = run_copy / "regions" / "lrp-ref@mean" / "subjects.tsv"
+    sub = pd.read_csv(path, sep="\t")
+    controls = sorted(sub.loc[sub["diagnosis"] != "AD", "participant_id"].unique())
+    big = controls[0]
+    sub.loc[sub["participant_id"] == big, "relevance_sum"] *= 1000  # one inflated map
+    sub.to_csv(path, sep="\t", index=False)
     html = build(regions.SPEC, make_ctx(run_copy)).render(1)
-    notes = re.findall(r'<div class="note note-info">(.*?)</div>', html)
-    explained = [n for n in notes if "HC/AD relevance" in n]
-    assert len(explained) == 1
-    assert explained[0].startswith("LRP from mean control [lrp-ref@mean] has HC/AD relevance "
-                                   "3.49 (controls 3.5, patients")
-    assert "at least 2.50 of a control&#x27;s 3.50 is cancelled" in explained[0]
-    assert "p(AD | mean control)" in explained[0]
+    notes = [n for n in re.findall(r'<div class="note note-info">(.*?)</div>', html)
+             if "HC/AD relevance above 1" in n]
+    assert len(notes) == 1
+    per = sub.groupby(["participant_id", "scan_id"])["relevance_sum"].sum().groupby(
+        "participant_id").mean()
+    hc, ad = per[controls], per.drop(controls)
+    expected = (f"LRP from mean control [lrp-ref@mean]: 3.49; median control "
+                f"{hc.median():.3g} against median patient {ad.median():.3g}")
+    assert expected in notes[0]
+    assert (f"the largest control, {big}, carries {100 * hc.max() / hc.sum():.0f} % of the "
+            f"controls&#x27; total (without it HC/AD is "
+            f"{hc.drop(big).mean() / ad.mean():.2f})") in notes[0]
+    assert f"under a reference method ({big}) is most likely an inflated map" in notes[0]
+    assert "lrp-ref@twin" not in notes[0] and "lrp-b1" not in notes[0]

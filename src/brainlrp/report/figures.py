@@ -51,6 +51,45 @@ def _message(fig: Figure, text: str, ax=None) -> None:
                 transform=target.transAxes, wrap=True)
 
 
+def _text_width(text: str, fontsize: float, bold: bool = False) -> float:
+    """Width of ``text`` (its longest line) in inches at ``fontsize`` points (the
+    report's font)."""
+    from matplotlib.font_manager import FontProperties
+
+    prop = FontProperties(family=RC["font.family"], size=fontsize,
+                          weight="bold" if bold else "normal")
+    # Agg's own measure, as the text will be drawn; font hinting makes the width vary by
+    # a few per cent with the resolution, so the widest of the screen's and the page's.
+    return max(renderer.get_text_width_height_descent(line, prop, ismath=False)[0]
+               / renderer.dpi for renderer in _measuring_renderers()
+               for line in text.split("\n"))
+
+
+@functools.cache
+def _measuring_renderers() -> tuple:
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    from brainlrp.report.html import FIGURE_DPI
+
+    return tuple(RendererAgg(1, 1, dpi) for dpi in (RC["figure.dpi"], FIGURE_DPI))
+
+
+def _fit_text(text: str, width: float, fontsize: float = 10.0, smallest: float = 8.0,
+              bold: bool = True) -> tuple[str, float]:
+    """``(text, size)`` that fits ``width`` inches: the size lowered in half points down to
+    ``smallest``, then the text wrapped at spaces (a method's label and id can be 80
+    characters; panel titles side by side must not run into each other)."""
+    size = fontsize
+    while size > smallest and _text_width(text, size, bold) > width:
+        size -= 0.5
+    chars = len(text)
+    wrapped = text
+    while chars > 10 and _text_width(wrapped, size, bold) > width:
+        chars -= 2
+        wrapped = _wrap(text, chars)
+    return wrapped, size
+
+
 # =========================================================================== brains
 
 
@@ -225,8 +264,9 @@ def explanation_figure(background: np.ndarray, affine: np.ndarray, maps: Sequenc
                     display.add_contours(_img(mask.astype(np.float32), affine), levels=[0.5],
                                          colors=[color], linewidths=1.3)
         _colorbar(fig, (left + width - 0.072, 0.16, 0.008, 0.6), bm)
-        fig.text(left + 0.01, 0.815, bm.title, color="white", fontsize=10, fontweight="bold",
-                 va="bottom")
+        label, size = _fit_text(bm.title, (width - 0.02) * fig.get_figwidth())
+        fig.text(left + 0.01, 0.815, label, color="white", fontsize=size, fontweight="bold",
+                 va="bottom", linespacing=1.0)
     if title:
         fig.text(0.006, 0.975, title, color="white", fontsize=11, fontweight="bold", va="top")
     if contours:
@@ -370,8 +410,9 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
         finally:
             fig.nilearn_axes = False
         _colorbar(fig, (left + w - 0.085, bottom + h * 0.12, 0.008, h * 0.66), bm, dark=False)
-        fig.text(left + 0.01, bottom + h - 0.012, bm.title, fontsize=10, fontweight="bold",
-                 va="top")
+        label, size = _fit_text(bm.title, (w - 0.02) * fig.get_figwidth())
+        fig.text(left + 0.01, bottom + h - 0.012, label, fontsize=size, fontweight="bold",
+                 va="top", linespacing=1.0)
     return fig
 
 
@@ -834,15 +875,6 @@ def beta_overlap_figure(overlap: pd.DataFrame) -> Figure:
 
 
 # =========================================================================== many methods
-
-
-def _text_width(text: str, fontsize: float) -> float:
-    """Width of ``text`` in inches at ``fontsize`` points (the report's font)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
-
-    path = TextPath((0, 0), text, size=fontsize, prop=FontProperties(family=RC["font.family"]))
-    return path.get_extents().width / 72.0
 
 
 def method_legend(fig: Figure, handles: Sequence, labels: Sequence[str],

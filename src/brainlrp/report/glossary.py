@@ -78,7 +78,7 @@ MEASURES: dict[str, Measure] = {m.key: m for m in (
     Measure("mass", "mass in atrophy",
             "Share of a map's relevance (as analysed: the positive part for LRP and "
             "attributions, the magnitude for sensitivities) that lies in truly atrophied "
-            "voxels (more than {threshold} % tissue lost), mean over the AD test scans.",
+            "voxels (more tissue lost than {threshold}), mean over the AD test scans.",
             "analysis/ground_truth_summary.tsv: mass_accuracy_mean; "
             "method_benchmark.tsv: mass_accuracy"),
     Measure("chance", "chance mass",
@@ -174,11 +174,10 @@ def name(key: str, k: int = 10) -> str:
 
 
 def definition(key: str, k: int = 10, threshold: float | None = None) -> str:
-    """The definition of a measure with the run's ``k`` and atrophy threshold filled in."""
-    from brainlrp.analysis.groundtruth import DEFAULT_THRESHOLD
-
-    t = DEFAULT_THRESHOLD if threshold is None else threshold
-    return MEASURES[key].definition.format(k=k, threshold=f"{100 * t:g}")
+    """The definition of a measure with the run's ``k`` and atrophy threshold (a fraction
+    of tissue lost; ``None``: named, not given) filled in."""
+    where = "the analysis' threshold" if threshold is None else f"{100 * threshold:g} %"
+    return MEASURES[key].definition.format(k=k, threshold=where)
 
 
 def header(key: str, k: int = 10, suffix: str = "") -> Safe:

@@ -124,7 +124,7 @@ def totals_table(ctx: Context, totals: pd.DataFrame) -> list:
                          "paper found very little relevance in controls (HC/AD well below 1). "
                          f"{glossary.NOT_APPLICABLE}: the ratio does not apply (hover for "
                          "why).", table_id="relevance-totals")]
-    out += [note(text, "info") for text in above_one_notes(data, totals)]
+    out += [note(text, "info") for text in above_one_notes(data)]
     return out
 
 
@@ -140,52 +140,73 @@ SPEC = SectionSpec(
 
 
 
-def above_one_notes(data, totals: pd.DataFrame) -> list[str]:
-    """Why a reference method's HC/AD relevance can exceed 1, with the run's totals.
 
-    A reference method (``lrp-ref@...``, ``ig-ref@...``) explains p(AD | scan) - p(AD |
-    reference), and its map sums to that difference (between -1 and 1). Relevance is
-    kept positive, so a control's positive relevance beyond that difference is matched
-    by as much negative relevance: differences from the reference that would raise
-    p(AD) and others that lower it. HC/AD above 1 then says that the controls differ
-    from the reference more than the patients do in what the model counts, not that the
-    model finds AD in them. (Checked on the demo's runs, where the controls' maps also
-    carry the larger negative part; ``relevance_totals.tsv`` holds only the positive
-    part, so the page cannot show it.)
+def subject_totals(data, method: str) -> pd.Series:
+    """Each participant's total relevance inside the atlas areas (scans averaged), from
+    ``regions/<method>/subjects.tsv``."""
+    sub = data.subjects(method)
+    per_scan = sub.groupby("scan_id")["relevance_sum"].sum().to_frame("total")
+    return per_participant(per_scan, sub.drop_duplicates("scan_id"))["total"]
+
+
+def above_one_notes(data) -> list[str]:
+    """What lies behind each HC/AD relevance above 1, from the run's own tables.
+
+    ``relevance_totals.tsv`` holds group means only; one control with a far larger map
+    than the others can lift the mean of all controls. The note therefore gives, from
+    ``regions/<method>/subjects.tsv``, the median control against the median patient and
+    the share of the controls' total that the largest control carries. Where one control
+    carries most of it and the method explains against a reference, it also says why
+    such a map arises: relevance starts at p(AD | scan) - p(AD | reference) placed on
+    the AD logit (:func:`brainlrp.explain.lrp.attribution.explain`), so every voxel's
+    share is multiplied by that difference over the AD logit's own change; when the AD
+    logit hardly changes (p(AD) moved through the other logit), the factor is large and
+    the whole map is inflated, of both signs. (Checked on the demo: the control behind
+    lrp-ref@mean's HC/AD of 3.5 has an AD logit 0.004 from the mean control's, a factor
+    of -15 where the other scans have 0.1 to 0.6; without it HC/AD is 0.8.)
 
     Parameters
     ----------
     data : RunData
-    totals : pandas.DataFrame
-        ``analysis/relevance_totals.tsv``.
 
     Returns
     -------
     list of str
-        One sentence per reference method with HC/AD above 1 (where it applies).
+        One note for all methods with HC/AD above 1 (where the ratio applies), or none.
     """
-    mean = totals.pivot_table(index="method", columns="group", values="mean_total_relevance",
-                              aggfunc="first")
-    notes = []
+    dx = diagnosis(data)
+    parts, inflated = [], []
     for m in data.methods:
-        info = catalog.describe(m)
         ratio = data.summary.method(m).hc_ad_ratio
-        if (not info.needs_reference or glossary.not_applicable("hc_ad", m) or ratio is None
-                or not ratio > 1 or m not in mean.index
-                or not {"HC", "AD"} <= set(mean.columns)):
+        if glossary.not_applicable("hc_ad", m) or ratio is None or not ratio > 1:
             continue
-        hc, ad = float(mean.loc[m, "HC"]), float(mean.loc[m, "AD"])
-        reference = catalog.REFERENCE_LABELS.get(info.reference or "", "the reference")
-        cancelled = (f"; on average at least {hc - 1:.2f} of a control's {hc:.2f} is "
-                     "cancelled by negative relevance" if hc > 1 else "")
-        notes.append(
-            f"{method_label(m)} has {glossary.name('hc_ad')} {ratio:.2f} (controls "
-            f"{hc:.3g}, patients {ad:.3g} mean total positive relevance). Its map explains "
-            f"p(AD | scan) − p(AD | {reference}) and sums to that difference, a number "
-            "between −1 and 1: where the scan differs from the reference, relevance is "
-            "positive if the difference raises p(AD) and negative if it lowers it, and "
-            f"beyond the difference the two cancel{cancelled}. Since only the positive part "
-            "is counted, HC/AD above 1 says that the controls differ from the reference more "
-            "than the patients do in what the model counts, in both directions, not that the "
-            "model finds AD in the controls.")
-    return notes
+        per = subject_totals(data, m)
+        hc, ad = per[dx.reindex(per.index) == "HC"], per[dx.reindex(per.index) == "AD"]
+        if hc.empty or ad.empty or not ad.median() > 0 or not hc.sum() > 0:
+            continue
+        top, share = str(hc.idxmax()), float(hc.max() / hc.sum())
+        without = hc.drop(top).mean() / ad.mean() if len(hc) > 1 else float("nan")
+        text = (f"{method_label(m)}: {ratio:.2f}; median control {hc.median():.3g} against "
+                f"median patient {ad.median():.3g} (HC/AD of the medians "
+                f"{hc.median() / ad.median():.2f}); the largest control, {top}, carries "
+                f"{100 * share:.0f} % of the controls' total")
+        if share > 0.5 and len(hc) > 1:
+            text += f" (without it HC/AD is {without:.2f})"
+            if catalog.describe(m).needs_reference:
+                inflated.append(top)
+        parts.append(text)
+    if not parts:
+        return []
+    note = (f"{glossary.name('hc_ad')} above 1, and what lies behind it (each participant's "
+            "total positive relevance inside the atlas areas, regions/<method>/subjects.tsv): "
+            + "; ".join(parts) + ".")
+    if inflated:
+        note += (" One control carrying most of its group's relevance under a reference "
+                 f"method ({', '.join(dict.fromkeys(inflated))}) is most likely an inflated "
+                 "map, not evidence for AD: relevance starts at p(AD | scan) − p(AD | "
+                 "reference) on the AD logit and each voxel's share is multiplied by that "
+                 "difference over the AD logit's own change; when the AD logit hardly "
+                 "changes (p(AD) moved through the other class's logit), the factor is large "
+                 "and the whole map grows, positive and negative parts alike, while it still "
+                 "sums to the small difference in p(AD).")
+    return [note]

@@ -61,9 +61,13 @@ def build(ctx: Context, sec: Section) -> None:
         items.append(("ROC AUC (test)", fixed(m_test.get("roc_auc")),
                       f"n = {m_test.get('n', len(test))} scans"))
     items += method_tiles(data, main)
-    sec.add(paragraph(fmt("Headline numbers of the method shown in depth, {}, chosen by the "
-                          "method benchmark (§2); each name links to its definition.",
-                          method_html(main))),
+    from brainlrp.report.sections import section_number
+
+    chosen = (f", recommended by the method benchmark (§{section_number('benchmark')})"
+              if main == data.summary.recommended_method else "")
+    sec.add(paragraph(fmt("The model's test classification, then the method shown in depth, "
+                          "{}{}; each measure's name links to its definition.",
+                          method_html(main), chosen)),
             tiles(items))
     claims = ctx.table("claims")
     if len(claims):
