@@ -163,7 +163,7 @@ def above_one_notes(data) -> list[str]:
     logit hardly changes (p(AD) moved through the other logit), the factor is large and
     the whole map is inflated, of both signs. (Checked on the demo: the control behind
     lrp-ref@mean's HC/AD of 3.5 has an AD logit 0.004 from the mean control's, a factor
-    of -15 where the other scans have 0.1 to 0.6; without it HC/AD is 0.8.)
+    of -15 where the other scans have 0.1 to 0.6; without it HC/AD is 0.58.)
 
     Parameters
     ----------
