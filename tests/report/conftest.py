@@ -78,6 +78,23 @@ def reported(analysed):
 
 
 @pytest.fixture
+def make_ctx():
+    """``make_ctx(root, methods=None)``: the context the stage would build (no own scans):
+    the benchmark's recommended method in depth when it is analysed."""
+    from brainlrp import catalog
+    from brainlrp.report.inputs import load_run
+    from brainlrp.report.sections import Context
+
+    def make(root, methods=None) -> Context:
+        data = load_run(root, methods)
+        main, compare = catalog.choose_main_and_comparison(
+            data.methods, data.summary.recommended_method)
+        return Context(data=data, main=main, compare=compare, inputs_fn=None)
+
+    return make
+
+
+@pytest.fixture
 def run_copy(analysed, tmp_path) -> Path:
     """A private copy of the analysed run (its cohort stays shared, read-only)."""
     dest = tmp_path / "run"

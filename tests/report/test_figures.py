@@ -50,8 +50,9 @@ def test_region_bars_draw_the_given_top_areas():
     assert "top 3 by TP" in sum_ax.get_title(loc="left")
     assert "top 2 by TP" in fig.axes[1].get_title(loc="left")
     assert [t.get_text() for t in fig.axes[2].get_yticklabels()] == ["Amygdala"]
-    assert "TP/HC (n=3)" in _texts(fig) or any(
-        "TP/HC" in t.get_text() for t in fig.axes[2].get_legend().get_texts())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["AD (n=3)", "HC (n=3)", "TP/HC (n=3)", "TN/HC (n=3)"]
+    assert layout_problems(fig) == []
 
 
 def test_density_violins_mark_patients():
@@ -114,7 +115,8 @@ def test_checks_figures():
                            "p_ad": [0.9, 0.5, 0.3, 0.9, 0.85, 0.8],
                            "p_ad_drop": [0, 0.4, 0.6, 0, 0.05, 0.1]})
     fig = figs.faithfulness_figure(curves, ["lrp-b0"])
-    assert [line.get_label() for line in fig.axes[0].lines] == ["LRP β=0", "random order"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["LRP β=0 [lrp-b0]",
+                                                                "random order"]
     sanity = pd.DataFrame({"method": "lrp-b0", "scan_id": "s", "stage": [1, 2],
                            "layer": ["classifier.5", "features.0"], "spearman": [0.5, 0.1]})
     fig = figs.sanity_figure(sanity, ["lrp-b0", "gb"])
@@ -166,3 +168,144 @@ def test_glass_brain_outlines_leave_matplotlib_alone(grid):
     assert plain.dataLim.x1 == 15 and plain.dataLim.y1 == 25
     extra = fig.add_axes((0, 0, 0.1, 0.1))  # made after nilearn: an ordinary Axes
     assert type(extra) is Axes
+
+
+# ---------------------------------------------------------------- readable with many methods
+
+#: Twenty methods, as a report with the demo's methods and the benchmark's references has.
+TWENTY = ["lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-eps", "gb",
+          "gradient", "ig", "smoothgrad", "lrp-ref@knn-restore", "lrp-ref@knn",
+          "lrp-ref@mean", "lrp-ref@mean-restore", "lrp-ref@pca-restore", "lrp-ref@twin",
+          "lrp-ref@twin-restore", "lrp-epsilon-plus-flat", "edges", "noise"]
+
+
+def layout_problems(fig: Figure) -> list[str]:
+    """Text that leaves the figure (clipped when saved) and axes titles that overlap
+    another axes' title, after drawing ``fig``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    texts = list(fig.texts) + [t for leg in fig.legends for t in leg.get_texts()]
+    titles = []
+    for ax in fig.axes:
+        own = [t for t in (ax.title, ax._left_title, ax._right_title) if t.get_text()]
+        titles += [(ax, t) for t in own]
+        texts += own + [ax.xaxis.label, ax.yaxis.label]
+        if ax.axison:  # only ticks inside the view are drawn
+            for axis in (ax.xaxis, ax.yaxis):
+                lo, hi = sorted(axis.get_view_interval())
+                texts += [t.label1 for t in axis.get_major_ticks()
+                          if lo - 1e-9 <= t.get_loc() <= hi + 1e-9]
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+    out = []
+    for t in texts:
+        if not t.get_visible() or not t.get_text().strip():
+            continue
+        bb = t.get_window_extent(renderer)
+        if bb.x0 < box.x0 - 1 or bb.y0 < box.y0 - 1 or bb.x1 > box.x1 + 1 or bb.y1 > box.y1 + 1:
+            out.append(f"clipped: {t.get_text()!r}")
+    for i, (a, s) in enumerate(titles):
+        for b, t in titles[i + 1:]:
+            if a is not b and s.get_window_extent(renderer).overlaps(t.get_window_extent(renderer)):
+                out.append(f"overlap: {s.get_text()!r} / {t.get_text()!r}")
+    return out
+
+
+def _styles(ax, methods):
+    from brainlrp.report.style import method_label
+
+    labels = {method_label(m) for m in methods}
+    return {(line.get_color(), line.get_linestyle(), line.get_marker())
+            for line in ax.lines if line.get_label() in labels}
+
+
+def test_many_methods_get_distinct_colour_style_marker():
+    from brainlrp.report import style
+
+    combos = {tuple(style.method_style(m, TWENTY).values()) for m in TWENTY}
+    assert len(combos) == 20
+    forty = [f"m{i}" for i in range(40)]
+    assert len({tuple(style.method_style(m, forty).values()) for m in forty}) == 40
+    assert style.method_label("lrp-ref@knn-restore").endswith("[lrp-ref@knn-restore]")
+    assert style.method_label("my-own-map") == "my-own-map"  # no label: the id alone
+
+
+def test_checks_figures_with_twenty_methods():
+    from brainlrp.report.style import method_label
+
+    rng = np.random.default_rng(0)
+    curves = pd.DataFrame([{"method": m, "scan_id": f"s{s}", "order": "relevance",
+                            "step": k, "n_areas_replaced": k,
+                            "p_ad": 0.9 - 0.1 * k * rng.random(),
+                            "p_ad_drop": 0.1 * k * rng.random()}
+                           for m in [*TWENTY, "random"] for s in range(2) for k in range(6)])
+    fig = figs.faithfulness_figure(curves, TWENTY)
+    assert layout_problems(fig) == []
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [method_label(m) for m in TWENTY] + ["random order"]
+    assert len(_styles(fig.axes[0], TWENTY)) == 20
+    sanity = pd.DataFrame([{"method": m, "scan_id": "s", "stage": k,
+                            "layer": f"features.{k}", "spearman": rng.random()}
+                           for m in TWENTY for k in range(1, 9)])
+    fig = figs.sanity_figure(sanity, TWENTY)
+    assert layout_problems(fig) == []
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [method_label(m)
+                                                                  for m in TWENTY]
+    assert len(_styles(fig.axes[0], TWENTY)) == 20
+
+
+def test_per_method_figures_with_twenty_methods():
+    from brainlrp.report.style import method_label
+
+    rng = np.random.default_rng(1)
+    per_scan = pd.DataFrame([{"method": m, "participant_id": f"p{s}", "scan_id": f"p{s}",
+                              "mass_accuracy": rng.random(), "auc": rng.random(),
+                              "auc_abs": rng.random(), "topk_recall": rng.random(), "k": 10}
+                             for m in TWENTY for s in range(4)])
+    summary = pd.DataFrame({"method": TWENTY, "chance_mass_accuracy": 0.17})
+    fig = figs.ground_truth_figure(per_scan, summary, TWENTY)
+    assert layout_problems(fig) == []
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [method_label(m)
+                                                                     for m in TWENTY]
+    assert [ax.get_xlabel() for ax in fig.axes] == [
+        "mass in atrophy", "|.|-AUC vs atrophy", "relevance-AUC vs atrophy", "top-10 recall"]
+    subjects = pd.DataFrame([{"method": m, "participant_id": f"p{i}",
+                              "hippocampus_relevance": rng.random(),
+                              "hippocampus_volume": 3000 + 100 * rng.random()}
+                             for m in TWENTY for i in range(6)])
+    stats = pd.DataFrame({"method": TWENTY, "r": -0.5, "p_value": 0.01, "n_subjects": 6})
+    fig = figs.hippocampus_figure(subjects, stats, TWENTY)
+    assert layout_problems(fig) == []
+    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    assert [t.rsplit("\n", 1)[0].replace("\n", " ") for t in titles] == [
+        method_label(m) for m in TWENTY]
+
+
+def test_long_method_titles_stay_in_their_panels(grid):
+    """A label with its id (80 characters) side by side with another: each panel's title
+    is shrunk or wrapped to its own panel, in explanation figures and glass brains."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from brainlrp.report.style import method_label
+
+    bg = np.asarray(template(grid))
+    heat = np.zeros(grid.shape, np.float32)
+    heat[15:18, 20:23, 10:13] = 1.0
+    titles = [method_label("lrp-ref@pca-restore"), method_label("lrp-ref@twin-restore")]
+    assert len(titles[0]) > 75
+    maps = [figs.BrainMap(heat, t, "relevance (a.u.)") for t in titles]
+    cut = figs.peak_coords(heat, grid.affine_array)
+    for fig in (figs.explanation_figure(bg, grid.affine_array, maps, cut),
+                figs.glass_brains(maps, grid.affine_array, ncols=2)):
+        FigureCanvasAgg(fig).draw()
+        renderer = fig.canvas.get_renderer()
+        shown = [t for t in fig.texts if t.get_text().replace("\n", " ") in titles]
+        assert len(shown) == 2
+        boxes = [t.get_window_extent(renderer) for t in shown]
+        half = fig.bbox.width / 2
+        assert boxes[0].x1 < half < boxes[1].x0  # each stays in its half
+        assert not boxes[0].overlaps(boxes[1])
+        assert layout_problems(fig) == []

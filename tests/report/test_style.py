@@ -10,6 +10,7 @@ from brainlrp.report.style import (
     fmt_number,
     fmt_p,
     fmt_seconds,
+    method_html,
     method_label,
     unit_label,
 )
@@ -36,10 +37,15 @@ def test_area_label_never_exceeds_the_limit():
 
 
 def test_method_names_and_units():
-    assert method_label("lrp-b0") == "LRP β=0"
-    assert method_label("lrp-b0.25") == "LRP β=0.25"
-    assert method_label("gb") == "Guided backprop"
-    assert method_label("custom") == "custom"
+    assert method_label("lrp-b0") == "LRP β=0 [lrp-b0]"  # the id beside the label
+    assert method_label("lrp-b0.25") == "LRP β=0.25 [lrp-b0.25]"
+    assert method_label("gb") == "Guided backprop [gb]"
+    assert method_label("custom") == "custom"  # no catalog label: the id alone
+    assert method_html("lrp-ref@knn-restore") == (
+        'LRP from nearest controls, tissue loss only <code class="method-id">'
+        'lrp-ref@knn-restore</code>')
+    assert method_html("<x>") == '<code class="method-id">&lt;x&gt;</code>'
+
     assert unit_label("lrp-b1", "positive") == "relevance (a.u.)"
     assert unit_label("gb", "absolute") == "|guided backprop| (a.u.)"
     assert unit_label("ig", "signed") == "IG attribution (a.u.)"

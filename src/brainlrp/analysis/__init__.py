@@ -32,7 +32,10 @@ Files and columns (the contract)
     mean_sum, mean_density, gain. ``area`` rows are the merged areas (68 for
     Neuromorphometrics; fewer when a label vanishes on a coarse grid).
 ``means/<method>/<group>.nii.gz``
-    Mean relevance map of the group, float32 on the model grid with its affine.
+    Mean relevance map of the group, float32 on the model grid with its affine: each
+    scan's map goes through the method's relevance mode before it is averaged, so a
+    ``positive`` method's mean averages only positive parts (negative values are 0 in
+    every map first) and an ``absolute`` one's averages magnitudes.
 ``analysis/summary.json``
     atlas, n_labels, n_areas, relevance (method -> mode), top_k, threshold, seed,
     disease_model_top_areas, notices, and ``methods``: per method the keys of

@@ -22,7 +22,9 @@
 Re-running on an unchanged run writes nothing (``ReportResult.skipped``).
 
 Modules: :mod:`~brainlrp.report.inputs` (reading the run),
-:mod:`~brainlrp.report.style` (names, colours, units), :mod:`~brainlrp.report.figures`
+:mod:`~brainlrp.report.style` (names, colours, units), :mod:`~brainlrp.report.glossary`
+(each measure's one name and definition, and where it does not apply),
+:mod:`~brainlrp.report.figures`
 (pure plotting functions), :mod:`~brainlrp.report.cards`,
 :mod:`~brainlrp.report.niivue` (the offline NiiVue viewers),
 :mod:`~brainlrp.report.notebook` (:func:`view`: the same in Jupyter, via ipyniivue),

@@ -51,6 +51,45 @@ def _message(fig: Figure, text: str, ax=None) -> None:
                 transform=target.transAxes, wrap=True)
 
 
+def _text_width(text: str, fontsize: float, bold: bool = False) -> float:
+    """Width of ``text`` (its longest line) in inches at ``fontsize`` points (the
+    report's font)."""
+    from matplotlib.font_manager import FontProperties
+
+    prop = FontProperties(family=RC["font.family"], size=fontsize,
+                          weight="bold" if bold else "normal")
+    # Agg's own measure, as the text will be drawn; font hinting makes the width vary by
+    # a few per cent with the resolution, so the widest of the screen's and the page's.
+    return max(renderer.get_text_width_height_descent(line, prop, ismath=False)[0]
+               / renderer.dpi for renderer in _measuring_renderers()
+               for line in text.split("\n"))
+
+
+@functools.cache
+def _measuring_renderers() -> tuple:
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    from brainlrp.report.html import FIGURE_DPI
+
+    return tuple(RendererAgg(1, 1, dpi) for dpi in (RC["figure.dpi"], FIGURE_DPI))
+
+
+def _fit_text(text: str, width: float, fontsize: float = 10.0, smallest: float = 8.0,
+              bold: bool = True) -> tuple[str, float]:
+    """``(text, size)`` that fits ``width`` inches: the size lowered in half points down to
+    ``smallest``, then the text wrapped at spaces (a method's label and id can be 80
+    characters; panel titles side by side must not run into each other)."""
+    size = fontsize
+    while size > smallest and _text_width(text, size, bold) > width:
+        size -= 0.5
+    chars = len(text)
+    wrapped = text
+    while chars > 10 and _text_width(wrapped, size, bold) > width:
+        chars -= 2
+        wrapped = _wrap(text, chars)
+    return wrapped, size
+
+
 # =========================================================================== brains
 
 
@@ -225,8 +264,9 @@ def explanation_figure(background: np.ndarray, affine: np.ndarray, maps: Sequenc
                     display.add_contours(_img(mask.astype(np.float32), affine), levels=[0.5],
                                          colors=[color], linewidths=1.3)
         _colorbar(fig, (left + width - 0.072, 0.16, 0.008, 0.6), bm)
-        fig.text(left + 0.01, 0.815, bm.title, color="white", fontsize=10, fontweight="bold",
-                 va="bottom")
+        label, size = _fit_text(bm.title, (width - 0.02) * fig.get_figwidth())
+        fig.text(left + 0.01, 0.815, label, color="white", fontsize=size, fontweight="bold",
+                 va="bottom", linespacing=1.0)
     if title:
         fig.text(0.006, 0.975, title, color="white", fontsize=11, fontweight="bold", va="top")
     if contours:
@@ -370,8 +410,9 @@ def glass_brains(maps: Sequence[BrainMap], affine: np.ndarray, ncols: int = 2,
         finally:
             fig.nilearn_axes = False
         _colorbar(fig, (left + w - 0.085, bottom + h * 0.12, 0.008, h * 0.66), bm, dark=False)
-        fig.text(left + 0.01, bottom + h - 0.012, bm.title, fontsize=10, fontweight="bold",
-                 va="top")
+        label, size = _fit_text(bm.title, (w - 0.02) * fig.get_figwidth())
+        fig.text(left + 0.01, bottom + h - 0.012, label, fontsize=size, fontweight="bold",
+                 va="top", linespacing=1.0)
     return fig
 
 
@@ -594,10 +635,12 @@ def region_bars(groups: Mapping[str, pd.DataFrame], unit: str,
     Figure
     """
     k = max((len(v) for v in top.values()), default=0)
-    fig = Figure(figsize=(12, 0.21 * max(k, 1) + 1.4))
+    # One legend for the three panels, under them: inside a panel it covered the bars of
+    # the lowest areas. The constrained layout makes room for it and the area names.
+    fig = Figure(figsize=(12, 0.21 * max(k, 1) + 1.7), layout="constrained")
     axes = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.155, right=0.99, bottom=0.72 / fig.get_figheight(),
-                        top=1 - 0.55 / fig.get_figheight(), wspace=1.02)
+    fig.get_layout_engine().set(wspace=0.06)
+    handles: dict[str, object] = {}
     specs = (("sum", "mean_sum", "relevance sum", f"sum of {unit}", ("AD", "HC")),
              ("density", "mean_density", "relevance density", _per_voxel(unit), ("AD", "HC")),
              ("gain", "gain", "relevance gain", "group mean / HC mean", ("TP", "TN")))
@@ -617,7 +660,11 @@ def region_bars(groups: Mapping[str, pd.DataFrame], unit: str,
                            style.GROUP_COLORS[g]))
         _barh_panel(ax, areas, series, xlabel, f"{title}\n(top {len(areas)} by {rank_group})",
                     ref=1.0 if col == "gain" else None)
-        ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="none")
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=len(handles), frameon=False)
     return fig
 
 
@@ -827,6 +874,58 @@ def beta_overlap_figure(overlap: pd.DataFrame) -> Figure:
     return fig
 
 
+# =========================================================================== many methods
+
+
+def method_legend(fig: Figure, handles: Sequence, labels: Sequence[str],
+                  width: float | None = None) -> int:
+    """A complete legend under the figure's axes, in as many columns as the longest label
+    allows; returns its number of rows (the caller makes the figure tall enough).
+
+    The legend sits outside the axes in the figure's constrained layout, which shrinks
+    the axes to make room for it, so no entry is cut off however many methods there are.
+
+    Parameters
+    ----------
+    fig : Figure
+        Made with ``layout="constrained"``.
+    handles, labels : sequence
+    width : float, optional
+        Inches available (default: the figure's width).
+
+    Returns
+    -------
+    int
+    """
+    ncol = legend_columns(labels, fig.get_figwidth() if width is None else width)
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False,
+               handlelength=3.2)
+    return -(-len(labels) // ncol)
+
+
+def legend_columns(labels: Sequence[str], width: float = 12.0) -> int:
+    """Columns of a :func:`method_legend` of ``labels`` on a figure ``width`` inches wide:
+    as many as the widest entry allows (known before drawing, to size the figure)."""
+    fontsize = float(RC["legend.fontsize"])
+    # Handle (3.2 em), its padding and the spacing to the next column around each label.
+    column = max((_text_width(t, fontsize) for t in labels), default=1.0) + 6.0 * fontsize / 72
+    return int(max(1, min(len(labels), (width - 0.3) // column)))
+
+
+def legend_height(n_rows: int) -> float:
+    """Inches a :func:`method_legend` of ``n_rows`` rows takes (8 pt text, 1.4 line spacing)."""
+    return 0.2 + n_rows * 0.2
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken at spaces into lines of at most ``width`` characters (a long word
+    such as a method id stays whole)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False,
+                                   break_on_hyphens=False)) or text
+
+
 # =========================================================================== hippocampus
 
 
@@ -851,10 +950,14 @@ def hippocampus_figure(subjects: pd.DataFrame, stats: pd.DataFrame, methods: Seq
     methods = [m for m in methods if m in set(subjects["method"])]
     ncols = min(4, max(1, len(methods)))
     nrows = max(1, -(-len(methods) // ncols))
-    fig = Figure(figsize=(12, 2.9 * nrows + 0.3))
+    # Titles wrap to the panel's width (a method's label and id can be 60 characters),
+    # so neighbouring titles never run into each other.
+    # (about 0.7 em per bold character, less the y axis' labels)
+    chars = int((12 / ncols - 0.7) * 72 / (0.7 * 9))
+    titles = {m: _wrap(method_label(m), chars) for m in methods}
+    lines = max((t.count("\n") + 2 for t in titles.values()), default=2)
+    fig = Figure(figsize=(12, nrows * (2.5 + 0.17 * lines) + 0.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.55 / fig.get_figheight(),
-                        top=1 - 0.5 / fig.get_figheight(), wspace=0.45, hspace=0.6)
     st = stats.set_index("method")
     for ax, m in zip(axes, methods, strict=False):
         part = subjects[subjects["method"] == m]
@@ -869,11 +972,12 @@ def hippocampus_figure(subjects: pd.DataFrame, stats: pd.DataFrame, methods: Seq
             ax.plot(xs, slope * xs + icpt, color="black", lw=1.2)
         r = st.loc[m, "r"] if m in st.index else np.nan
         p = st.loc[m, "p_value"] if m in st.index else np.nan
-        ax.set_title(f"{method_label(m)}\nr = {style.fmt_r(r)}, {fmt_p(p)}, "
+        ax.set_title(f"{titles[m]}\nr = {style.fmt_r(r)}, {fmt_p(p)}, "
                      f"n = {int(ok.sum())}", loc="left", fontsize=9)
         ax.set_xlabel("hippocampus volume (mm³)")
-        scaled_axis(ax, "y", "hippocampus relevance sum (a.u.)")
+        scaled_axis(ax, "y", "hippocampal relevance (a.u.)")
         ax.yaxis.label.set_fontsize(8)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(4))
     for ax in axes[len(methods):]:
         ax.set_axis_off()
     return fig
@@ -885,8 +989,9 @@ def hippocampus_figure(subjects: pd.DataFrame, stats: pd.DataFrame, methods: Seq
 @styled
 def ground_truth_figure(per_scan: pd.DataFrame, summary: pd.DataFrame,
                         methods: Sequence[str]) -> Figure:
-    """Recovery of the simulated atrophy per method: relevance mass inside the truly
-    atrophied voxels (against chance) and voxel-wise ROC AUC, over AD scans.
+    """Recovery of the simulated atrophy per method, one row per method (so any number
+    of methods fits): mass in atrophy (against chance), |.|-AUC and relevance-AUC vs
+    atrophy, and top-k recall, over the AD scans.
 
     Parameters
     ----------
@@ -900,43 +1005,68 @@ def ground_truth_figure(per_scan: pd.DataFrame, summary: pd.DataFrame,
     -------
     Figure
     """
+    from brainlrp.report import glossary
+
+    all_methods = list(methods)  # colours and markers as in the report's other charts
     methods = [m for m in methods if m in set(per_scan["method"])]
-    fig = Figure(figsize=(12, 3.6))
-    axes = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.3, top=0.88, wspace=0.3)
-    rng = np.random.default_rng(0)
-    chance = summary.set_index("method")["chance_mass_accuracy"] if len(summary) else None
     k = int(per_scan["k"].iloc[0]) if "k" in per_scan and len(per_scan) else 10
-    specs = (("mass_accuracy", "relevance mass in atrophy", "fraction of relevance", chance,
-              (0, 1.02)),
-             ("auc", "voxel-wise ROC AUC", "AUC (atrophied vs not)", 0.5, (0.4, 1.02)),
-             ("topk_recall", f"top-{k} area recall", f"recall of the true top-{k} areas", None,
-              (0, 1.05)))
-    for ax, (col, title, ylabel, ref, ylim) in zip(axes, specs, strict=True):
-        ax.set_ylim(*ylim)
+    chance = summary.set_index("method")["chance_mass_accuracy"] if len(summary) else None
+    specs = [("mass_accuracy", "mass", chance, (0, 1.02)),
+             ("auc_abs", "auc_abs", 0.5, (0.2, 1.02)),
+             ("auc", "auc_relevance", 0.5, (0.2, 1.02)),
+             ("topk_recall", "topk_recall", None, (0, 1.05))]
+    specs = [s for s in specs if s[0] in per_scan]
+    n = max(len(methods), 1)
+    fig = Figure(figsize=(12, 0.3 * n + 1.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(specs), sharey=True, squeeze=False)).ravel()
+    rng = np.random.default_rng(0)
+    pos = np.arange(len(methods))
+    for ax, (col, key, ref, xlim) in zip(axes, specs, strict=True):
+        ax.set_xlim(*xlim)
         data = [per_scan.loc[per_scan["method"] == m, col].dropna().to_numpy(float)
                 for m in methods]
-        pos = np.arange(len(methods))
         if any(len(d) for d in data):
-            ax.boxplot([d if len(d) else [np.nan] for d in data], positions=pos, widths=0.55,
+            ax.boxplot([d if len(d) else [np.nan] for d in data], positions=pos, widths=0.6,
                        showfliers=False, medianprops={"color": "black"},
                        boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
-                       capprops={"color": "#555555"})
+                       capprops={"color": "#555555"}, manage_ticks=False, **_HORIZONTAL)
         for i, (m, d) in enumerate(zip(methods, data, strict=True)):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=9, alpha=0.7,
-                       color=style.method_color(m, list(methods)), zorder=3)
+            st = style.method_style(m, all_methods)
+            ax.scatter(d, i + rng.uniform(-0.17, 0.17, len(d)), s=10, alpha=0.75,
+                       color=st["color"], marker=st["marker"], linewidths=0, zorder=3)
             if isinstance(ref, pd.Series) and m in ref.index:
-                ax.plot([i - 0.35, i + 0.35], [ref[m]] * 2, color="red", lw=1.3, ls="--",
+                ax.plot([ref[m]] * 2, [i - 0.38, i + 0.38], color="red", lw=1.3, ls="--",
                         label="chance" if i == 0 else None)
         if isinstance(ref, float):
-            ax.axhline(ref, color="red", lw=1, ls="--", label="chance")
-        ax.set_xticks(pos, [method_label(m) for m in methods], rotation=35, ha="right")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, loc="left")
+            ax.axvline(ref, color="red", lw=1, ls="--", label="chance")
+        ax.set_xlabel(glossary.name(key, k))
+        # Named above as well (a tall figure's bottom is off screen), wrapped to the narrow
+        # panel so that neighbouring names never meet.
+        ax.set_title(_wrap(glossary.name(key, k), 18), fontsize=9, fontweight="normal")
+        ax.grid(axis="x", color="#eeeeee", lw=0.8)
+        ax.set_axisbelow(True)
+        ax.tick_params(axis="y", length=0)
+    axes[0].set_yticks(pos, [method_label(m) for m in methods])
+    axes[0].set_ylim(len(methods) - 0.5, -0.5)
     return fig
 
 
+# The boxplot keyword for horizontal boxes (matplotlib 3.10 renamed ``vert``).
+_HORIZONTAL = ({"orientation": "horizontal"} if tuple(int(v) for v in
+               mpl.__version__.split(".")[:2]) >= (3, 10) else {"vert": False})
+
+
 # =========================================================================== checks
+
+
+def _method_lines(ax, curves: pd.DataFrame, x: str, y: str, methods: Sequence[str],
+                  shown: Sequence[str]) -> None:
+    """One line per method (mean of ``y`` at each ``x``), in its colour, style and marker."""
+    for m in shown:
+        part = curves[curves["method"] == m]
+        mean = part.groupby(x)[y].mean()
+        ax.plot(mean.index, mean.to_numpy(), lw=1.5, ms=4, label=method_label(m),
+                **style.method_style(m, list(methods)))
 
 
 @styled
@@ -953,31 +1083,28 @@ def faithfulness_figure(curves: pd.DataFrame, methods: Sequence[str]) -> Figure:
     Returns
     -------
     Figure
+        Two panels above one legend with an entry per method and the random orders.
     """
-    fig = Figure(figsize=(12, 3.6))
-    axes = fig.subplots(1, 2)
-    fig.subplots_adjust(left=0.085, right=0.8, bottom=0.15, top=0.88, wspace=0.32)
     shown = [m for m in methods if m in set(curves["method"])]
+    labels = [method_label(m) for m in shown] + ["random order"]
+    rows = -(-len(labels) // legend_columns(labels))
+    fig = Figure(figsize=(12, 3.4 + legend_height(rows)), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, (col, title, ylabel) in zip(axes, (
             ("p_ad", "p(AD) while areas are replaced", "mean p(AD)"),
             ("p_ad_drop", "drop in p(AD)", "mean p(AD) drop (higher = more faithful)")),
             strict=True):
-        for m in [*shown, "random"]:
-            part = curves[curves["method"] == m]
-            if part.empty:
-                continue
-            mean = part.groupby("n_areas_replaced")[col].mean()
-            if m == "random":
-                ax.plot(mean.index, mean.to_numpy(), color="black", ls="--", lw=1.6,
-                        label="random order")
-            else:
-                ax.plot(mean.index, mean.to_numpy(), color=style.method_color(m, list(methods)),
-                        lw=1.6, marker="o", ms=3, label=method_label(m))
+        _method_lines(ax, curves, "n_areas_replaced", col, methods, shown)
+        rand = curves[curves["method"] == "random"]
+        if len(rand):
+            mean = rand.groupby("n_areas_replaced")[col].mean()
+            ax.plot(mean.index, mean.to_numpy(), color="black", ls="--", lw=2.2,
+                    label="random order")
         ax.set_xlabel("areas replaced (most relevant first)")
         scaled_axis(ax, "y", ylabel)
         ax.set_title(title, loc="left")
     h, lab = axes[0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="center left", bbox_to_anchor=(0.81, 0.5), frameon=False)
+    method_legend(fig, h, lab)
     return fig
 
 
@@ -995,26 +1122,31 @@ def sanity_figure(sanity: pd.DataFrame, methods: Sequence[str]) -> Figure:
     Returns
     -------
     Figure
+        One panel above one legend with an entry per method.
     """
-    fig = Figure(figsize=(12, 3.6))
-    ax = fig.add_axes((0.07, 0.24, 0.7, 0.66))
+    shown = [m for m in methods if m in set(sanity["method"])]
+    labels = [method_label(m) for m in shown]
+    rows = -(-len(labels) // legend_columns(labels))
+    fig = Figure(figsize=(12, 3.6 + legend_height(rows)), layout="constrained")
+    ax = fig.subplots()
     layers = (sanity.sort_values("stage").drop_duplicates("stage")
               .set_index("stage")["layer"])
-    for m in methods:
+    for m in shown:
         part = sanity[sanity["method"] == m]
-        if part.empty:
-            continue
         mean = part.groupby("stage")["spearman"].mean()
         x = np.concatenate([[0], mean.index.to_numpy()])
         y = np.concatenate([[1.0], mean.to_numpy(float)])
-        ax.plot(x, y, marker="o", ms=4, lw=1.6, color=style.method_color(m, list(methods)),
-                label=method_label(m))
+        ax.plot(x, y, ms=4, lw=1.5, label=method_label(m),
+                **style.method_style(m, list(methods)))
     ax.set_xticks([0, *layers.index], ["trained", *[f"+{lay}" for lay in layers]],
                   rotation=30, ha="right")
     ax.axhline(0, color="#999999", lw=0.8, ls=":")
     ax.set_ylim(-0.25, 1.05)
     ax.set_ylabel("Spearman ρ with the trained map")
     ax.set_xlabel("layers re-initialised, cumulatively from the output")
-    ax.set_title("cascading randomisation (a faithful method falls towards 0)", loc="left")
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    ax.set_title("cascading randomisation (a map that explains the model falls towards 0)",
+                 loc="left")
+    h, lab = ax.get_legend_handles_labels()
+    if h:
+        method_legend(fig, h, lab)
     return fig

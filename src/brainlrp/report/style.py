@@ -29,16 +29,51 @@ SIGNED_CMAP = "cold_hot"
 
 _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
+#: Line styles and markers that tell methods apart beyond the ten colours: the colour
+#: repeats every 10 methods, the line style changes with each round of 10 (so colour and
+#: line style alone differ for 40 methods) and the marker cycles with a period (7)
+#: prime to 10, so two methods of one colour also differ in marker.
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 def method_label(method: str) -> str:
-    """Display name of a method: its label in :mod:`brainlrp.catalog` (``LRP β=0``)."""
-    return catalog.describe(method).label
+    """Display name of a method in figures and text: its label in
+    :mod:`brainlrp.catalog` with its id, ``LRP β=0 [lrp-b0]`` (the id is what
+    ``--methods`` takes and what names the run's folders)."""
+    label = catalog.describe(method).label
+    return method if label == method else f"{label} [{method}]"
+
+
+def method_html(method: str):
+    """A method in a table cell or paragraph: its label, then its id as code."""
+    from brainlrp.report.html import fmt
+
+    label = catalog.describe(method).label
+    if label == method:
+        return fmt('<code class="method-id">{}</code>', method)
+    return fmt('{} <code class="method-id">{}</code>', label, method)
 
 
 def method_color(method: str, methods: list[str]) -> str:
     """A stable colour per method within one report."""
     return _TAB10[methods.index(method) % len(_TAB10)] if method in methods else "#333333"
+
+
+def method_style(method: str, methods: list[str]) -> dict[str, str]:
+    """Colour, line style and marker of a method within one report: distinct for every
+    method of ``methods`` up to 40 (see :data:`LINE_STYLES`), so a chart with more
+    methods than colours still tells each apart, in colour and in grey.
+
+    Returns
+    -------
+    dict
+        ``color``, ``linestyle`` and ``marker`` (keyword arguments of ``Axes.plot``).
+    """
+    i = methods.index(method) if method in methods else 0
+    return {"color": method_color(method, methods),
+            "linestyle": LINE_STYLES[(i // len(_TAB10)) % len(LINE_STYLES)],
+            "marker": MARKERS[i % len(MARKERS)]}
 
 
 def unit_label(method: str, mode: str | None = None) -> str:

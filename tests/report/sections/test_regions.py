@@ -29,8 +29,10 @@ def test_top_areas_and_ratio_come_from_files(run_copy, make_ctx):
     assert group in ("TP", "AD") and ranked["gain"][0] == last
     html = build(regions.SPEC, ctx).render(1)
     gain_table = html[html.index('id="gain-by-method"'):]
-    first_row = re.search(r"<tbody><tr>(.*?)</tr>", gain_table).group(1)
-    assert area_label(last, 30).replace("'", "&#x27;") in first_row
+    gb_row = re.search(r'<tr><td>Guided backprop <code class="method-id">gb</code></td>(.*?)'
+                       r"</tr>", gain_table).group(1)
+    first_cell = re.search(r"<td>(.*?)</td>", gb_row).group(1)
+    assert first_cell == area_label(last, 30).replace("'", "&#x27;")
     totals = html[html.index('id="relevance-totals"'):]
     assert "0.777" in totals
     assert f"ranked by the {group} group" in html

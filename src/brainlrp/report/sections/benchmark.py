@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import pandas as pd
 
-from brainlrp.report.html import Section, paragraph, table
+from brainlrp.report import glossary
+from brainlrp.report.html import Safe, Section, fmt, note, paragraph, table
 from brainlrp.report.sections.context import Context
 from brainlrp.report.sections.spec import SectionSpec
+from brainlrp.report.style import method_html
 
-COLUMNS = {"rank": "rank", "label": "method", "mass_accuracy": "mass in atrophy",
-           "chance_mass_accuracy": "chance", "auc_abs": "|.|-AUC",
-           "spearman_restoration": "ρ restoration", "topk_recall": "top-10 recall",
-           "sanity_top_layer": "ρ top layer rand.", "sanity_all_layers": "ρ all layers rand.",
-           "aopc_difference": "AOPC − random", "cost_ratio": "cost (× gradient)"}
+#: Columns of ``analysis/method_benchmark.tsv`` shown, each with its measure
+#: (:data:`brainlrp.report.glossary.MEASURES`); ``None``: not a measure.
+COLUMNS = {"rank": None, "label": None, "mass_accuracy": "mass",
+           "chance_mass_accuracy": "chance", "auc_abs": "auc_abs",
+           "spearman_restoration": "rho_restoration", "topk_recall": "topk_recall",
+           "sanity_top_layer": "sanity_top", "sanity_all_layers": "sanity_all",
+           "aopc_difference": "aopc_difference", "cost_ratio": "cost"}
+#: Headers of the columns that are not measures.
+PLAIN = {"rank": "rank", "label": "method"}
+#: The measures of the ranking, and the other measures a floor may win.
+COMPARED = ("mass", "auc_abs", "rho_restoration", "topk_recall", "aopc_difference")
 
 
 def _row_class(row: pd.Series) -> str:
@@ -23,31 +31,49 @@ def _row_class(row: pd.Series) -> str:
     return "floor" if row.get("family") == "floor" else ""
 
 
+def headers(k: int) -> dict[str, str]:
+    """Column -> header: the measures' names from the glossary, linked to their definitions."""
+    return {c: glossary.header(key, k) if key else PLAIN[c] for c, key in COLUMNS.items()}
+
+
+def method_cell(row: pd.Series) -> Safe:
+    """Label and id of the method, marked when recommended or when it needs the twin."""
+    mark = " ★" if row["recommended"] else (" (needs the twin)" if row["needs_twin"] else "")
+    return fmt("{}{}", method_html(str(row["method"])), mark)
+
+
 def build(ctx: Context, sec: Section) -> None:
     """The ranked table with the recommendation, the floors and the twin upper bounds."""
     bench = ctx.table("method_benchmark")
+    k = ctx.data.summary.top_k
     best = ctx.data.summary.recommended_method
     frame = bench.copy()
-    frame["label"] = [f"{lab} ★" if rec else (f"{lab} (needs the twin)" if twin else lab)
-                      for lab, rec, twin in zip(frame["label"], frame["recommended"],
-                                                frame["needs_twin"], strict=True)]
-    if best:
+    frame["label"] = [method_cell(r) for _, r in frame.iterrows()]
+    if best and best in set(bench["method"]):
         row = bench[bench["method"] == best].iloc[0]
-        sec.add(paragraph(
-            f"Recommended: {row['label']} (★): the best-ranked method that needs no healthy "
-            f"twin — {row['mass_accuracy']:.2f} of its relevance lies in truly atrophied "
-            f"voxels (chance {row['chance_mass_accuracy']:.2f}), |.|-AUC "
-            f"{row['auc_abs']:.2f}, area ranking against the model's own restoration "
-            f"importance ρ = {row['spearman_restoration']:.2f}. The cards and group maps "
-            "below show it beside the paper's LRP."))
-    sec.add(table(frame, COLUMNS, caption=(
-        "Methods ranked by the mean of their ranks in mass accuracy, |.|-AUC and "
-        "restoration ρ. Rows marked 'needs the twin' explain against the patient's "
+        sec.add(paragraph(fmt(
+            "Recommended: {} (★): the best-ranked method that needs no healthy twin — "
+            "{} {} (chance {}), {} {}, {} {} (the area ranking against the model's own "
+            "restoration importance). The cards and group maps below show it beside the "
+            "paper's LRP.", method_html(best),
+            glossary.header("mass"), f"{row['mass_accuracy']:.2f}",
+            f"{row['chance_mass_accuracy']:.2f}", glossary.header("auc_abs"),
+            f"{row['auc_abs']:.2f}", glossary.header("rho_restoration"),
+            f"{row['spearman_restoration']:.2f}")))
+    sec.add(table(frame, headers(k), caption=(
+        "Methods ranked by the mean of their ranks in mass in atrophy, |.|-AUC vs atrophy "
+        "and ρ restoration (each header links to its definition in the Measures list of "
+        "the last section). Rows marked 'needs the twin' explain against the patient's "
         "simulated healthy twin, an upper bound no real scan has, or against the twin "
         "scanned again (rescan): the best a real reference could be. Edges and noise are "
         "model-free floors; a method below them finds the atrophy no better than the "
         "image itself. Randomisation ρ: low means the map depends on the learned weights."),
-        table_id="benchmark-table", row_class=_row_class))
+        table_id="benchmark-table", row_class=_row_class,
+        numeric=[c for c, key in COLUMNS.items() if key or c == "rank"]))
+    scores = {key: dict(zip(bench["method"], bench[col], strict=True))
+              for col, key in COLUMNS.items() if key in COMPARED}
+    for text in glossary.floor_notes(scores, k):
+        sec.add(note(text, "info"))
 
 
 SPEC = SectionSpec(

@@ -138,6 +138,26 @@ def method_unit(data: RunData, method: str) -> str:
     return style.unit_label(method, data.mode(method))
 
 
+#: How ``analyze`` averages a group's maps (``means/<method>/<group>.nii.gz``), by the
+#: method's relevance mode: each scan's map goes through the mode before it is added to
+#: the group's running sum (:func:`brainlrp.analysis.regions.stream_method`).
+MEAN_RULES = {
+    "positive": "the mean of each subject's positive relevance: negative values are set to 0 "
+                "in every map before averaging, so evidence against AD never cancels evidence "
+                "for it, and the mean shows only where evidence for AD lies",
+    "absolute": "the mean of each subject's magnitude |map|: the sign of a sensitivity is a "
+                "direction, not evidence, and is dropped in every map before averaging",
+    "signed": "the mean of the signed maps: positive and negative values cancel",
+}
+
+
+def mean_rule(mode: str, short: bool = False) -> str:
+    """What a group mean image of a method with relevance ``mode`` averages (each subject
+    counts once: its scans are averaged first); ``short``: only up to the colon."""
+    text = MEAN_RULES.get(mode, f"the mean of the maps after the {mode!r} relevance mode")
+    return text.split(":")[0] if short else text
+
+
 def group_counts(data: RunData, method: str) -> dict[str, int]:
     """Subjects per group in ``regions/<method>/groups.tsv``."""
     g = data.groups(method)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from brainlrp.report import figures as figs
+from brainlrp.report import glossary
 from brainlrp.report.html import Section, note, table
 from brainlrp.report.sections.context import Context
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import method_label
+from brainlrp.report.style import method_html
 
 
 def build(ctx: Context, sec: Section) -> None:
@@ -16,13 +17,19 @@ def build(ctx: Context, sec: Section) -> None:
     n = int(aopc["n_subjects"].max())
     sec.add(ctx.fig(fig, "perturbation curves",
                     f"Mean over {n} AD scan(s): p(AD) and its drop as areas are replaced, "
-                    "most relevant first (dashed: random orders).", "fig-faithfulness"))
+                    "most relevant first (thick black dashes: random orders); each method "
+                    "has its own colour, line style and marker.", "fig-faithfulness"))
     frame = aopc.copy()
-    frame["method"] = [method_label(m) for m in frame["method"]]
-    sec.add(table(frame, {"method": "method", "n_subjects": "scans", "steps": "steps",
-                          "aopc_relevance": "AOPC (relevance order)",
-                          "aopc_random": "AOPC (random)",
-                          "aopc_difference": "difference"}, table_id="aopc-table"))
+    frame["label"] = [method_html(m) for m in frame["method"]]
+    sec.add(table(frame, {"label": "method", "n_subjects": "scans", "steps": "steps",
+                          "aopc_relevance": glossary.header("aopc"),
+                          "aopc_random": glossary.header("aopc_random"),
+                          "aopc_difference": glossary.header("aopc_difference")},
+                  numeric=["n_subjects", "steps", "aopc_relevance", "aopc_random",
+                           "aopc_difference"], table_id="aopc-table"))
+    values = dict(zip(aopc["method"], aopc["aopc_difference"], strict=True))
+    for text in glossary.floor_notes({"aopc_difference": values}):
+        sec.add(note(text, "info"))
     if n < 10:
         sec.add(note(f"based on {n} scan(s): use `brainlrp analyze --faithfulness-subjects "
                      "20` for a firmer comparison", "info"))

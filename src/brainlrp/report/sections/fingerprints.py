@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from brainlrp.report import figures as figs
+from brainlrp.report import glossary
 from brainlrp.report.html import Section, table
 from brainlrp.report.sections.context import Context
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import method_label
+from brainlrp.report.style import method_html, method_label
 
 
 def build(ctx: Context, sec: Section) -> None:
@@ -37,12 +38,18 @@ def build(ctx: Context, sec: Section) -> None:
     rows = []
     for m in data.methods:
         v = data.summary.method(m)
-        rows.append({"method": method_label(m), "patients": v.fingerprint_n_patients,
-                     "mean similarity": v.fingerprint_mean_similarity,
-                     "lowest similarity": v.fingerprint_min_similarity,
+        rows.append({"method": method_html(m), "patients": v.fingerprint_n_patients,
+                     "mean": v.fingerprint_mean_similarity,
+                     "lowest": v.fingerprint_min_similarity,
                      "patient A": v.patient_a, "patient B": v.patient_b})
-    sec.add(table(pd.DataFrame(rows), caption="Mean and lowest pairwise cosine similarity of "
-                                              "the fingerprints, per method.",
+    sec.add(table(pd.DataFrame(rows),
+                  {"method": "method", "patients": "patients",
+                   "mean": glossary.header("fingerprint"),
+                   "lowest": glossary.header("fingerprint_min"), "patient A": "patient A",
+                   "patient B": "patient B"},
+                  numeric=["patients", "mean", "lowest"],
+                  caption="Mean and lowest pairwise cosine similarity of the fingerprints, "
+                          "per method.",
                   table_id="fingerprint-table"))
 
 

@@ -3,42 +3,65 @@
 from __future__ import annotations
 
 from brainlrp.report import figures as figs
-from brainlrp.report.html import Section, fmt, table
+from brainlrp.report import glossary
+from brainlrp.report.html import Section, fmt, note, table
 from brainlrp.report.sections.context import Context
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import area_label, fmt_number, method_label
+from brainlrp.report.style import area_label, fmt_number, method_html
+
+#: Columns of ``analysis/ground_truth_summary.tsv`` shown as a measure's mean (the SD,
+#: where there is one, in the cell beside it: ``mean ± SD``).
+MEASURE_COLUMNS = {"mass": ("mass_accuracy_mean", "mass_accuracy_sd"),
+                   "chance": ("chance_mass_accuracy", None),
+                   "auc_abs": ("auc_abs_mean", None),
+                   "auc_relevance": ("auc_mean", "auc_sd"),
+                   "area_rho": ("spearman_regions_mean", None),
+                   "topk_recall": ("topk_recall_mean", None),
+                   "group_topk": ("group_topk_overlap", None)}
+
+
+def _cell(mean, sd) -> str:
+    if sd is None:
+        return fmt_number(mean)
+    return f"{fmt_number(mean)} ± {fmt_number(sd, 2)}"
 
 
 def build(ctx: Context, sec: Section) -> None:
     """Recovery table and figure per method; the truly most atrophied areas."""
     gt, summ = ctx.table("ground_truth"), ctx.table("ground_truth_summary")
+    k = int(summ["k"].iloc[0]) if "k" in summ and len(summ) else ctx.data.summary.top_k
+    threshold = ctx.data.summary.threshold
     frame = summ.copy()
-    frame["mass accuracy"] = [f"{fmt_number(a)} ± {fmt_number(b, 2)}" for a, b in
-                              zip(frame["mass_accuracy_mean"], frame["mass_accuracy_sd"],
-                                  strict=True)]
-    frame["AUC"] = [f"{fmt_number(a)} ± {fmt_number(b, 2)}" for a, b in
-                    zip(frame["auc_mean"], frame["auc_sd"], strict=True)]
-    frame["method"] = [method_label(m) for m in frame["method"]]
-    k = int(frame["k"].iloc[0]) if "k" in frame and len(frame) else 10
-    sec.add(table(frame, {"method": "method", "relevance": "relevance", "n_subjects": "n AD",
-                          "mass accuracy": "relevance in atrophy (mean ± SD)",
-                          "chance_mass_accuracy": "chance",
-                          "AUC": "voxel AUC (mean ± SD)",
-                          "spearman_regions_mean": "area rank ρ",
-                          "topk_recall_mean": f"top-{k} recall",
-                          "group_topk_overlap": f"group top-{k} overlap"},
-                  numeric=["n_subjects", "chance_mass_accuracy", "spearman_regions_mean",
-                           "topk_recall_mean", "group_topk_overlap"],
-                  caption="Relevance in atrophy: fraction of a scan's relevance inside truly "
-                          "atrophied voxels (chance = atrophied fraction of the brain). Area "
-                          "rank ρ: Spearman correlation of area density with true area loss. "
-                          "Recall: true top areas found among the method's top areas.",
+    columns = {"method": "method", "relevance": "relevance", "n_subjects": "n AD"}
+    for key, (mean, sd) in MEASURE_COLUMNS.items():
+        if mean not in frame:
+            continue
+        frame[key] = [_cell(a, None if sd is None else b) for a, b in
+                      zip(frame[mean], frame[sd] if sd else frame[mean], strict=True)]
+        columns[key] = glossary.header(key, k)
+    frame["method"] = [method_html(m) for m in summ["method"]]
+    sec.add(table(frame, columns, numeric=["n_subjects", *MEASURE_COLUMNS],
+                  caption=fmt("Mean (± SD) over the AD test scans; every header links to its "
+                              "definition. One method has two AUCs because they score "
+                              "different things: the {} scores the map's magnitude (as the "
+                              "method benchmark, §2, and its ranking do), the {} scores the "
+                              "relevance as analysed (for LRP its positive part, where every "
+                              "voxel at 0 ties).",
+                              glossary.name("auc_abs"), glossary.name("auc_relevance")),
                   table_id="ground-truth-table"))
+    scores = {key: dict(zip(summ["method"], summ[col], strict=True))
+              for key, (col, _) in MEASURE_COLUMNS.items() if col in summ}
+    for text in glossary.floor_notes(scores, k):
+        sec.add(note(text, "info"))
     fig = figs.ground_truth_figure(gt, summ, ctx.data.methods)
+    threshold_text = f"{100 * threshold:g} %" if threshold else "the analysis' threshold"
     sec.add(ctx.fig(fig, "ground truth recovery per method",
-                    "Per AD scan and method: relevance mass inside atrophy (dashed: chance), "
-                    "voxel-wise ROC AUC (dashed: 0.5) and recall of the truly most atrophied "
-                    "areas.", "fig-ground-truth"))
+                    f"Per AD scan (points) and method (rows): {glossary.name('mass', k)} "
+                    f"(red: chance, the atrophied share of the brain at tissue loss above "
+                    f"{threshold_text}), {glossary.name('auc_abs', k)} and "
+                    f"{glossary.name('auc_relevance', k)} (red: 0.5) and "
+                    f"{glossary.name('topk_recall', k)}; boxes: quartiles and median.",
+                    "fig-ground-truth"))
     disease = ctx.data.summary.disease_model_top_areas
     if disease:
         sec.add(fmt("<p><b>Most atrophied areas (truth):</b> {}</p>",

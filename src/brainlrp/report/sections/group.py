@@ -5,7 +5,7 @@ from __future__ import annotations
 from brainlrp.report import figures as figs
 from brainlrp.report import style
 from brainlrp.report.html import Safe, Section, fmt, heading, note
-from brainlrp.report.sections.context import Context, method_unit
+from brainlrp.report.sections.context import Context, mean_rule, method_unit
 from brainlrp.report.sections.context import group_counts as _counts
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import fmt_number, method_label
@@ -48,7 +48,8 @@ def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
     sec.add(heading("Axial slices"),
             ctx.fig(fig, "group mean heatmaps, axial slices",
                     f"{method_label(main)} mean maps over the ICBM 2009c template, "
-                    f"neurological convention (left on the left). One colour scale "
+                    f"neurological convention (left on the left). Each is {mean_rule(mode)} "
+                    f"(each subject counts once). One colour scale "
                     f"(0 to the AD mean's 99.5th percentile, {fmt_number(vmax)}); values "
                     "below 20% of it are transparent. FP and FN means rest on few subjects.",
                     "fig-group-slices"))
@@ -59,10 +60,11 @@ def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
             ctx.fig(fig, "group mean heatmaps, glass brains",
                     "Maximum-intensity projections of the same maps (left, front, right and "
                     "top views), on the same colour scale.", "fig-group-glass"))
-    per_method = []
+    per_method, with_mean = [], []
     for m in data.methods:
         ad = data.mean_map(m, "AD")
         if ad is not None:
+            with_mean.append(m)
             per_method.append(figs.BrainMap(ad, method_label(m), method_unit(data, m),
                                             data.mode(m)))
     if len(per_method) > 1:
@@ -71,7 +73,8 @@ def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
         sec.add(heading("AD mean per method"),
                 ctx.fig(fig, "AD mean heatmap per method",
                         "Mean map of the AD group for every method, each on its own scale "
-                        "(99.5th percentile); projections: sagittal, coronal, axial.",
+                        "(99.5th percentile); projections: sagittal, coronal, axial. "
+                        + mean_rules_text(data, with_mean),
                         "fig-method-glass"))
     layers = []
     for m in data.methods:
@@ -94,10 +97,20 @@ def group_section(ctx: Context, sec: Section) -> tuple[Section, dict]:
     return sec, {"maps": [lay.name for lay in layers]}
 
 
+def mean_rules_text(data, methods: list[str]) -> str:
+    """One sentence per relevance mode among ``methods`` saying what their means average."""
+    by_mode: dict[str, list[str]] = {}
+    for m in methods:
+        by_mode.setdefault(data.mode(m), []).append(m)
+    return " ".join(f"{', '.join(ms)}: {mean_rule(mode)}." for mode, ms in by_mode.items())
+
+
 SPEC = SectionSpec(
     "group-means", "Group mean heatmaps",
     "Mean relevance over the subjects of each group, as in the paper: patients (AD), "
     "controls (HC) and the four outcomes, on one colour scale so that groups compare "
-    "directly.",
+    "directly. A mean averages each subject's relevance as analysed: for LRP and "
+    "attributions only its positive part (negative values are set to 0 in every map "
+    "first), for sensitivities its magnitude.",
     group_section, requires=("means/{main}",),
     data=("means/{main}/{group}.nii.gz", "means/{method}/AD.nii.gz"))

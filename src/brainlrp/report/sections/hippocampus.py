@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from brainlrp import catalog
 from brainlrp.report import figures as figs
-from brainlrp.report import style
-from brainlrp.report.html import Section, table
+from brainlrp.report import glossary, style
+from brainlrp.report.html import Section, fmt, note, paragraph, table
 from brainlrp.report.sections.context import Context
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import fmt_p, method_label
+from brainlrp.report.style import fmt_p, method_html
+
+#: Why a method has no paper r (shown as the cell's tooltip).
+NOT_IN_PAPER = "the paper reports r only for its LRP beta rule (lrp-b0 ... lrp-b1)"
 
 
 def paper_r(method: str) -> float | None:
@@ -17,20 +20,40 @@ def paper_r(method: str) -> float | None:
 
 
 def build(ctx: Context, sec: Section) -> None:
-    """Scatter plots per method and the r / p table beside the paper's r."""
+    """Scatter plots per method, the r / p table beside the paper's r, the paper's β = 0
+    compared with this run's, and the floors that correlate more strongly."""
+    from brainlrp.report.sections.summary import paper_match
+
     stats, subj = ctx.table("hippocampus"), ctx.table("hippocampus_subjects")
+    match = paper_match(ctx.data)
+    if match is not None:
+        method, beta, r, paper = match
+        n = ctx.data.summary.method(method).hippocampus_n or 0
+        result = (f"gives r = {style.fmt_r(r).replace('-', '−')} (n = {n})" if r is not None
+                  else f"has too few true positives for r (n = {n})")
+        sec.add(paragraph(fmt(
+            "Like with like: the paper's r = {} is for its LRP at β = {}; the same method on "
+            "this run, {}, {}. Other methods have no paper value.",
+            style.fmt_r(paper).replace("-", "−"), f"{beta:g}", method_html(method), result)))
     fig = figs.hippocampus_figure(subj, stats, ctx.data.methods)
     sec.add(ctx.fig(fig, "hippocampus scatter plots",
                     "Each point is a true positive: hippocampal relevance (sum over the merged "
                     "Hippocampus area) against hippocampal volume, with the least-squares "
                     "line; r and two-sided permutation p per method.", "fig-hippocampus"))
-    frame = stats.assign(**{"paper r": [paper_r(m) for m in stats["method"]],
-                            "method": [method_label(m) for m in stats["method"]]})
-    sec.add(table(frame, {"method": "method", "n_subjects": "n", "r": "r", "p_value": "p",
+    frame = stats.assign(**{
+        "paper r": [style.fmt_r(paper_r(m)) if paper_r(m) is not None
+                    else glossary.na_cell(NOT_IN_PAPER) for m in stats["method"]],
+        "label": [method_html(m) for m in stats["method"]]})
+    sec.add(table(frame, {"label": "method", "n_subjects": "n",
+                          "r": glossary.header("hippocampus_r"), "p_value": "p",
                           "n_permutations": "permutations", "paper r": "paper r"},
                   formats={"p_value": lambda v: fmt_p(v).replace("p = ", "").replace("p ", ""),
-                           "r": style.fmt_r, "paper r": style.fmt_r},
+                           "r": style.fmt_r},
+                  numeric=["n_subjects", "r", "p_value", "n_permutations", "paper r"],
                   table_id="hippocampus-table"))
+    values = dict(zip(stats["method"], stats["r"], strict=True))
+    for text in glossary.floor_notes({"hippocampus_r": values}, ctx.data.summary.top_k):
+        sec.add(note(text, "info"))
 
 
 SPEC = SectionSpec(

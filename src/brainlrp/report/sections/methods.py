@@ -6,9 +6,20 @@ import datetime as _dt
 
 import pandas as pd
 
-from brainlrp.report import style
-from brainlrp.report.html import Safe, Section, details, esc, fmt, heading, key_values, table
-from brainlrp.report.sections.context import Context
+from brainlrp import catalog
+from brainlrp.report import glossary, style
+from brainlrp.report.html import (
+    Safe,
+    Section,
+    details,
+    esc,
+    fmt,
+    heading,
+    key_values,
+    paragraph,
+    table,
+)
+from brainlrp.report.sections.context import Context, mean_rule
 from brainlrp.report.sections.spec import DATA_LINKS_NOTE, SectionSpec, data_href
 from brainlrp.report.style import area_label, method_label
 
@@ -28,12 +39,19 @@ def build(ctx: Context, sec: Section) -> None:
                "signed": "signed values"}
     for m in data.methods:
         mode = data.mode(m)
-        rows.append({"method": m, "name": method_label(m), "relevance": mode,
+        rows.append({"method": m, "name": catalog.describe(m).label, "relevance": mode,
                      "meaning": meaning.get(mode, mode), "unit": ctx.method_unit(m)})
     sec.add(heading("Relevance per method"),
             table(pd.DataFrame(rows), caption="How each method's heatmap became relevance "
                                               "(analysis/summary.json); every region number "
                                               "uses it.", table_id="relevance-modes"))
+    sec.add(heading("Measures", ident="measures"),
+            paragraph("Every number the report compares between methods, with the one name "
+                      "it has in every table, tile, caption and figure; table headers link "
+                      "here. Where a measure does not apply to a method the report shows "
+                      f"“{glossary.NOT_APPLICABLE}” with the reason as a tooltip."),
+            glossary.definitions(list(glossary.MEASURES), data.summary.top_k,
+                                 data.summary.threshold))
     card = data.card
     train = card.training
     items = [("space", f"MNI ICBM 2009c nonlinear asymmetric; grid {data.grid.describe()}"),
@@ -97,7 +115,7 @@ def data_files(ctx: Context) -> list[tuple[str, str]]:
                                               "relevance_sum, relevance_density"),
                 (f"regions/{m}/groups.tsv", f"{label}: per group and label or area: "
                                             "mean_sum, mean_density, gain")]
-        out += [(f"means/{m}/{g}.nii.gz", f"{label}: mean heatmap of {g}")
+        out += [(f"means/{m}/{g}.nii.gz", f"{label}: {g}, {mean_rule(data.mode(m), True)}")
                 for g in style.GROUPS]
     out += [("predictions.tsv", "per scan: diagnosis, p(AD), prediction, outcome, split"),
             ("metrics.json", "classification metrics per split and trial")]

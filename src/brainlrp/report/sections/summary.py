@@ -10,24 +10,47 @@ import pandas as pd
 
 from brainlrp import catalog
 from brainlrp.report import figures as figs
-from brainlrp.report import style
-from brainlrp.report.html import Safe, Section, esc, heading, key_values, table, tiles
+from brainlrp.report import glossary, style
+from brainlrp.report.html import (
+    Safe,
+    Section,
+    esc,
+    fmt,
+    heading,
+    key_values,
+    paragraph,
+    table,
+    tiles,
+)
 from brainlrp.report.inputs import RunData
 from brainlrp.report.sections.context import Context, fixed
 from brainlrp.report.sections.spec import SectionSpec
-from brainlrp.report.style import fmt_number, fmt_p, fmt_seconds, method_label
+from brainlrp.report.style import fmt_number, fmt_p, fmt_seconds, method_html, method_label
 
 #: The section showing each claim's evidence, linked where the analysis gave no verdict.
 CLAIM_SECTIONS = {"individual": "fingerprints", "hc_low": "regions", "temporal": "regions",
                   "plausible": "regions", "ground_truth": "ground-truth",
                   "randomisation": "sanity"}
 VERDICTS = ("yes", "partly", "no")
+#: Phrases of ``analysis/claims.tsv``'s evidence that name a measure, in the order they
+#: are replaced by the measure's one name (:mod:`brainlrp.report.glossary`): the file
+#: says "voxel AUC" for the relevance-AUC, which readers took for the benchmark's |.|-AUC.
+EVIDENCE_TERMS = (
+    ("mean cosine similarity of patients' fingerprints", "fingerprint", "{}"),
+    ("HC / AD mean total relevance =", "hc_ad", "{} ="),
+    ("share of relevance in truly atrophied voxels", "mass", "{}"),
+    ("voxel AUC", "auc_relevance", "{}"),
+    ("rank correlation with the trained map after re-initialising the top layer",
+     "sanity_top", "{}"),
+    (", all layers", "sanity_all", ", {}"),
+)
+#: The measure each claim judges by (a claim whose measure does not apply is not judged).
+CLAIM_MEASURES = {"hc_low": "hc_ad"}
 
 
 def build(ctx: Context, sec: Section) -> None:
     """Headline tiles, the claims, the run's description, the split and the timings."""
     data, main = ctx.data, ctx.main
-    s = data.summary.method(main)
     test = data.test_scans()
     m_test = (data.metrics or {}).get("test", {})
     items = []
@@ -37,17 +60,15 @@ def build(ctx: Context, sec: Section) -> None:
                       f"{fixed(m_test.get('specificity'))}"))
         items.append(("ROC AUC (test)", fixed(m_test.get("roc_auc")),
                       f"n = {m_test.get('n', len(test))} scans"))
-    items.append(("HC / AD relevance", fmt_number(s.hc_ad_ratio),
-                  f"{method_label(main)}: mean total relevance of controls over patients"))
-    items.append(("fingerprint similarity", fmt_number(s.fingerprint_mean_similarity),
-                  f"mean cosine over {s.fingerprint_n_patients or 0} confident patients"))
-    items.append(("hippocampus r", style.fmt_r(s.hippocampus_r),
-                  f"{fmt_p(s.hippocampus_p)}; {_paper_r(main)}"))
-    if s.gt_mass_accuracy is not None:
-        items.append(("relevance in true atrophy", fmt_number(s.gt_mass_accuracy),
-                      f"chance {fmt_number(s.gt_chance_mass_accuracy)} (simulated ground "
-                      "truth)"))
-    sec.add(tiles(items))
+    items += method_tiles(data, main)
+    from brainlrp.report.sections import section_number
+
+    chosen = (f", recommended by the method benchmark (§{section_number('benchmark')})"
+              if main == data.summary.recommended_method else "")
+    sec.add(paragraph(fmt("The model's test classification, then the method shown in depth, "
+                          "{}{}; each measure's name links to its definition.",
+                          method_html(main), chosen)),
+            tiles(items))
     claims = ctx.table("claims")
     if len(claims):
         sec.add(claims_table(claims[claims["method"] == main], main, data.area_order(main)))
@@ -76,12 +97,96 @@ def build(ctx: Context, sec: Section) -> None:
                 table(pd.DataFrame(timing_rows, columns=["stage", "time", "details"])))
 
 
-def _paper_r(method: str) -> str:
-    """The paper's hippocampus r at the method's beta (at beta = 0 for other methods)."""
-    beta = catalog.describe(method).paper_beta
-    if beta is None or beta not in figs.PAPER_HIPPOCAMPUS_R:
-        beta = 0.0
-    return f"paper {style.fmt_r(figs.PAPER_HIPPOCAMPUS_R[beta]).replace('-', '−')} at β={beta:g}"
+def method_tiles(data: RunData, main: str) -> list[tuple[str, str, str]]:
+    """Tiles of the method shown in depth, each named (and linked to its definition) by
+    the glossary, the method's id in each; the paper's hippocampus r beside the same
+    method of this run (:func:`paper_match`); a floor that beats the method is named."""
+    s = data.summary.method(main)
+    who = fmt('<code class="method-id">{}</code>', main)
+    items = []
+    reason = glossary.not_applicable("hc_ad", main)
+    items.append((glossary.header("hc_ad"),
+                  glossary.NOT_APPLICABLE if reason else fmt_number(s.hc_ad_ratio),
+                  fmt("{}: {}", who, reason or "mean total relevance of controls over "
+                                               "patients")))
+    items.append((glossary.header("fingerprint"), fmt_number(s.fingerprint_mean_similarity),
+                  fmt("{}: mean cosine over {} confident patients", who,
+                      s.fingerprint_n_patients or 0)))
+    match = paper_match(data)
+    if match is None or match[0] != main:
+        items.append((glossary.header("hippocampus_r"), style.fmt_r(s.hippocampus_r),
+                      fmt("{}: {}, n = {}; the paper did not test this method{}", who,
+                          fmt_p(s.hippocampus_p), s.hippocampus_n or 0,
+                          floor_remark(data, main, "hippocampus_r", "hippocampus"))))
+    if match is not None:
+        method, beta, r, paper = match
+        m = data.summary.method(method)
+        items.append((glossary.header("hippocampus_r", suffix=f" at β={beta:g} (the paper's "
+                                                              "LRP)"),
+                      style.fmt_r(r),
+                      fmt('<code class="method-id">{}</code> on this run ({}, n = {}{}); the '
+                          "paper: {} (Böhle et al. 2019)", method, fmt_p(m.hippocampus_p),
+                          m.hippocampus_n or 0,
+                          "" if _finite(r) else ": too few true positives for r",
+                          style.fmt_r(paper).replace("-", "−"))))
+    if s.gt_mass_accuracy is not None:
+        items.append((glossary.header("mass"), fmt_number(s.gt_mass_accuracy),
+                      fmt("{}: chance {} (simulated ground truth){}", who,
+                          fmt_number(s.gt_chance_mass_accuracy),
+                          floor_remark(data, main, "mass", "benchmark"))))
+    if s.gt_auc_abs is not None:
+        items.append((glossary.header("auc_abs"), fmt_number(s.gt_auc_abs),
+                      fmt("{}: 0.5 is chance (simulated ground truth){}", who,
+                          floor_remark(data, main, "auc_abs", "benchmark"))))
+    return items
+
+
+def _finite(value) -> bool:
+    return value is not None and bool(np.isfinite(float(value)))
+
+
+#: The summary field of each measure a tile compares with the floors.
+_SUMMARY_FIELDS = {"mass": "gt_mass_accuracy", "auc_abs": "gt_auc_abs",
+                   "hippocampus_r": "hippocampus_r"}
+
+
+def floor_remark(data: RunData, method: str, key: str, section: str) -> str:
+    """``; the model-free Edges (floor) [edges] scores 0.75 (§2 says why)`` when a floor
+    of this run scores better than ``method`` on ``key``; empty otherwise."""
+    from brainlrp.report.sections import section_number
+
+    field = _SUMMARY_FIELDS[key]
+    sign = 1.0 if glossary.MEASURES[key].better == "higher" else -1.0
+    mine = getattr(data.summary.method(method), field)
+    if mine is None or not np.isfinite(mine):
+        return ""
+    parts = []
+    for floor in data.methods:
+        v = getattr(data.summary.method(floor), field)
+        if (catalog.describe(floor).family == "floor" and v is not None and np.isfinite(v)
+                and sign * v > sign * mine):
+            parts.append(f"{method_label(floor)} scores {v:.2f}")
+    if not parts:
+        return ""
+    return (f"; the model-free {' and '.join(parts)} (§{section_number(section)} says "
+            "why)")
+
+
+def paper_match(data: RunData) -> tuple[str, float, float | None, float] | None:
+    """The paper's hippocampus r and the same method's r on this run: ``(method, beta,
+    r on this run or None, the paper's r)`` for the lowest of the paper's betas analysed
+    (β = 0, ``lrp-b0``, when it was); ``None`` when none was.
+
+    The paper reports r only for its beta rule, so only an ``lrp-b<beta>`` of this run
+    compares like with like; the recommended method is shown on its own.
+    """
+    ranked = sorted((b, m) for m, b in catalog.paper_betas(data.methods)
+                    if b in figs.PAPER_HIPPOCAMPUS_R)
+    if not ranked:
+        return None
+    beta, method = ranked[0]
+    r = data.summary.method(method).hippocampus_r
+    return method, beta, r if _finite(r) else None, figs.PAPER_HIPPOCAMPUS_R[beta]
 
 
 def claims_table(claims: pd.DataFrame, method: str, areas: Sequence[str] = ()) -> Safe:
@@ -100,8 +205,16 @@ def claims_table(claims: pd.DataFrame, method: str, areas: Sequence[str] = ()) -
                         '</a>')
         return v
 
+    claims = claims.copy()
+    for i, row in claims.iterrows():
+        key = CLAIM_MEASURES.get(str(row["claim"]))
+        reason = glossary.not_applicable(key, method) if key else None
+        if reason:
+            claims.loc[i, ["verdict", "evidence"]] = [glossary.NOT_APPLICABLE,
+                                                      f"{row['evidence']}; not judged: {reason}"]
     frame = claims.assign(agrees=[verdict(r) for _, r in claims.iterrows()],
-                          evidence=[short_area_names(str(e), areas) for e in claims["evidence"]])
+                          evidence=[measure_names(short_area_names(str(e), areas))
+                                    for e in claims["evidence"]])
     return table(frame, {"statement": "claim (Böhle et al. 2019, and checks of the maps)",
                          "evidence": f"this run ({method_label(method)})",
                          "agrees": "agrees?"},
@@ -112,6 +225,13 @@ def claims_table(claims: pd.DataFrame, method: str, areas: Sequence[str] = ()) -
                          "are in the documentation of brainlrp.analysis.claims). Without a "
                          "verdict the link leads to the evidence.",
                  table_id="claims")
+
+
+def measure_names(text: str) -> str:
+    """``text`` with the phrases of :data:`EVIDENCE_TERMS` replaced by the measures' names."""
+    for phrase, key, template in EVIDENCE_TERMS:
+        text = text.replace(phrase, template.format(glossary.name(key)))
+    return text
 
 
 def short_area_names(text: str, areas: Sequence[str]) -> str:
