@@ -10,6 +10,14 @@ correlation.
 The grid is 80 x 90 x 84 (the network needs at least 78 per side): the reference
 at the paper's full 193 x 229 x 193 grid takes about 20 s per beta on two cores,
 so the full-grid check lives in ``benchmarks/lrp_speed.py --check``.
+
+The exactness checks run with oneDNN switched off (PyTorch's reference convolutions):
+they test the rules, not the float32 accumulation order of a CPU's kernels. With oneDNN
+on (how brainlrp runs), an AMD EPYC with torch 2.14.1 put 21 of 604,800 voxels up to
+1.7e-3 of the map's maximum away from the float64 reference (beta = 0; 30 voxels and
+2.9e-3 at beta = 1), all where the rule divides by a near-zero sum, with the map's sum
+equal to 1e-7; with oneDNN off every voxel agreed to 1.4e-7. The machines of earlier
+sessions agreed to 1e-4 either way. :func:`test_onednn_differs_only_in_a_few_voxels` bounds that.
 """
 
 from __future__ import annotations
@@ -51,13 +59,27 @@ def reference(paper_model, scan):
 
 @pytest.mark.parametrize("beta", BETAS)
 def test_paper_composite_matches_reference(paper_model, scan, reference, beta):
-    result = lrp(paper_model, scan, "paper", beta=beta)
+    with torch.backends.mkldnn.flags(enabled=False):
+        result = lrp(paper_model, scan, "paper", beta=beta)
     ref = reference.relevance(beta)
     assert result.relevance.shape == scan.shape
     assert correlation(result.relevance, ref) >= 0.99999
     assert max_relative_error(result.relevance, ref) <= 1e-4
     torch.testing.assert_close(result.probabilities.double(), reference.probabilities,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_onednn_differs_only_in_a_few_voxels(paper_model, scan, reference, beta):
+    """The production path (oneDNN on): float32 rounding where the rule divides by a
+    near-zero sum may move a few voxels' relevance, never the map."""
+    result = lrp(paper_model, scan, "paper", beta=beta)
+    ref = reference.relevance(beta)
+    err = (result.relevance.double() - ref).abs() / ref.abs().max()
+    assert correlation(result.relevance, ref) >= 0.99999
+    assert int((err > 1e-4).sum()) <= 1e-4 * ref.numel()  # at most 60 of 604,800 voxels
+    assert float(err.max()) <= 1e-2
+    assert abs(float(result.relevance.sum()) - float(ref.sum())) <= 1e-5
 
 
 def test_float64_forward_pass_agrees(paper_model, scan):
@@ -105,12 +127,13 @@ def test_beta0_equals_zennit_alphabeta(paper_model, scan):
     composite = LayerMapComposite([
         (Activation, ZennitPass()), (BatchNorm, ZennitPass()),
         (Convolution, rule), (torch.nn.Linear, rule)])
-    ours = lrp(paper_model, scan, "paper", beta=0.0)
 
     def start(out: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(torch.tensor([1]), 2) * torch.softmax(out, 1).detach()
 
-    with Gradient(paper_model, composite) as attributor:
-        _, theirs = attributor(scan, start)
+    with torch.backends.mkldnn.flags(enabled=False):
+        ours = lrp(paper_model, scan, "paper", beta=0.0)
+        with Gradient(paper_model, composite) as attributor:
+            _, theirs = attributor(scan, start)
     assert correlation(ours.relevance, theirs) >= 0.99999
     assert max_relative_error(ours.relevance, theirs.double()) <= 1e-4

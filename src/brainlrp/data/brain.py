@@ -5,8 +5,10 @@ The template's brain mask removes the skull of a scan in MNI space only where th
 scan's brain fills the mask: no brain does exactly (Colin27's is 4 % smaller than the
 ICBM average), and the rest of the mask then holds dura, muscle or marrow where a
 brain-extracted scan has nothing. A model trained on brain-extracted scans reads that as
-tissue: the demo's model gave Colin27 with its skull, masked, p(AD) 0.42 where the same
-brain extracted by FSL's BET got 0.12. ``explain --scan`` therefore refuses such a scan
+tissue: a demo model (test balanced accuracy 1.000) gave Colin27 with its skull, masked,
+p(AD) 0.42 where the same brain extracted by FSL's BET got 0.12 (measured with
+``benchmarks/new_patient.py`` while the edge step was being built; the routes of the
+current demo are in README). ``explain --scan`` therefore refuses such a scan
 unless it is registered (``--register``), whose pass 2 fits the brain, not the head.
 
 :func:`skull_fraction` is the share of a shell 2-10 mm outside the brain mask that holds
