@@ -255,12 +255,16 @@ def choose_main_and_comparison(methods: Sequence[str], recommended: str | None =
     """The method shown in depth and the one beside it.
 
     With a ``recommended`` method among ``methods`` (the method benchmark's), it is
-    shown in depth beside the paper's LRP (lowest beta). Otherwise the paper's LRP with
-    the lowest beta (any LRP method, else the first method) is shown in depth, beside
-    the paper's comparison method (guided backpropagation) or, without it, the first
-    method of another family.
+    shown in depth beside the paper's LRP (lowest beta). Without one (nothing in the run
+    was scored against a ground truth), the catalog's default (:data:`DEFAULT_METHODS`'s
+    first, the recommendation on the default simulated cohort) takes its place when it
+    was analysed. Otherwise the paper's LRP with the lowest beta (any LRP method, else
+    the first method) is shown in depth, beside the paper's comparison method (guided
+    backpropagation) or, without it, the first method of another family.
     """
     methods = list(methods)
+    if recommended not in methods and DEFAULT_METHODS[0] in methods:
+        recommended = DEFAULT_METHODS[0]
     if recommended in methods:
         betas = sorted((b, m) for m, b in paper_betas(methods) if m != recommended)
         others = [m for m in methods if m != recommended]
@@ -344,7 +348,16 @@ register(MethodInfo("gxi", "attribution", label="Gradient × input", quantity="a
 register(MethodInfo("ig", "attribution", label="Integrated gradients", quantity="IG attribution",
                     relevance="positive", description="integrated gradients", order=4))
 register(MethodInfo("smoothgrad", "gradient", label="SmoothGrad", quantity="SmoothGrad",
-                    relevance="absolute", description="SmoothGrad", order=5))
+                    relevance="absolute", description="SmoothGrad: the gradient averaged "
+                    "over 25 copies with Gaussian noise of 15 % of the scan's range",
+                    order=5))
+register(MethodInfo("smoothgrad-sq", "gradient", label="SmoothGrad²",
+                    quantity="SmoothGrad squared", relevance="positive",
+                    description="SmoothGrad squared: the squared gradient averaged over the "
+                    "same noisy copies", order=5))
+register(MethodInfo("vargrad", "gradient", label="VarGrad", quantity="VarGrad",
+                    relevance="positive", description="VarGrad: the variance of the gradient "
+                    "over the same noisy copies", order=5))
 register(MethodInfo("occlusion", "perturbation", label="Occlusion", quantity="occlusion",
                     relevance="positive", description="3-D occlusion", order=6))
 

@@ -554,6 +554,42 @@ def analyze(
 
 @app.command()
 @cli_errors
+def benchmark(
+    run: Annotated[Path, typer.Argument(help="A trained or imported run.")],
+    disease_model: Annotated[str, typer.Option(
+        "--disease-model", help="A shipped disease model (default, frontal, right-temporal) "
+                                "or a JSON file (docs/simulation.md).")] = "default",
+    n: Annotated[int, typer.Option(
+        "--n", help="Most held-out controls planted per split (validation, test).")] = 20,
+    methods: Annotated[list[str] | None, typer.Option(
+        "--methods", "-m", metavar="NAMES",
+        help="Methods to benchmark (repeat or comma-separate); default: the benchmark "
+             "set of brainlrp.benchmark.BENCHMARK_METHODS.")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Score every method against known atrophy planted into the run's own held-out
+    controls: ground truth on any cohort, simulated or real."""
+    from brainlrp.benchmark import BenchmarkConfig
+    from brainlrp.benchmark import benchmark as run_benchmark
+
+    config = BenchmarkConfig(disease_model=disease_model, n=n, seed=seed,
+                             methods=methods or None)
+    result = run_benchmark(run, config, say=_say)
+    for notice in result.notices:
+        _say(f"note: {notice}")
+    _say(f"p(AD) rises by {result.mean_rise:.3f} on average from the original test "
+         f"controls to their planted copies")
+    if result.recommended:
+        row = result.table[result.table["method"] == result.recommended].iloc[0]
+        _say(f"recommended (chosen on the validation plants): {result.recommended}; on the "
+             f"test plants mass {row['mass_accuracy']:.3f}, |.|-AUC {row['auc_abs']:.3f}, "
+             f"restoration rho {row['spearman_restoration']:.3f}")
+    _say(f"wrote {result.run / 'benchmark' / 'method_benchmark.tsv'} in "
+         f"{result.seconds / 60:.1f} min")
+
+
+@app.command()
+@cli_errors
 def simulate(
     out: Annotated[Path, typer.Argument(help="Cohort folder to write (BIDS-like).")],
     n_subjects: Annotated[int, typer.Option("--n-subjects", "-n", help="Number of "

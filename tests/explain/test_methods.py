@@ -13,10 +13,11 @@ from tests.explain.test_engine import assert_unchanged, snapshot
 
 LISTED = ["lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-bn-merged-b0",
           "lrp-eps", "lrp-epsilon-plus", "gb", "gradient", "gxi", "ig", "smoothgrad",
-          "occlusion", "lrp-ref", "ig-ref", "occlusion-ref", "lrp-epsilon-gamma-box",
-          "lrp-epsilon-plus-flat", "edges", "noise"]
+          "smoothgrad-sq", "vargrad", "occlusion", "lrp-ref", "ig-ref", "occlusion-ref",
+          "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat", "edges", "noise"]
 #: Cheap settings so every method runs in well under a second on the tiny model.
-FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "occlusion": {"window": 12},
+FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "smoothgrad-sq": {"n_samples": 3},
+        "vargrad": {"n_samples": 3}, "occlusion": {"window": 12},
         "ig-ref": {"steps": 8}}
 
 
@@ -151,6 +152,21 @@ def test_smoothgrad_is_reproducible_and_zero_noise_is_the_gradient(tiny_model, t
                                               n_samples=3, seed=1))
     noiseless = explain(tiny_model, tiny_input, "smoothgrad", n_samples=2, noise=0.0)
     torch.testing.assert_close(noiseless, explain(tiny_model, tiny_input, "gradient"))
+
+
+def test_noise_tunnels_share_their_noisy_copies(tiny_model, tiny_input):
+    """SmoothGrad, SmoothGrad squared and VarGrad of one seed aggregate the same noisy
+    gradients: mean g, mean g^2 and mean g^2 - (mean g)^2."""
+    kw = {"n_samples": 4, "seed": 3, "noise": 0.2}
+    mean = explain(tiny_model, tiny_input, "smoothgrad", **kw).double()
+    square = explain(tiny_model, tiny_input, "smoothgrad-sq", **kw).double()
+    var = explain(tiny_model, tiny_input, "vargrad", **kw).double()
+    assert (var >= 0).all() and (square >= 0).all()
+    scale = float(square.abs().max())
+    torch.testing.assert_close(var, square - mean ** 2, rtol=0, atol=1e-4 * scale)
+    assert not torch.allclose(square, mean ** 2)  # the noise did something
+    noiseless = explain(tiny_model, tiny_input, "vargrad", n_samples=2, noise=0.0)
+    assert float(noiseless.abs().max()) <= 1e-6 * scale
 
 
 def test_occlusion_of_a_box_is_the_output_drop(tiny_model, tiny_input):

@@ -39,6 +39,9 @@ scan); else the best-ranked.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -46,11 +49,16 @@ from brainlrp import catalog
 from brainlrp.analysis.costs import COST_REFERENCE
 from brainlrp.analysis.summary import MethodSummary
 
-#: Columns of ``analysis/method_benchmark.tsv``.
+#: Columns of ``analysis/method_benchmark.tsv``; ``truth`` says what a row's scores rest
+#: on (:data:`TRUTHS`).
 BENCHMARK_COLUMNS = ("rank", "method", "label", "family", "needs_twin", "recommended",
                      "mass_accuracy", "chance_mass_accuracy", "auc_abs",
                      "spearman_restoration", "topk_recall", "sanity_top_layer",
-                     "sanity_all_layers", "aopc_difference", "seconds_per_scan", "cost_ratio")
+                     "sanity_all_layers", "aopc_difference", "seconds_per_scan", "cost_ratio",
+                     "truth")
+#: ``simulated``: the cohort's own simulated patients; ``planted``: atrophy planted into
+#: the run's held-out controls (``brainlrp benchmark``); ``none``: nothing to score with.
+TRUTHS = ("simulated", "planted", "none")
 #: The recommended method passes these when they are measured.
 MAX_SANITY_TOP_LAYER = 0.5
 MAX_COST_RATIO = 3.0
@@ -103,6 +111,7 @@ def method_benchmark(summaries: dict[str, MethodSummary],
                                         if c not in ("rank", "recommended")])
     if table.empty:
         return pd.DataFrame(columns=list(BENCHMARK_COLUMNS))
+    table["truth"] = np.where(table[list(SCORES)].notna().any(axis=1), "simulated", "none")
     ranks = [table[c].rank(ascending=False, method="average", na_option="bottom")
              for c in SCORES]
     has_truth = table[list(SCORES)].notna().any(axis=1)
@@ -131,6 +140,44 @@ def _cost_classes(score: np.ndarray, cost: np.ndarray) -> np.ndarray:
             steps = np.log(cost[tied] / cost[tied].min()) / np.log(COST_TIE_TOLERANCE)
             classes[tied] = np.floor(steps + 1e-9)
     return classes
+
+
+#: Where ``brainlrp benchmark`` writes its planted-truth table, relative to the run.
+PLANTED_TABLE = Path("benchmark") / "method_benchmark.tsv"
+
+
+def read_planted(run_root: str | os.PathLike) -> pd.DataFrame | None:
+    """The run's planted-truth benchmark table (None before ``brainlrp benchmark``)."""
+    path = Path(run_root) / PLANTED_TABLE
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
+
+
+def with_planted(own: pd.DataFrame, planted: pd.DataFrame | None) -> pd.DataFrame:
+    """The run's benchmark table with the planted-truth rows of ``brainlrp benchmark``.
+
+    Rows scored on the cohort's simulated truth come first; the planted rows (ranked and
+    with the recommendation the benchmark chose on its validation plants) follow; rows of
+    the run without any truth are kept only when there is nothing else. Without planted
+    rows the table is returned as it is.
+    """
+    if planted is None or planted.empty:
+        return own
+    planted = planted.assign(truth="planted")
+    scored = own[own["truth"] == "simulated"] if "truth" in own else own.iloc[:0]
+    if not scored.empty:
+        planted = planted.assign(recommended=False)
+    frames = [f for f in (scored, planted) if not f.empty]
+    if not frames:
+        return own
+    return pd.concat(frames, ignore_index=True)[list(BENCHMARK_COLUMNS)]
+
+
+def recommended_of(table: pd.DataFrame) -> str | None:
+    """The method marked recommended in a benchmark table (simulated truth first)."""
+    if "recommended" not in table or table.empty:
+        return None
+    marked = table[table["recommended"].astype(bool)]
+    return str(marked["method"].iloc[0]) if len(marked) else None
 
 
 def recommend(table: pd.DataFrame) -> str | None:

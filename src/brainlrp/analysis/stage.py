@@ -42,7 +42,13 @@ from brainlrp._io import remove_temporaries, write_table
 from brainlrp._progress import progress_bar
 from brainlrp.analysis import groundtruth as gt
 from brainlrp.analysis import inputs, metrics
-from brainlrp.analysis.benchmark import method_benchmark, recommend
+from brainlrp.analysis.benchmark import (
+    method_benchmark,
+    read_planted,
+    recommend,
+    recommended_of,
+    with_planted,
+)
 from brainlrp.analysis.beta_overlap import beta_overlap
 from brainlrp.analysis.checks import model_checks
 from brainlrp.analysis.claims import CLAIMS_COLUMNS, claims
@@ -321,15 +327,18 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         tick = time.perf_counter()
         costs = _costs(ctx, results, atlas.grid.shape, config, notices)
         timings["costs"] = time.perf_counter() - tick
-    written["method_benchmark"] = method_benchmark(
-        summaries, costs.seconds if costs is not None else None)
+    own = method_benchmark(summaries, costs.seconds if costs is not None else None)
+    # Planted-truth scores of `brainlrp benchmark` join the table (a real cohort's only
+    # ground truth); the recommendation rests on simulated truth when the cohort has it.
+    written["method_benchmark"] = with_planted(own, read_planted(rd.root))
+    recommended = recommend(own) or recommended_of(written["method_benchmark"])
     summary = AnalysisSummary(
         atlas=atlas.atlas_name, n_labels=atlas.n_labels, n_areas=atlas.n_areas,
         relevance=modes, top_k=config.top_k,
         threshold=config.threshold if truth else None, seed=config.seed,
         disease_model_top_areas=[area_names[i] for i in truth.disease_top] if truth else None,
         methods=summaries, notices=notices,
-        recommended_method=recommend(written["method_benchmark"]))
+        recommended_method=recommended)
     written["summary"] = pd.DataFrame([{"method": m, **asdict(s)} for m, s in summaries.items()],
                                       columns=["method", *SUMMARY_KEYS])
     rd.analysis.mkdir(parents=True, exist_ok=True)

@@ -219,10 +219,24 @@ def _integrated_gradients(model: nn.Module, x: Tensor, reference: Tensor | None,
         return attribution.detach(), _probabilities(wrapped, x, reuse=False)
 
 
+#: Captum's noise-tunnel aggregations: SmoothGrad (mean gradient), SmoothGrad squared
+#: (mean squared gradient, Hooker et al. 2019) and VarGrad (variance of the gradient,
+#: Adebayo et al. 2018).
+NOISE_TUNNELS = {"smoothgrad": "smoothgrad", "smoothgrad-sq": "smoothgrad_sq",
+                 "vargrad": "vargrad"}
+
+
 def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
                start: str = "probability", n_samples: int = 25, noise: float = 0.15,
-               batch_size: int = 4, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over noisy copies.
+               batch_size: int = 4, seed: int = 0, kind: str = "smoothgrad"
+               ) -> tuple[Tensor, Tensor]:
+    """SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over noisy copies,
+    or its relatives (``kind``: :data:`NOISE_TUNNELS`).
+
+    25 copies at 15 % of the scan's range: Smilkov et al. found maps sharpen up to
+    10-20 % noise and change little beyond about 50 samples; 25 keeps the cost at 25
+    gradients while the map's voxel-wise sampling error is a fifth of one gradient's
+    (1/sqrt(25)), below the differences the benchmark measures.
 
     Parameters
     ----------
@@ -236,6 +250,9 @@ def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
     seed : int
         Seed of the noise, so the result is reproducible; the global random state
         is left untouched.
+    kind : {"smoothgrad", "smoothgrad-sq", "vargrad"}
+        The mean gradient, the mean squared gradient or the gradient's variance over
+        the noisy copies.
 
     Returns
     -------
@@ -244,6 +261,9 @@ def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
     """
     from captum.attr import NoiseTunnel, Saliency
 
+    if kind not in NOISE_TUNNELS:
+        raise BrainLRPError(f"unknown noise tunnel {kind!r}",
+                            f"use one of {', '.join(NOISE_TUNNELS)}")
     n_samples = _check_positive_int(n_samples, "n_samples")
     batch_size = _check_positive_int(batch_size, "batch_size")
     if not noise >= 0:
@@ -262,7 +282,7 @@ def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
                 std = float(noise) * float(sample.max() - sample.min())
                 sample_target = tgt if isinstance(tgt, int) else tgt[i]
                 parts.append(tunnel.attribute(
-                    sample, nt_type="smoothgrad", nt_samples=n_samples,
+                    sample, nt_type=NOISE_TUNNELS[kind], nt_samples=n_samples,
                     nt_samples_batch_size=batch_size, stdevs=std, target=sample_target,
                     abs=False).detach())
         return torch.cat(parts), _probabilities(wrapped, x, reuse=False)

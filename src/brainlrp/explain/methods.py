@@ -9,6 +9,7 @@ catalog entry plus, outside the LRP family, one line in :data:`RUNNERS`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ RUNNERS: dict[str, Runner] = {
     "gxi": baselines.gradient_x_input,
     "ig": baselines.integrated_gradients,
     "smoothgrad": baselines.smoothgrad,
+    "smoothgrad-sq": functools.partial(baselines.smoothgrad, kind="smoothgrad-sq"),
+    "vargrad": functools.partial(baselines.smoothgrad, kind="vargrad"),
     "occlusion": baselines.occlusion,
     "ig-ref": baselines.integrated_gradients_from_reference,
     "occlusion-ref": baselines.occlusion_from_reference,

@@ -233,7 +233,10 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
               for name in ANALYSIS_TABLES}
     for name, table in tables.items():
         if table is not None and "method" in table.columns and name != "faithfulness":
-            tables[name] = table[table["method"].isin(analysed)].reset_index(drop=True)
+            keep = table["method"].isin(analysed)
+            if "truth" in table.columns:  # planted-truth rows: every benchmarked method
+                keep |= table["truth"] == "planted"
+            tables[name] = table[keep].reset_index(drop=True)
     if tables["faithfulness"] is not None:
         f = tables["faithfulness"]
         tables["faithfulness"] = f[f["method"].isin([*analysed, "random"])].reset_index(drop=True)

@@ -42,33 +42,75 @@ def method_cell(row: pd.Series) -> Safe:
     return fmt("{}{}", method_html(str(row["method"])), mark)
 
 
+#: What each kind of ground truth is, for the section's text.
+TRUTH_TEXT = {
+    "simulated": "the atrophy the cohort's simulated patients really have, and the model's "
+                 "own ground truth (how much p(AD) drops when an area is restored from the "
+                 "healthy twin)",
+    "planted": "atrophy planted into the run's own held-out controls (`brainlrp "
+               "benchmark`: the simulator's disease flow in the real scans; each original "
+               "scan is its planted copy's healthy twin), the method chosen on the "
+               "validation plants and scored on the test plants",
+}
+
+
 def build(ctx: Context, sec: Section) -> None:
-    """The ranked table with the recommendation, the floors and the twin upper bounds."""
+    """The ranked table(s) with the recommendation, the floors and the twin upper bounds:
+    one per ground truth the scores rest on (simulated, planted)."""
     bench = ctx.table("method_benchmark")
-    k = ctx.data.summary.top_k
+    if "truth" not in bench.columns:  # analysed before the column existed
+        scored = bench[["mass_accuracy", "auc_abs", "spearman_restoration"]].notna().any(axis=1)
+        bench = bench.assign(truth=["simulated" if s else "none" for s in scored])
     best = ctx.data.summary.recommended_method
+    truths = [t for t in ("simulated", "planted") if (bench["truth"] == t).any()]
+    if not truths:
+        sec.add(note("Nothing in this run can be scored against a ground truth: its cohort "
+                     "has no simulated patients and no atrophy was planted. The methods "
+                     "shown are the catalog's defaults, not a measured choice; run "
+                     f"`brainlrp benchmark {ctx.data.rd.root}` to plant known atrophy into "
+                     "the run's held-out controls and rank the methods on it."))
+        return
+    for truth in truths:
+        rows = bench[bench["truth"] == truth].reset_index(drop=True)
+        _benchmark_table(ctx, sec, rows, truth, best, several=len(truths) > 1)
+
+
+def _benchmark_table(ctx: Context, sec: Section, bench: pd.DataFrame, truth: str,
+                     best: str | None, several: bool) -> None:
+    k = ctx.data.summary.top_k
     frame = bench.copy()
     frame["label"] = [method_cell(r) for _, r in frame.iterrows()]
-    if best and best in set(bench["method"]):
-        row = bench[bench["method"] == best].iloc[0]
+    marked = bench[bench["recommended"].astype(bool)]
+    pick = str(marked["method"].iloc[0]) if len(marked) else None
+    if several or truth == "planted":
+        sec.add(paragraph(fmt("Scored against {}.", TRUTH_TEXT[truth])))
+    if pick is not None:
+        row = marked.iloc[0]
+        shown = (" The cards and group maps below show it beside the paper's LRP."
+                 if pick == best else "")
         sec.add(paragraph(fmt(
             "Recommended: {} (★): the best-ranked method that needs no healthy twin — "
             "{} {} (chance {}), {} {}, {} {} (the area ranking against the model's own "
-            "restoration importance). The cards and group maps below show it beside the "
-            "paper's LRP.", method_html(best),
+            "restoration importance).{}", method_html(pick),
             glossary.header("mass"), f"{row['mass_accuracy']:.2f}",
             f"{row['chance_mass_accuracy']:.2f}", glossary.header("auc_abs"),
             f"{row['auc_abs']:.2f}", glossary.header("rho_restoration"),
-            f"{row['spearman_restoration']:.2f}")))
+            f"{row['spearman_restoration']:.2f}", shown)))
+    elif truth == "planted" and bench["rank"].isna().all():
+        sec.add(note("The model barely responds to the planted atrophy, so these scores "
+                     "cannot tell the methods apart: nothing is ranked or recommended "
+                     "(benchmark/response.tsv holds p(AD) of each planted scan and its "
+                     "original).", "info"))
     sec.add(table(frame, headers(k), caption=(
         "Methods ranked by the mean of their ranks in mass in atrophy, |.|-AUC vs atrophy "
         "and ρ restoration (each header links to its definition in the Measures list of "
         "the last section). Rows marked 'needs the twin' explain against the patient's "
-        "simulated healthy twin, an upper bound no real scan has, or against the twin "
+        "healthy twin, an upper bound no real scan has, or against the twin "
         "scanned again (rescan): the best a real reference could be. Edges and noise are "
         "model-free floors; a method below them finds the atrophy no better than the "
         "image itself. Randomisation ρ: low means the map depends on the learned weights."),
-        table_id="benchmark-table", row_class=_row_class,
+        table_id="benchmark-table" if truth == "simulated" or not several
+        else f"benchmark-table-{truth}", row_class=_row_class,
         numeric=[c for c, key in COLUMNS.items() if key or c == "rank"]))
     scores = {key: dict(zip(bench["method"], bench[col], strict=True))
               for col, key in COLUMNS.items() if key in COMPARED}
@@ -78,10 +120,11 @@ def build(ctx: Context, sec: Section) -> None:
 
 SPEC = SectionSpec(
     "benchmark", "Which explanation finds what the model uses",
-    "Every method scored against the simulated ground truth (the atrophy the patients "
-    "really have) and the model's own ground truth (how much p(AD) drops when an area is "
-    "restored from the healthy twin), with the randomisation check and the cost.",
+    "Every method scored against a ground truth: the simulated patients' atrophy and the "
+    "model's own (how much p(AD) drops when an area is restored from the healthy twin), "
+    "or atrophy planted into the run's held-out controls (brainlrp benchmark), with the "
+    "randomisation check and the cost.",
     build, requires=("analysis/method_benchmark.tsv",),
-    why="no method benchmark in this run - run `brainlrp analyze` (ground-truth scores need "
-        "a simulated cohort)",
+    why="no method benchmark in this run - run `brainlrp analyze`, and `brainlrp benchmark` "
+        "for ground truth on a cohort that is not simulated",
     data=("analysis/method_benchmark.tsv", "analysis/restoration.tsv", "analysis/twins.tsv"))

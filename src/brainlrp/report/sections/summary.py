@@ -63,8 +63,20 @@ def build(ctx: Context, sec: Section) -> None:
     items += method_tiles(data, main)
     from brainlrp.report.sections import section_number
 
-    chosen = (f", recommended by the method benchmark (§{section_number('benchmark')})"
-              if main == data.summary.recommended_method else "")
+    if main == data.summary.recommended_method:
+        chosen = f", recommended by the method benchmark (§{section_number('benchmark')})"
+    elif data.summary.recommended_method is None:
+        chosen = (", the catalog's default: nothing in this run is scored against a ground "
+                  "truth, so the choice is the one measured on the default simulated cohort "
+                  f"(README), not on these scans; `brainlrp benchmark {data.rd.root}` plants "
+                  "known atrophy into the run's held-out controls and chooses on them")
+        if not catalog.describe(main).name == catalog.DEFAULT_METHODS[0]:
+            chosen = (f", the paper's LRP: nothing in this run is scored against a ground "
+                      f"truth and the catalog's default {catalog.DEFAULT_METHODS[0]} was not "
+                      f"analysed; `brainlrp benchmark {data.rd.root}` ranks the methods on "
+                      "planted atrophy")
+    else:
+        chosen = ""
     sec.add(paragraph(fmt("The model's test classification, then the method shown in depth, "
                           "{}{}; each measure's name links to its definition.",
                           method_html(main), chosen)),
