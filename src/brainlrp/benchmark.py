@@ -48,11 +48,13 @@ from brainlrp.run import RunDir
 FOLDER = "benchmark"
 #: Methods benchmarked by default: the paper's betas and comparison, the gradient
 #: methods with SmoothGrad and its relatives, the recommended reference method with the
-#: other references and the twin's upper bound, and the floors.
+#: other references and the twin's upper bound, and the floors: edges, noise and each
+#: reference's own difference from the scan.
 BENCHMARK_METHODS = ("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient", "ig", "smoothgrad",
                      "smoothgrad-sq", "vargrad", "lrp-epsilon-plus-flat",
                      "lrp-ref@knn-restore", "lrp-ref@knn", "lrp-ref@mean",
-                     "lrp-ref@pca-restore", "lrp-ref@twin", "edges", "noise")
+                     "lrp-ref@pca-restore", "lrp-ref@twin", "edges", "noise",
+                     "diff@knn-restore", "diff@knn", "diff@mean", "diff@pca-restore")
 #: The model must raise p(AD) by this much on average for the planted scans to judge by.
 MIN_RESPONSE = 0.1
 #: Columns of ``benchmark/response.tsv``.

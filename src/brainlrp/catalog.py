@@ -406,7 +406,7 @@ def _with_reference(match: re.Match[str]) -> MethodInfo:
                    description=f"{base.description}; reference: {where}")
 
 
-register_family(r"(lrp-ref|ig-ref|occlusion-ref)@([A-Za-z0-9_.-]+)", _with_reference,
+register_family(r"(lrp-ref|ig-ref|occlusion-ref|diff)@([A-Za-z0-9_.-]+)", _with_reference,
                 "<reference method>@<mean|knn|pca|twin|rescan>[-restore]")
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
@@ -414,6 +414,11 @@ register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magn
 register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
                     relevance="positive", description="uniform noise per voxel (model-free "
                     "floor)", order=901))
+register(MethodInfo("diff", "floor", label="Difference (floor)",
+                    quantity="intensity difference", relevance="positive",
+                    needs_reference=True, description="the reference minus the scan: where "
+                    "the scan is darker than its healthy reference (model-free floor of "
+                    "the reference methods)", order=902))
 
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_REFERENCE", "FAMILIES", "RELEVANCE_MODES",

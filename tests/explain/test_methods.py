@@ -14,7 +14,7 @@ from tests.explain.test_engine import assert_unchanged, snapshot
 LISTED = ["lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "lrp-bn-merged-b0",
           "lrp-eps", "lrp-epsilon-plus", "gb", "gradient", "gxi", "ig", "smoothgrad",
           "smoothgrad-sq", "vargrad", "occlusion", "lrp-ref", "ig-ref", "occlusion-ref",
-          "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat", "edges", "noise"]
+          "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat", "edges", "noise", "diff"]
 #: Cheap settings so every method runs in well under a second on the tiny model.
 FAST = {"ig": {"steps": 8}, "smoothgrad": {"n_samples": 3}, "smoothgrad-sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "occlusion": {"window": 12},
@@ -167,6 +167,16 @@ def test_noise_tunnels_share_their_noisy_copies(tiny_model, tiny_input):
     assert not torch.allclose(square, mean ** 2)  # the noise did something
     noiseless = explain(tiny_model, tiny_input, "vargrad", n_samples=2, noise=0.0)
     assert float(noiseless.abs().max()) <= 1e-6 * scale
+
+
+def test_reference_difference_is_the_reference_minus_the_scan(tiny_model, tiny_input):
+    reference = torch.full_like(tiny_input[:1], 0.5)
+    heatmap = explain(tiny_model, tiny_input, "diff@mean", reference=reference)
+    torch.testing.assert_close(heatmap, reference.expand_as(tiny_input) - tiny_input)
+    restored = torch.maximum(tiny_input, reference)  # a -restore reference: one-sided
+    assert (explain(tiny_model, tiny_input, "diff@mean-restore", reference=restored) >= 0).all()
+    with pytest.raises(BrainLRPError, match="reference"):
+        explain(tiny_model, tiny_input, "diff@mean")
 
 
 def test_occlusion_of_a_box_is_the_output_drop(tiny_model, tiny_input):

@@ -479,6 +479,27 @@ def edges(model: nn.Module, x: Tensor, target: Target = 1,
         return attribution, _floor_probabilities(wrapped, x)
 
 
+def reference_difference(model: nn.Module, x: Tensor, target: Target = 1,
+                         start: str = "probability", *, reference: Tensor | None = None
+                         ) -> tuple[Tensor, Tensor]:
+    """A model-free floor: the reference minus the scan.
+
+    Where the scan is darker than its healthy reference (lost tissue in a T1 image) the
+    map is positive. Against a ``-restore`` reference (the voxel-wise maximum of scan and
+    reference) it is one-sided by construction. An explanation against that reference
+    that scores no better than this map adds nothing the reference did not already show.
+    ``model``, ``target`` and ``start`` are used for the probabilities only.
+
+    Returns
+    -------
+    attribution, probabilities : Tensor
+        See :func:`guided_backprop`.
+    """
+    with _prepared(model, x, target, start) as (wrapped, x, _):
+        ref = torch.as_tensor(reference, dtype=x.dtype, device=x.device).expand_as(x)
+        return (ref - x).detach(), _floor_probabilities(wrapped, x)
+
+
 def random_floor(model: nn.Module, x: Tensor, target: Target = 1,
                  start: str = "probability", seed: int = 0) -> tuple[Tensor, Tensor]:
     """A model-free floor: uniform noise in [0, 1) per voxel.

@@ -37,6 +37,7 @@ RUNNERS: dict[str, Runner] = {
     "occlusion-ref": baselines.occlusion_from_reference,
     "edges": baselines.edges,
     "noise": baselines.random_floor,
+    "diff": baselines.reference_difference,
 }
 
 

@@ -217,6 +217,10 @@ FLOOR_REASONS = {
              "randomisation check and AOPC",
     "noise": "uniform noise has no structure, so on this run the measure cannot tell the "
              "methods apart",
+    "diff": "the reference minus the scan shows every place the scan is darker than its "
+            "healthy reference, atrophy and anatomical mismatch alike, without asking the "
+            "model; an explanation against that reference that scores no better on a measure "
+            "adds nothing there that the reference did not already show",
 }
 
 

@@ -112,10 +112,50 @@ def _benchmark_table(ctx: Context, sec: Section, bench: pd.DataFrame, truth: str
         table_id="benchmark-table" if truth == "simulated" or not several
         else f"benchmark-table-{truth}", row_class=_row_class,
         numeric=[c for c, key in COLUMNS.items() if key or c == "rank"]))
+    if pick is not None:
+        text = own_difference_note(bench, pick, k)
+        if text:
+            sec.add(note(text, "info"))
     scores = {key: dict(zip(bench["method"], bench[col], strict=True))
               for col, key in COLUMNS.items() if key in COMPARED}
     for text in glossary.floor_notes(scores, k):
         sec.add(note(text, "info"))
+
+
+#: The ranking's measures, compared between a reference method and its reference's
+#: difference from the scan.
+OWN_DIFFERENCE = {"mass_accuracy": "mass", "auc_abs": "auc_abs",
+                  "spearman_restoration": "rho_restoration"}
+
+
+def own_difference_note(bench: pd.DataFrame, method: str, k: int) -> str | None:
+    """Whether a reference method beats its own reference's model-free difference
+    (``diff@<reference>``) on each ranking measure, when that floor was benchmarked."""
+    from brainlrp import catalog
+
+    info = catalog.describe(method)
+    if not info.reference:
+        return None
+    floor = f"diff@{info.reference}"
+    rows = bench.set_index("method")
+    if floor not in rows.index:
+        return None
+    beaten, not_beaten = [], []
+    for col, key in OWN_DIFFERENCE.items():
+        ours, theirs = rows.loc[method, col], rows.loc[floor, col]
+        if pd.isna(ours) or pd.isna(theirs):
+            continue
+        part = f"{glossary.name(key, k)} {ours:.2f} vs {theirs:.2f}"
+        (beaten if ours > theirs else not_beaten).append(part)
+    if not beaten and not not_beaten:
+        return None
+    text = f"Against its own reference's difference from the scan ({floor}): "
+    if beaten:
+        text += "better on " + ", ".join(beaten)
+    if not_beaten:
+        text += ("; " if beaten else "") + "not better on " + ", ".join(not_beaten)
+        text += (" - there the explanation adds nothing the reference alone did not show")
+    return text + "."
 
 
 SPEC = SectionSpec(
