@@ -38,6 +38,18 @@ from brainlrp.errors import BrainLRPError
 FAMILIES = ("lrp", "gradient", "attribution", "perturbation", "floor", "other")
 #: How a heatmap is turned into "relevance" before it is summed.
 RELEVANCE_MODES = ("positive", "signed", "absolute")
+#: What a method's map explains, at the default ``start="probability"`` (with
+#: ``start="logit"`` read "the AD logit" for "p(AD)"). Every reference method (lrp-ref,
+#: ig-ref, occlusion-ref) explains the same quantity, the AD probability of the scan
+#: minus that of its reference, so their maps are compared as explanations of one
+#: number: lrp-ref's relevance sums to it (the rescale rule through the softmax, placed
+#: on the AD output), ig-ref's to it up to the path integral's error, and occlusion-ref
+#: measures its drop area by area. The floors explain nothing.
+EXPLAINED = {
+    "probability": "p(AD) of the scan",
+    "difference": "p(AD) of the scan minus p(AD) of its reference",
+    "nothing": "nothing (a model-free floor)",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,9 @@ class MethodInfo:
         healthy-looking brain) and must be given one: ``explain(...,
         reference=...)``. Its evidence for AD is then what the scan has and the
         reference has not.
+    explains : str
+        The one quantity the map's relevance adds up to (for methods that conserve it)
+        or is measured on: see :data:`EXPLAINED`.
     """
 
     name: str
@@ -99,6 +114,7 @@ class MethodInfo:
     order: int = 100
     needs_reference: bool = False
     reference: str | None = None
+    explains: str = "probability"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -106,6 +122,13 @@ class MethodInfo:
         if self.relevance not in RELEVANCE_MODES:
             raise ValueError(f"relevance must be one of {', '.join(RELEVANCE_MODES)}, "
                              f"got {self.relevance!r}")
+
+    @property
+    def explained_quantity(self) -> str:
+        """In words, what the map explains (:data:`EXPLAINED`)."""
+        key = ("difference" if self.needs_reference and self.explains != "nothing"
+               else self.explains)
+        return EXPLAINED[key]
 
     @property
     def base_name(self) -> str:
@@ -410,15 +433,16 @@ register_family(r"(lrp-ref|ig-ref|occlusion-ref|diff)@([A-Za-z0-9_.-]+)", _with_
                 "<reference method>@<mean|knn|pca|twin|rescan>[-restore]")
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
-                    "(model-free floor)", order=900))
+                    "(model-free floor)", order=900, explains="nothing"))
 register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
                     relevance="positive", description="uniform noise per voxel (model-free "
-                    "floor)", order=901))
+                    "floor)", order=901, explains="nothing"))
 register(MethodInfo("diff", "floor", label="Difference (floor)",
                     quantity="intensity difference", relevance="positive",
-                    needs_reference=True, description="the reference minus the scan: where "
-                    "the scan is darker than its healthy reference (model-free floor of "
-                    "the reference methods)", order=902))
+                    needs_reference=True, explains="nothing",
+                    description="the reference minus the scan: where the scan is darker "
+                    "than its healthy reference (model-free floor of the reference methods)",
+                    order=902))
 
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_REFERENCE", "FAMILIES", "RELEVANCE_MODES",

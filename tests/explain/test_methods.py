@@ -169,6 +169,23 @@ def test_noise_tunnels_share_their_noisy_copies(tiny_model, tiny_input):
     assert float(noiseless.abs().max()) <= 1e-6 * scale
 
 
+def test_reference_methods_explain_one_stated_quantity(tiny_model, tiny_input):
+    """lrp-ref and ig-ref both explain p(AD)(scan) - p(AD)(reference), as the catalog
+    says: their maps add up to it (ig-ref up to its path integral's error)."""
+    from brainlrp import catalog
+
+    reference = 0.5 * tiny_input[:1]
+    with torch.no_grad():
+        delta = probability_of(tiny_model, tiny_input) - probability_of(tiny_model, reference)
+    for method in ("lrp-ref@mean", "ig-ref@mean", "occlusion-ref@mean"):
+        assert catalog.describe(method).explained_quantity.startswith("p(AD) of the scan minus")
+    lrp_map = explain(tiny_model, tiny_input, "lrp-ref@mean", reference=reference)
+    torch.testing.assert_close(lrp_map.sum(dim=(1, 2, 3, 4)), delta, rtol=1e-3, atol=1e-6)
+    ig_map = explain(tiny_model, tiny_input, "ig-ref@mean", reference=reference, steps=64)
+    torch.testing.assert_close(ig_map.sum(dim=(1, 2, 3, 4)), delta, rtol=0.05,
+                               atol=0.02 * float(delta.abs().max()))
+
+
 def test_reference_difference_is_the_reference_minus_the_scan(tiny_model, tiny_input):
     reference = torch.full_like(tiny_input[:1], 0.5)
     heatmap = explain(tiny_model, tiny_input, "diff@mean", reference=reference)

@@ -108,7 +108,10 @@ def _benchmark_table(ctx: Context, sec: Section, bench: pd.DataFrame, truth: str
         "healthy twin, an upper bound no real scan has, or against the twin "
         "scanned again (rescan): the best a real reference could be. Edges and noise are "
         "model-free floors; a method below them finds the atrophy no better than the "
-        "image itself. Randomisation ρ: low means the map depends on the learned weights."),
+        "image itself; 'Difference' floors are a reference minus the scan, what its "
+        "reference methods must beat. Every reference method explains the same number, "
+        "p(AD) of the scan minus p(AD) of its reference; the others explain p(AD). "
+        "Randomisation ρ: low means the map depends on the learned weights."),
         table_id="benchmark-table" if truth == "simulated" or not several
         else f"benchmark-table-{truth}", row_class=_row_class,
         numeric=[c for c, key in COLUMNS.items() if key or c == "rank"]))
