@@ -58,7 +58,7 @@ SUMMARY_KEYS = [
     "fingerprint_mean_similarity", "fingerprint_min_similarity", "patient_a", "patient_b",
     "hippocampus_n", "hippocampus_r", "hippocampus_p", "gt_n_subjects", "gt_mass_accuracy",
     "gt_chance_mass_accuracy", "gt_auc", "gt_auc_abs", "gt_spearman_regions",
-    "gt_spearman_restoration", "gt_topk_recall",
+    "gt_spearman_restoration", "gt_unused_change_share", "gt_topk_recall",
     "gt_group_topk_overlap", "aopc_relevance", "aopc_random", "aopc_difference",
     "sanity_spearman_top_layer", "sanity_spearman_all_layers"]
 #: Costs are timings (test_costs.py gives them a clock of its own): here lrp-b0 and lrp-b1

@@ -98,3 +98,18 @@ def test_relevance_is_summed_over_the_restored_areas():
     # Summed over the bare atlas areas, the same map would hold no relevance at all.
     assert all(relevance[0][codes == c].sum() == 0 for c in (1, 2, 3))
     assert restoration_spearman(sums, ["p1"], res.importance)[0] > 0.8
+
+
+def test_unused_change_share_counts_changed_areas_the_model_ignores():
+    from brainlrp.analysis.twins import unused_change_share
+
+    # Four areas: 0 changed and used, 1 changed and unused, 2 unchanged and unused,
+    # 3 changed a little (below a quarter of the most changed) and unused.
+    importance = {"a": np.array([0.30, 0.001, 0.0, 0.002]), "b": np.array([0.2, 0.1, 0, 0])}
+    changed = {"a": np.array([1.0, 0.8, 0.0, 0.2]), "b": np.array([1.0, 1.0, 0.0, 0.0])}
+    relevance = np.array([[2.0, 1.0, 5.0, -3.0],   # positive parts 2, 1, 5, 0
+                          [1.0, 1.0, 1.0, 1.0]])
+    share = unused_change_share(relevance, ["a", "b"], importance, changed)
+    assert share[0] == pytest.approx(1.0 / 8.0)     # only area 1 is changed but unused
+    assert np.isnan(share[1])                        # b: every changed area is used
+    assert np.isnan(unused_change_share(relevance[:1], ["zz"], importance, changed)[0])

@@ -13,6 +13,11 @@ summary and its cost (:mod:`~brainlrp.analysis.costs`):
     (:mod:`~brainlrp.analysis.twins`): does the map rank areas as the model uses them?
     Both sides use the same voxels: the area grown by ``restoration_dilate`` voxels,
     so the CSF next to it, where atrophy shows, counts for it.
+``unused_change_share``
+    Share of the positive relevance in areas where the scan differs from its healthy
+    twin but restoring them does not move p(AD) (:func:`~brainlrp.analysis.twins.
+    unused_change_share`): an explanation is not an anomaly map; lower is better. Not
+    ranked on (the floors, which ignore the model, show what a map of the change gets).
 ``sanity_top_layer``, ``sanity_all_layers``
     Rank correlation with the trained map after re-initialising the top layer, and
     all layers (a faithful map changes: low is good).
@@ -53,9 +58,9 @@ from brainlrp.analysis.summary import MethodSummary
 #: on (:data:`TRUTHS`).
 BENCHMARK_COLUMNS = ("rank", "method", "label", "family", "needs_twin", "recommended",
                      "mass_accuracy", "chance_mass_accuracy", "auc_abs",
-                     "spearman_restoration", "topk_recall", "sanity_top_layer",
-                     "sanity_all_layers", "aopc_difference", "seconds_per_scan", "cost_ratio",
-                     "truth")
+                     "spearman_restoration", "unused_change_share", "topk_recall",
+                     "sanity_top_layer", "sanity_all_layers", "aopc_difference",
+                     "seconds_per_scan", "cost_ratio", "truth")
 #: ``simulated``: the cohort's own simulated patients; ``planted``: atrophy planted into
 #: the run's held-out controls (``brainlrp benchmark``); ``none``: nothing to score with.
 TRUTHS = ("simulated", "planted", "none")
@@ -101,6 +106,7 @@ def method_benchmark(summaries: dict[str, MethodSummary],
             "chance_mass_accuracy": _value(s.gt_chance_mass_accuracy),
             "auc_abs": _value(s.gt_auc_abs),
             "spearman_restoration": _value(s.gt_spearman_restoration),
+            "unused_change_share": _value(s.gt_unused_change_share),
             "topk_recall": _value(s.gt_topk_recall),
             "sanity_top_layer": _value(s.sanity_spearman_top_layer),
             "sanity_all_layers": _value(s.sanity_spearman_all_layers),

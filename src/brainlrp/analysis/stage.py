@@ -63,7 +63,7 @@ from brainlrp.analysis.regions import AtlasRegions, MethodRegions, stream_method
 from brainlrp.analysis.summary import SUMMARY_KEYS, AnalysisSummary, MethodSummary, read_summary
 from brainlrp.analysis.top_areas import TOP_AREAS_COLUMNS, top_areas
 from brainlrp.analysis.totals import TOTALS_COLUMNS, relevance_totals
-from brainlrp.analysis.twins import restoration_spearman, twin_analysis
+from brainlrp.analysis.twins import restoration_spearman, twin_analysis, unused_change_share
 from brainlrp.run import RunDir, inputs_key
 
 #: Columns of the per-method analysis tables, by output name (``analysis/<name>.tsv``).
@@ -314,8 +314,11 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
                 sums = _restored_sums(rd, m, ids, modes[m], atlas.grid, twin.areas)
                 rho = restoration_spearman(sums, ids, twin.importance)
                 rho = rho[np.isfinite(rho)]
+                unused = unused_change_share(sums, ids, twin.importance, twin.changed or {})
+                unused = unused[np.isfinite(unused)]
                 summaries[m] = summaries[m].update(
-                    {"gt_spearman_restoration": float(rho.mean()) if rho.size else None})
+                    {"gt_spearman_restoration": float(rho.mean()) if rho.size else None,
+                     "gt_unused_change_share": float(unused.mean()) if unused.size else None})
         timings["restoration"] = time.perf_counter() - tick
     # Claims read the finished summaries (fingerprints, totals) and the gain ranking.
     bacc = inputs.test_balanced_accuracy(rd)
@@ -372,7 +375,7 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
 
 #: Bumped when a score's definition changes, so analyses made before are redone (2: the
 #: restoration Spearman sums relevance over the restored, grown areas).
-SCORES_VERSION = 2
+SCORES_VERSION = 3
 
 
 def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: dict[str, str],

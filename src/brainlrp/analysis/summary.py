@@ -41,6 +41,10 @@ class MethodSummary:
     gt_spearman_restoration
         Mean Spearman over areas of the relevance in each restored (grown) area with
         the restoration importance (:mod:`brainlrp.analysis.twins`).
+    gt_unused_change_share
+        Mean share of the positive relevance in areas the scan changed in but the model
+        does not use (:func:`brainlrp.analysis.twins.unused_change_share`; lower is
+        better).
     aopc_relevance, aopc_random, aopc_difference
         Region perturbation (:mod:`brainlrp.analysis.faithfulness`).
     sanity_spearman_top_layer, sanity_spearman_all_layers
@@ -67,6 +71,7 @@ class MethodSummary:
     gt_auc_abs: float | None = None
     gt_spearman_regions: float | None = None
     gt_spearman_restoration: float | None = None
+    gt_unused_change_share: float | None = None
     gt_topk_recall: float | None = None
     gt_group_topk_overlap: float | None = None
     aopc_relevance: float | None = None

@@ -54,12 +54,16 @@ class TwinResult:
     areas : scipy.sparse.csr_matrix, optional
         ``(n_voxels, n_areas)`` indicator of the restored (grown) areas, voxels in
         C order (see :func:`restored_area_sums`).
+    changed : dict of str to numpy.ndarray, optional
+        ``scan_id -> (n_areas,)`` mean ``|patient - twin|`` per voxel of each restored
+        area: where the scan differs from its healthy self.
     """
 
     twins: pd.DataFrame
     restoration: pd.DataFrame
     importance: dict[str, np.ndarray]
     areas: object = None
+    changed: dict = None
 
 
 def area_masks(area_codes: np.ndarray, n_areas: int, dilate: int) -> list[np.ndarray]:
@@ -168,7 +172,8 @@ def twin_analysis(scans: pd.DataFrame, patient_inputs: Callable[[list[str]], np.
 
     masks = area_masks(area_codes, len(area_names), dilate)
     sizes = [int(m.sum()) for m in masks]
-    twin_rows, rest_rows, importance = [], [], {}
+    matrix = area_matrix(masks)
+    twin_rows, rest_rows, importance, changed = [], [], {}, {}
     brain = np.asarray(brain, dtype=bool)
     for row in scans.itertuples():
         sid, pid = str(row.scan_id), str(row.participant_id)
@@ -190,6 +195,7 @@ def twin_analysis(scans: pd.DataFrame, patient_inputs: Callable[[list[str]], np.
                           "p_ad_twin": p_twin, "evidence_auc": auc, "evidence_mass": mass,
                           "atrophied_fraction": fraction})
         importance[sid] = drops
+        changed[sid] = restored_area_sums(evidence[None], matrix)[0] / np.maximum(sizes, 1)
         rest_rows += [{"participant_id": pid, "scan_id": sid, "area": name, "n_voxels": n,
                        "p_ad_restored": p_ad - d, "drop": d}
                       for name, n, d in zip(area_names, sizes, drops, strict=True)]
@@ -197,7 +203,35 @@ def twin_analysis(scans: pd.DataFrame, patient_inputs: Callable[[list[str]], np.
             advance(1)
     return TwinResult(pd.DataFrame(twin_rows, columns=list(TWIN_COLUMNS)),
                       pd.DataFrame(rest_rows, columns=list(RESTORATION_COLUMNS)), importance,
-                      area_matrix(masks))
+                      matrix, changed)
+
+
+#: An area "changed" when its mean |patient - twin| is at least this share of the
+#: scan's most changed area's; the model "does not use" it when restoring it moves
+#: p(AD) by less than :data:`UNUSED_DROP`.
+CHANGED_SHARE = 0.25
+UNUSED_DROP = 0.01
+
+
+def unused_change_share(area_relevance: np.ndarray, scan_ids: list[str],
+                        importance: dict[str, np.ndarray], changed: dict[str, np.ndarray]
+                        ) -> np.ndarray:
+    """Per scan, the share of a method's positive area relevance that lies in areas the
+    scan has changed in (it differs from its healthy twin there, :data:`CHANGED_SHARE`)
+    but the model does not use (restoring the area moves p(AD) by less than
+    :data:`UNUSED_DROP`): an explanation is not an anomaly map, so lower is better. NaN
+    for scans without restoration importance or without such areas.
+    """
+    out = np.full(len(scan_ids), np.nan)
+    for i, sid in enumerate(scan_ids):
+        if sid not in importance or sid not in changed:
+            continue
+        delta = np.asarray(changed[sid], float)
+        unused = (delta >= CHANGED_SHARE * delta.max()) & (np.abs(importance[sid]) < UNUSED_DROP)
+        positive = np.clip(np.asarray(area_relevance[i], float), 0, None)
+        if unused.any() and positive.sum() > 0:
+            out[i] = float(positive[unused].sum() / positive.sum())
+    return out
 
 
 def restoration_spearman(area_relevance: np.ndarray, scan_ids: list[str],

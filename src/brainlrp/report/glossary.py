@@ -115,6 +115,12 @@ MEASURES: dict[str, Measure] = {m.key: m for m in (
             "next to it counts) is restored from the patient's healthy twin: does the map "
             "rank areas as the model uses them?",
             "analysis/method_benchmark.tsv: spearman_restoration"),
+    Measure("unused_change", "relevance on unused change",
+            "Share of the positive relevance (over the restored areas) in areas where the "
+            "scan differs from its healthy twin (mean |scan − twin| at least a quarter of "
+            "the most changed area's) but restoring the area moves p(AD) by less than 0.01: "
+            "an explanation is not an anomaly map, so lower is better.",
+            "analysis/method_benchmark.tsv: unused_change_share", better="lower"),
     Measure("sanity_top", "ρ top-layer rand.",
             "Spearman ρ between the map of the trained network and the map after "
             "re-initialising its top (output) layer, mean over AD scans. Low means the map "

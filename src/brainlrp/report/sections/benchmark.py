@@ -14,13 +14,16 @@ from brainlrp.report.style import method_html
 #: (:data:`brainlrp.report.glossary.MEASURES`); ``None``: not a measure.
 COLUMNS = {"rank": None, "label": None, "mass_accuracy": "mass",
            "chance_mass_accuracy": "chance", "auc_abs": "auc_abs",
-           "spearman_restoration": "rho_restoration", "topk_recall": "topk_recall",
+           "spearman_restoration": "rho_restoration",
+           "unused_change_share": "unused_change", "topk_recall": "topk_recall",
            "sanity_top_layer": "sanity_top", "sanity_all_layers": "sanity_all",
            "aopc_difference": "aopc_difference", "cost_ratio": "cost"}
 #: Headers of the columns that are not measures.
 PLAIN = {"rank": "rank", "label": "method"}
 #: The measures of the ranking, and the other measures a floor may win.
 COMPARED = ("mass", "auc_abs", "rho_restoration", "topk_recall", "aopc_difference")
+#: Columns an older analysis may lack (shown only when present).
+OPTIONAL = ("unused_change_share",)
 
 
 def _row_class(row: pd.Series) -> str:
@@ -31,9 +34,10 @@ def _row_class(row: pd.Series) -> str:
     return "floor" if row.get("family") == "floor" else ""
 
 
-def headers(k: int) -> dict[str, str]:
+def headers(k: int, columns=None) -> dict[str, str]:
     """Column -> header: the measures' names from the glossary, linked to their definitions."""
-    return {c: glossary.header(key, k) if key else PLAIN[c] for c, key in COLUMNS.items()}
+    return {c: glossary.header(key, k) if key else PLAIN[c] for c, key in COLUMNS.items()
+            if columns is None or c in columns}
 
 
 def method_cell(row: pd.Series) -> Safe:
@@ -101,7 +105,8 @@ def _benchmark_table(ctx: Context, sec: Section, bench: pd.DataFrame, truth: str
                      "cannot tell the methods apart: nothing is ranked or recommended "
                      "(benchmark/response.tsv holds p(AD) of each planted scan and its "
                      "original).", "info"))
-    sec.add(table(frame, headers(k), caption=(
+    shown = [c for c in COLUMNS if c not in OPTIONAL or c in frame.columns]
+    sec.add(table(frame, headers(k, shown), caption=(
         "Methods ranked by the mean of their ranks in mass in atrophy, |.|-AUC vs atrophy "
         "and ρ restoration (each header links to its definition in the Measures list of "
         "the last section). Rows marked 'needs the twin' explain against the patient's "
@@ -114,7 +119,7 @@ def _benchmark_table(ctx: Context, sec: Section, bench: pd.DataFrame, truth: str
         "Randomisation ρ: low means the map depends on the learned weights."),
         table_id="benchmark-table" if truth == "simulated" or not several
         else f"benchmark-table-{truth}", row_class=_row_class,
-        numeric=[c for c, key in COLUMNS.items() if key or c == "rank"]))
+        numeric=[c for c, key in COLUMNS.items() if (key or c == "rank") and c in shown]))
     if pick is not None:
         text = own_difference_note(bench, pick, k)
         if text:
