@@ -52,8 +52,12 @@ def main() -> None:
         table = table[table["truth"] == args.truth]
     if table.empty:
         sys.exit(f"{args.run} has no {args.truth} rows in analysis/method_benchmark.tsv")
-    lines = ["| rank | method | mass | abs-AUC | ρ restoration | top-layer randomisation ρ "
-             "| cost (x gradient) |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    unused = "unused_change_share" in table and table["unused_change_share"].notna().any()
+    lines = ["| rank | method | mass | abs-AUC | ρ restoration | "
+             + ("relevance on unused change | " if unused else "")
+             + "top-layer randomisation ρ | cost (x gradient) |",
+             "| ---: | --- | ---: | ---: | ---: | " + ("---: | " if unused else "")
+             + "---: | ---: |"]
     for _, row in table.iterrows():
         info = catalog.describe(row["method"])
         note = (" (recommended)" if bool(row["recommended"])
@@ -62,7 +66,8 @@ def main() -> None:
         rank = "–" if pd.isna(row["rank"]) else f"{int(row['rank'])}"
         lines.append(f"| {rank} | `{row['method']}`{note} | {_fmt(row['mass_accuracy'])} | "
                      f"{_fmt(row['auc_abs'])} | {_fmt(row['spearman_restoration'])} | "
-                     f"{_fmt(row['sanity_top_layer'])} | {_fmt(row['cost_ratio'], 1)}x |")
+                     + (f"{_fmt(row['unused_change_share'])} | " if unused else "")
+                     + f"{_fmt(row['sanity_top_layer'])} | {_fmt(row['cost_ratio'], 1)}x |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     run = json.loads((args.run / "run.json").read_text())

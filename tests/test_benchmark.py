@@ -44,6 +44,17 @@ def test_held_out_controls_never_include_training_scans(real_like_run):
 
 
 def test_benchmark_fills_a_run_without_ground_truth(real_like_run):
+    from brainlrp.analysis import analyze
+    from brainlrp.analysis.summary import read_summary
+    from brainlrp.explain.stage import explain_run
+    from brainlrp.report import report
+
+    # The run as a user has it: explained and analysed, but nothing could be scored.
+    explain_run(real_like_run, methods=["lrp-b0", "lrp-ref@knn-restore"], progress=False)
+    analyze(real_like_run, progress=False, faithfulness=False, sanity=False, costs=False)
+    own = pd.read_csv(real_like_run / "analysis" / "method_benchmark.tsv", sep="\t")
+    assert (own["truth"] == "none").all()
+    assert read_summary(real_like_run / "analysis" / "summary.json").recommended_method is None
     lines: list[str] = []
     # min_response -1: the tiny model's response is whatever 4 epochs give; this test is
     # about the pipeline (the next one about the guard).
@@ -69,6 +80,16 @@ def test_benchmark_fills_a_run_without_ground_truth(real_like_run):
     assert any("planting" in line for line in lines)
     # The original cohort was not touched: still no ground truth there.
     assert not (real_like_run.parent / "cohort" / "derivatives").exists()
+    # The run's own analysis now carries the planted rows and their recommendation, and
+    # the report's benchmark section shows them.
+    merged = pd.read_csv(real_like_run / "analysis" / "method_benchmark.tsv", sep="\t")
+    assert set(merged["truth"]) == {"planted"} and set(merged["method"]) == set(METHODS)
+    summary = read_summary(real_like_run / "analysis" / "summary.json")
+    assert summary.recommended_method == result.recommended
+    page = report(real_like_run, progress=False).index.read_text()
+    section = page[page.index('id="benchmark"'):page.index('id="training"')]
+    assert "atrophy planted into the run" in section
+    assert "Recommended:" in section and result.recommended in section
 
 
 def test_a_model_that_does_not_respond_ranks_nothing(real_like_run):
