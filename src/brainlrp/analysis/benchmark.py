@@ -163,15 +163,15 @@ def with_planted(own: pd.DataFrame, planted: pd.DataFrame | None) -> pd.DataFram
 
     Rows scored on the cohort's simulated truth come first; the planted rows (ranked and
     with the recommendation the benchmark chose on its validation plants) follow; rows of
-    the run without any truth are kept only when there is nothing else. Without planted
-    rows the table is returned as it is.
+    the run without any truth are kept only when there is nothing else. Each truth marks
+    its own recommendation; the run's (``summary.json``) is the simulated truth's when the
+    cohort has one (:func:`recommended_of` reads the first). Without planted rows the
+    table is returned as it is.
     """
     if planted is None or planted.empty:
         return own
     planted = planted.assign(truth="planted")
     scored = own[own["truth"] == "simulated"] if "truth" in own else own.iloc[:0]
-    if not scored.empty:
-        planted = planted.assign(recommended=False)
     frames = [f for f in (scored, planted) if not f.empty]
     if not frames:
         return own
