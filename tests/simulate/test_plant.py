@@ -74,6 +74,24 @@ def test_planting_darkens_only_near_the_disease(scan):
     assert not planted.tissue_loss[far].any()
 
 
+def test_planted_scan_keeps_the_original_range(scan):
+    """Min-max scaling (the default preprocessing) must scale the planted scan exactly as
+    its original, or the whole brain differs from its twin."""
+    from brainlrp.data.preprocess import Preprocessing, preprocess_image
+
+    planted = plant_atrophy(scan, GRID, HIPPOCAMPI)
+    assert planted.image.min() == scan.min() and planted.image.max() == scan.max()
+    import nibabel as nib
+
+    prep = Preprocessing(grid=GRID)
+    x = preprocess_image(nib.Nifti1Image(scan, GRID.affine_array), prep)
+    y = preprocess_image(nib.Nifti1Image(planted.image, GRID.affine_array), prep)
+    far = ndi.distance_transform_edt(planted.tissue_loss <= 0.05) * TEST_RESOLUTION > 30
+    inside = far & (x > 0.05)
+    assert inside.any()
+    np.testing.assert_allclose(y[inside], x[inside], atol=1e-6)
+
+
 def test_no_loss_leaves_the_scan_alone(scan):
     planted = plant_atrophy(scan, GRID, {})
     np.testing.assert_array_equal(planted.image, scan)

@@ -20,7 +20,11 @@ The original scan is then the exact healthy twin of the planted one: the same
 person, scanner and noise, differing only by the planted disease. The planted voxels
 are re-sampled with cubic B-splines, which keep the scan's noise texture where the
 flow moves tissue (trilinear sampling would smooth it and leave a trace a model-free
-difference map could find).
+difference map could find), clipped to the original's value range with its minimum
+and maximum kept, so that min-max scaling (the default preprocessing) scales the planted
+scan exactly as its original. Without that, the splines' undershoot at the brain's edge
+(down to -0.11 on a [0, 1] scan) shifted the whole planted brain by a tenth of the range
+after scaling and drowned the planted disease.
 """
 
 from __future__ import annotations
@@ -205,13 +209,19 @@ def plant_atrophy(image: np.ndarray, grid: Grid, losses: dict[str, float],
     tissue_a = sample(tissue_b, at) * (1 - new_csf) * (1 - rarefied) * inside
     labels_a = sample(a.labels, at + a.label_dither[(slice(None),) + points], order=0)
 
+    # Cubic resampling over- and undershoots at sharp edges: keep every value inside the
+    # original's range, so a scan scaled by its minimum and maximum (min-max) is scaled
+    # exactly as its original, and keep the original's extremes where they were.
+    lo, hi = float(image.min()), float(image.max())
     crop = img.copy()
-    crop[points] = planted
+    crop[points] = np.clip(planted, lo, hi)
     tissue = tissue_b.copy()
     tissue[points] = tissue_a
     labels = labels_b.copy()
     labels[points] = np.where(inside, labels_a, 0)
     out[a.box] = crop
+    for extreme, value in ((np.argmax(image), hi), (np.argmin(image), lo)):
+        out.flat[extreme] = value
     loss_map = a.paste(np.clip(tissue_b - tissue, 0.0, 1.0).astype(np.float32))
     return PlantedScan(image=out, tissue_loss=loss_map, labels_before=full_labels_b,
                        labels_after=a.paste(labels.astype(np.int32)), losses=dict(losses),
