@@ -339,7 +339,8 @@ def _update_analysis(rd: RunDir) -> None:
     if "truth" not in own:  # written before the column existed
         scored = own[["mass_accuracy", "auc_abs", "spearman_restoration"]].notna().any(axis=1)
         own["truth"] = np.where(scored, "simulated", "none")
-    own = own[own["truth"] != "planted"][list(BENCHMARK_COLUMNS)]
+    # A table written by an older brainlrp may lack newer columns: they are unmeasured.
+    own = own[own["truth"] != "planted"].reindex(columns=list(BENCHMARK_COLUMNS))
     merged = with_planted(own, read_planted(rd.root))
     recommended = recommend(own) or recommended_of(merged)
     write_table(table_path, merged)

@@ -175,7 +175,7 @@ def with_planted(own: pd.DataFrame, planted: pd.DataFrame | None) -> pd.DataFram
     frames = [f for f in (scored, planted) if not f.empty]
     if not frames:
         return own
-    return pd.concat(frames, ignore_index=True)[list(BENCHMARK_COLUMNS)]
+    return pd.concat(frames, ignore_index=True).reindex(columns=list(BENCHMARK_COLUMNS))
 
 
 def recommended_of(table: pd.DataFrame) -> str | None:
