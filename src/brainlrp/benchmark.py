@@ -295,7 +295,9 @@ def _planted_run(rd: RunDir, card, folder: Path, chosen: list[tuple[str, str]], 
     write_table(sub.predictions, table)
     write_json(sub.metrics, {"test": classification_metrics(table["label"], table["p_ad"]),
                              "planted": True})
-    pred = read_predictions_of(rd)
+    from brainlrp.analysis.inputs import read_predictions
+
+    pred = read_predictions(rd)
     original = pred.set_index("scan_id")["p_ad"]
     by_pid = dict(zip(table["participant_id"], table["p_ad"], strict=True))
     response = pd.DataFrame(truth)
@@ -346,12 +348,6 @@ def _update_analysis(rd: RunDir) -> None:
     write_table(table_path, merged)
     summary = read_summary(summary_path)
     dataclasses.replace(summary, recommended_method=recommended).write(summary_path)
-
-
-def read_predictions_of(rd: RunDir) -> pd.DataFrame:
-    from brainlrp.analysis.inputs import read_predictions
-
-    return read_predictions(rd)
 
 
 def _explain_and_analyse(sub: RunDir, methods: list[str], config: BenchmarkConfig,
