@@ -25,9 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-RESULTS = ROOT / "benchmarks" / "results" / "costs_under_load.json"
+from _results import ROOT, write_result
+
 BUSY = "while True: pass"
 
 
@@ -88,13 +87,10 @@ def main() -> None:
                 p.wait()
         rows.append(row)
         print(json.dumps(row), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"commit": commit, "run": str(args.run.resolve()),
-                                   "cpus": len(os.sched_getaffinity(0)),
-                                   "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    written = write_result("costs_under_load", {"run": str(args.run.resolve()),
+                                                "cpus": len(os.sched_getaffinity(0)),
+                                                "repeats": args.repeats, "rows": rows})
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

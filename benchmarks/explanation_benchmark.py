@@ -24,6 +24,10 @@ on real data can), the twin **scanned again** (same person and scanner, fresh no
 a perfectly registered healthy baseline scan, the best a real reference could be),
 that re-scan misregistered by a smooth displacement of 1 and 2 mm RMS, and the
 recommended ``knn-restore``; each with its ``-restore`` form.
+
+Every table, with the commit, the run's seed and cohort and the script's settings, is
+written to ``benchmarks/results/NAME.json`` and ``NAME.md`` (``--name``, default
+``explanation_benchmark``; ``--references-only`` writes ``NAME_references``).
 """
 
 from __future__ import annotations
@@ -175,12 +179,35 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     return (pd.DataFrame(rows).groupby("reference", sort=False).mean().reset_index())
 
 
-def print_reference_tables(run: Path) -> None:
-    """The references against the healthy twin, then the ceiling table."""
+def reference_tables(run: Path) -> dict[str, pd.DataFrame]:
+    """The references against the healthy twin, then the ceiling table (printed)."""
+    tables = {"references": reference_quality(run)}
     print("references against the healthy twin:")
-    print(markdown(reference_quality(run)))
+    print(markdown(tables["references"]))
+    tables["ceiling"] = reference_ceiling(run)
     print("\nceiling: lrp-ref from references of known quality (AD test scans):")
-    print(markdown(reference_ceiling(run)))
+    print(markdown(tables["ceiling"]))
+    return tables
+
+
+def save(name: str, run: Path, args: argparse.Namespace, tables: dict[str, pd.DataFrame],
+         extra: dict | None = None) -> None:
+    """``benchmarks/results/NAME.json`` (every table, the run's seed and cohort, the
+    script's settings, the commit) and ``NAME.md`` (the tables as printed)."""
+    import json
+
+    from _results import write_result
+
+    record = json.loads((run / "run.json").read_text())
+    train = (record.get("stages", {}).get("train") or {}).get("config") or {}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    text = "\n\n".join(f"### {title}\n\n{markdown(frame)}" for title, frame in tables.items())
+    path = write_result(name, {"run": str(run.resolve()), "seed": train.get("seed"),
+                               "cohort": record.get("cohort"), "train": train,
+                               "settings": settings, **(extra or {}),
+                               "tables": {k: json.loads(f.to_json(orient="records"))
+                                          for k, f in tables.items()}}, text)
+    print(f"\nwrote {path} and {path.with_suffix('.md')}")
 
 
 def main() -> None:
@@ -197,9 +224,11 @@ def main() -> None:
                         help="Explain the controls too (slower; the scores use AD scans).")
     parser.add_argument("--references-only", action="store_true",
                         help="Only the reference tables (on a run the benchmark analysed).")
+    parser.add_argument("--name", default="explanation_benchmark",
+                        help="Results go to benchmarks/results/NAME.json and NAME.md.")
     args = parser.parse_args()
     if args.references_only:
-        print_reference_tables(args.run)
+        save(args.name + "_references", args.run, args, reference_tables(args.run))
         return
     methods = [m for m in args.methods.split(",") if m]
     tick = time.perf_counter()
@@ -222,12 +251,20 @@ def main() -> None:
           f"({', '.join(f'{k} {v:.0f} s' for k, v in result.timings.items() if v > 5)})")
     print(markdown(bench[cols]))
     twins = pd.read_csv(args.run / "analysis" / "twins.tsv", sep="\t")
-    print(f"\ntwins: p(AD) patient {twins['p_ad'].mean():.3f} -> twin "
-          f"{twins['p_ad_twin'].mean():.3f} (n = {len(twins)}); evidence |patient - twin| "
-          f"AUC {twins['evidence_auc'].mean():.3f}, mass {twins['evidence_mass'].mean():.3f} "
-          f"(chance {twins['atrophied_fraction'].mean():.3f})")
+    evidence = {"n": len(twins), "p_ad": twins["p_ad"].mean(),
+                "p_ad_twin": twins["p_ad_twin"].mean(),
+                "evidence_auc": twins["evidence_auc"].mean(),
+                "evidence_mass": twins["evidence_mass"].mean(),
+                "chance_mass": twins["atrophied_fraction"].mean()}
+    print(f"\ntwins: p(AD) patient {evidence['p_ad']:.3f} -> twin "
+          f"{evidence['p_ad_twin']:.3f} (n = {len(twins)}); evidence |patient - twin| "
+          f"AUC {evidence['evidence_auc']:.3f}, mass {evidence['evidence_mass']:.3f} "
+          f"(chance {evidence['chance_mass']:.3f})")
     print()
-    print_reference_tables(args.run)
+    tables = {"methods": bench[cols], **reference_tables(args.run)}
+    save(args.name, args.run, args, tables,
+         {"seconds": {"explain": round(explained, 1), "analyze": round(result.seconds, 1)},
+          "twins": {k: float(round(v, 4)) for k, v in evidence.items()}})
 
 
 if __name__ == "__main__":

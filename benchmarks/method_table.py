@@ -15,19 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                         capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+from _results import write_result
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -68,11 +59,9 @@ def main() -> None:
                      f"{_fmt(row['auc_abs'])} | {_fmt(row['spearman_restoration'])} | "
                      + (f"{_fmt(row['unused_change_share'])} | " if unused else "")
                      + f"{_fmt(row['sanity_top_layer'])} | {_fmt(row['cost_ratio'], 1)}x |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     run = json.loads((args.run / "run.json").read_text())
     metrics = json.loads((args.run / "metrics.json").read_text())
-    record = {"commit": _commit(), "run": str(args.run), "truth": args.truth,
+    record = {"run": str(args.run), "truth": args.truth,
               "cohort": run.get("cohort"), "train": run.get("stages", {}).get("train", {})
               .get("config"), "test_metrics": metrics.get("test"),
               "chance_mass_accuracy": float(table["chance_mass_accuracy"].dropna().iloc[0])
@@ -83,7 +72,7 @@ def main() -> None:
         t = pd.read_csv(twins, sep="\t")
         record["twins"] = {"n": len(t), "p_ad_mean": round(float(t["p_ad"].mean()), 3),
                            "p_ad_twin_mean": round(float(t["p_ad_twin"].mean()), 3)}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_result(args.name, record, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -46,18 +46,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from _results import write_result
 from registration import MRICRON, known_transform, native_scan  # noqa: E402
 
 from brainlrp.data.grid import brain_mask  # noqa: E402
 from brainlrp.data.preprocess import PreprocessCache, default_cache_dir  # noqa: E402
 from brainlrp.data.register import Registration, registration_dir  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "new_patient.json"
 
 
 def routes(scans: Path) -> dict[str, tuple[Path, list[str]]]:
@@ -107,11 +101,6 @@ def skull_effect(grid, registered: dict[str, Path]) -> dict[str, dict[str, float
             brain = mask & (off > 0.05)
             out[name][route] = round(float(np.median(on[brain]) / np.median(off[brain])), 4)
     return out
-
-
-def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -184,7 +173,7 @@ def main() -> None:
         print(f"  ch2 / ch2bet brain median, {k}: MNI files {v['mni']:.3f}, registered "
               f"{v['registered']:.3f}")
     p = [rows[r]["p_ad"] for r in ("ch2 --register", "ch2bet --resample", "ch2bet --register")]
-    result = {"commit": git_commit(), "run": str(args.run.resolve()),
+    result = {"run": str(args.run.resolve()),
               "grid": grid.describe(), "load_average_before": [round(v, 2) for v in
                                                                load_before],
               "load_average_after": [round(v, 2) for v in os.getloadavg()],
@@ -193,9 +182,7 @@ def main() -> None:
               "skull_on_over_off_brain_median": skull,
               "p_ad_spread_ch2_register_ch2bet_resample_ch2bet_register": round(
                   max(p) - min(p), 4)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_result('new_patient', result)}")
 
 
 if __name__ == "__main__":

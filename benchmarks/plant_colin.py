@@ -18,23 +18,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from _results import ROOT, write_result
+
 COLIN = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
-RESULTS = ROOT / "benchmarks" / "results" / "plant_colin.json"
 FIGURE = ROOT / "docs" / "planted_colin.png"
 
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                         capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def model_input(run: Path, out: Path) -> Path:
@@ -140,15 +133,14 @@ def main() -> None:
            f"({subtype}, severity {severity:.2f}). p(AD): original {base:.3f}, planted "
            f"{draws[0]['p_ad_planted']:.3f}")
     rises = [d["p_ad_planted"] - base for d in draws]
-    result = {"commit": _commit(), "run": str(args.run), "disease_model": disease.name,
+    result = {"run": str(args.run), "disease_model": disease.name,
               "segmentation_means_csf_gm_wm": [round(m, 4) for m in seg.means],
               "p_ad_original": round(base, 4), "draws": draws,
               "mean_rise": round(float(np.mean(rises)), 4),
               "min_rise": round(float(np.min(rises)), 4), "figure": str(FIGURE.relative_to(ROOT))}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    written = write_result("plant_colin", result)
     print(f"p(AD) original {base:.3f}; planted mean rise {result['mean_rise']:.3f} "
-          f"(min {result['min_rise']:.3f}); wrote {RESULTS} and {FIGURE}")
+          f"(min {result['min_rise']:.3f}); wrote {written} and {FIGURE}")
 
 
 if __name__ == "__main__":

@@ -21,20 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-RESULTS = ROOT / "benchmarks" / "results"
+from _results import write_result
+
 SCORES = ("mass_accuracy", "auc_abs", "spearman_restoration")
 
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                         capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -67,7 +60,7 @@ def main() -> None:
         table[f"{c}_planted"] = b[c]
     table = table.sort_values("rank_simulated")
     bench = json.loads((args.run / "benchmark" / "benchmark.json").read_text())
-    result = {"commit": _commit(), "run": str(args.run), "n_methods": len(common),
+    result = {"run": str(args.run), "n_methods": len(common),
               "methods": common, "rank_spearman": round(rho, 4),
               "measure_spearman": {k: round(v, 4) for k, v in per_measure.items()},
               "planted": {k: bench.get(k) for k in ("disease_model", "n", "seed",
@@ -76,8 +69,6 @@ def main() -> None:
               "recommended_simulated": (own.loc[own["recommended"].astype(bool), "method"]
                                         .tolist() or [None])[0],
               "table": table.round(4).reset_index().to_dict(orient="records")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "planting_honesty.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["| method | rank (simulated) | rank (planted) | mass sim / planted | "
              "abs-AUC sim / planted | rho restoration sim / planted |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -85,7 +76,7 @@ def main() -> None:
         lines.append(f"| `{method}` | {row['rank_simulated']:g} | {row['rank_planted']:g} | "
                      + " | ".join(f"{row[f'{c}_simulated']:.2f} / {row[f'{c}_planted']:.2f}"
                                   for c in SCORES) + " |")
-    (RESULTS / "planting_honesty.md").write_text("\n".join(lines) + "\n")
+    write_result("planting_honesty", result, "\n".join(lines))
     print("\n".join(lines))
     print(f"rank correlation over {len(common)} methods: {rho:.3f}; per measure "
           + ", ".join(f"{k} {v:.3f}" for k, v in per_measure.items()))

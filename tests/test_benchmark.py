@@ -93,8 +93,16 @@ def test_benchmark_fills_a_run_without_ground_truth(real_like_run):
 
 
 def test_a_model_that_does_not_respond_ranks_nothing(real_like_run):
-    result = benchmark(real_like_run, BenchmarkConfig(n=2, methods=METHODS, min_response=2.0),
-                       progress=False, say=lambda _: None)
+    config = BenchmarkConfig(n=2, methods=METHODS, min_response=2.0)
+    benchmark(real_like_run, config, progress=False, say=lambda _: None)
+    heatmaps = sorted((real_like_run / "benchmark").rglob("heatmaps/**/*.nii*"))
+    assert heatmaps
+    before = [p.stat().st_mtime_ns for p in heatmaps]
+    lines: list[str] = []
+    result = benchmark(real_like_run, config, progress=False, say=lines.append)
+    # The same plants again: nothing planted or explained a second time.
+    assert sum("reusing" in line for line in lines) == 2
+    assert [p.stat().st_mtime_ns for p in heatmaps] == before
     assert result.recommended is None
     assert result.table["rank"].isna().all()
     assert any("cannot judge" in n for n in result.notices)

@@ -186,10 +186,14 @@ def benchmark(run: str | os.PathLike, config: BenchmarkConfig | None = None, *,
         if not chosen:
             notices.append(f"the run has no {split} control to plant into")
             continue
-        say(f"{split}: planting {model_spec.name!r} atrophy into {len(chosen)} held-out "
-            f"controls")
         folder = rd.root / FOLDER / split
-        sub, response = _planted_run(rd, card, folder, chosen, model_spec, config, split)
+        if _planted_before(folder):
+            say(f"{split}: reusing the {len(chosen)} planted controls of the last call "
+                "(same disease model, seed, controls and model)")
+        else:
+            say(f"{split}: planting {model_spec.name!r} atrophy into {len(chosen)} held-out "
+                f"controls")
+        sub, response = _planted_run_of(rd, card, folder, chosen, model_spec, config, split)
         responses.append(response)
         say(f"{split}: p(AD) {response['p_ad_original'].mean():.3f} -> "
             f"{response['p_ad_planted'].mean():.3f} (mean over {len(response)} scans)")
@@ -228,6 +232,29 @@ def benchmark(run: str | os.PathLike, config: BenchmarkConfig | None = None, *,
     _update_analysis(rd)
     return BenchmarkResult(run=rd.root, table=table, recommended=recommended,
                            response=response, notices=notices, seconds=seconds)
+
+
+def _planted_run_of(rd: RunDir, card, folder: Path, chosen: list[tuple[str, str]],
+                    model_spec, config: BenchmarkConfig, split: str
+                    ) -> tuple[RunDir, pd.DataFrame]:
+    """The planted run of ``split``: the one a previous call finished with the same
+    settings (:func:`_start_afresh_unless` removed any other), else planted now.
+
+    Reusing it leaves its files untouched, so its explain and analyze are up to date and
+    a repeated ``brainlrp benchmark`` only does what is new (e.g. an added method).
+    """
+    if _planted_before(folder):
+        return RunDir(folder / "run"), pd.read_csv(
+            folder / "response.tsv", sep="\t", dtype={"participant_id": str,
+                                                      "planted_id": str})
+    sub, response = _planted_run(rd, card, folder, chosen, model_spec, config, split)
+    write_table(folder / "response.tsv", response)
+    return sub, response
+
+
+def _planted_before(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished planted run (its response is written last)."""
+    return (folder / "response.tsv").is_file() and RunDir(folder / "run").predictions.is_file()
 
 
 def _planted_run(rd: RunDir, card, folder: Path, chosen: list[tuple[str, str]], model_spec,
@@ -328,8 +355,7 @@ def _update_analysis(rd: RunDir) -> None:
     from brainlrp.analysis.benchmark import (
         BENCHMARK_COLUMNS,
         read_planted,
-        recommend,
-        recommended_of,
+        run_recommendation,
         with_planted,
     )
     from brainlrp.analysis.summary import read_summary
@@ -344,7 +370,7 @@ def _update_analysis(rd: RunDir) -> None:
     # A table written by an older brainlrp may lack newer columns: they are unmeasured.
     own = own[own["truth"] != "planted"].reindex(columns=list(BENCHMARK_COLUMNS))
     merged = with_planted(own, read_planted(rd.root))
-    recommended = recommend(own) or recommended_of(merged)
+    recommended = run_recommendation(merged)
     write_table(table_path, merged)
     summary = read_summary(summary_path)
     dataclasses.replace(summary, recommended_method=recommended).write(summary_path)

@@ -15,13 +15,15 @@ from brainlrp.analysis.stage import AnalysisConfig
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
-#: LRP at every beta of the paper, the paper's comparison (GB) and two gradient methods.
-#: The paper's betas and comparison, the recommended reference method and its upper
-#: bound against the healthy twin, and the two floors: the report opens with their
-#: benchmark (ig-ref and region occlusion are left to benchmarks/: 10-70 gradients each).
+#: The paper's betas and comparison (GB), the gradient, IG, SmoothGrad and VarGrad, the
+#: recommended reference method with the other references and its upper bound against
+#: the healthy twin, and the floors every method is ranked against (edges, noise, each
+#: reference's own difference from the scan): the report opens with their benchmark
+#: (ig-ref and region occlusion are left to benchmarks/: 10-70 gradients each).
 DEMO_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "gb", "gradient",
-                "ig", "lrp-epsilon-plus-flat", "lrp-ref@knn-restore", "lrp-ref@knn",
-                "lrp-ref@mean", "lrp-ref@twin", "edges", "noise")
+                "ig", "smoothgrad", "vargrad", "lrp-epsilon-plus-flat", "lrp-ref@knn-restore",
+                "lrp-ref@knn", "lrp-ref@mean", "lrp-ref@twin", "edges", "noise",
+                "diff@knn-restore", "diff@knn", "diff@mean")
 
 
 @dataclass(frozen=True)

@@ -164,9 +164,8 @@ def with_planted(own: pd.DataFrame, planted: pd.DataFrame | None) -> pd.DataFram
     Rows scored on the cohort's simulated truth come first; the planted rows (ranked and
     with the recommendation the benchmark chose on its validation plants) follow; rows of
     the run without any truth are kept only when there is nothing else. Each truth marks
-    its own recommendation; the run's (``summary.json``) is the simulated truth's when the
-    cohort has one (:func:`recommended_of` reads the first). Without planted rows the
-    table is returned as it is.
+    its own recommendation; the run's (``summary.json``) is :func:`run_recommendation`'s.
+    Without planted rows the table is returned as it is.
     """
     if planted is None or planted.empty:
         return own
@@ -179,11 +178,29 @@ def with_planted(own: pd.DataFrame, planted: pd.DataFrame | None) -> pd.DataFram
 
 
 def recommended_of(table: pd.DataFrame) -> str | None:
-    """The method marked recommended in a benchmark table (simulated truth first)."""
+    """The method marked recommended in a benchmark table (the first marked row)."""
     if "recommended" not in table or table.empty:
         return None
     marked = table[table["recommended"].astype(bool)]
     return str(marked["method"].iloc[0]) if len(marked) else None
+
+
+#: Whose recommendation a run takes when its table holds several truths: the planted
+#: truth's is chosen on validation plants and scored on the test plants (no peeking); the
+#: simulated truth's is chosen on the same test patients it is scored on.
+RECOMMENDATION_ORDER = ("planted", "simulated")
+
+
+def run_recommendation(table: pd.DataFrame) -> str | None:
+    """The run's recommended method (``summary.json``): the first truth of
+    :data:`RECOMMENDATION_ORDER` in ``table`` that recommends one, else ``None``."""
+    if "truth" not in table:
+        return recommended_of(table)
+    for truth in RECOMMENDATION_ORDER:
+        pick = recommended_of(table[table["truth"] == truth])
+        if pick is not None:
+            return pick
+    return None
 
 
 def recommend(table: pd.DataFrame) -> str | None:

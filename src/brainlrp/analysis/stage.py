@@ -45,8 +45,7 @@ from brainlrp.analysis import inputs, metrics
 from brainlrp.analysis.benchmark import (
     method_benchmark,
     read_planted,
-    recommend,
-    recommended_of,
+    run_recommendation,
     with_planted,
 )
 from brainlrp.analysis.beta_overlap import beta_overlap
@@ -332,9 +331,9 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         timings["costs"] = time.perf_counter() - tick
     own = method_benchmark(summaries, costs.seconds if costs is not None else None)
     # Planted-truth scores of `brainlrp benchmark` join the table (a real cohort's only
-    # ground truth); the recommendation rests on simulated truth when the cohort has it.
+    # ground truth); the run's recommendation is the one chosen without peeking.
     written["method_benchmark"] = with_planted(own, read_planted(rd.root))
-    recommended = recommend(own) or recommended_of(written["method_benchmark"])
+    recommended = run_recommendation(written["method_benchmark"])
     summary = AnalysisSummary(
         atlas=atlas.atlas_name, n_labels=atlas.n_labels, n_areas=atlas.n_areas,
         relevance=modes, top_k=config.top_k,

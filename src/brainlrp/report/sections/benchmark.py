@@ -74,9 +74,28 @@ def build(ctx: Context, sec: Section) -> None:
                      f"`brainlrp benchmark {ctx.data.rd.root}` to plant known atrophy into "
                      "the run's held-out controls and rank the methods on it."))
         return
+    sec.add(paragraph(basis_text(bench, best, str(ctx.data.rd.root))))
     for truth in truths:
         rows = bench[bench["truth"] == truth].reset_index(drop=True)
         _benchmark_table(ctx, sec, rows, truth, best, several=len(truths) > 1)
+
+
+def basis_text(bench: pd.DataFrame, best: str | None, run: str) -> Safe:
+    """What the run's recommendation rests on: planted truth chosen on validation,
+    simulated truth chosen on the test patients it is scored on, or nothing."""
+    picked = bench[bench["recommended"].astype(bool)] if "recommended" in bench else bench[:0]
+    truth = picked.loc[picked["method"] == best, "truth"]
+    rests = str(truth.iloc[0]) if best is not None and len(truth) else None
+    if rests == "planted":
+        return fmt("The recommendation, {}, rests on planted truth: chosen on the planted "
+                   "validation controls, scored on the planted test controls; no test scan "
+                   "took part in the choice.", method_html(best))
+    if rests == "simulated":
+        return fmt("The recommendation, {}, rests on the simulated patients' truth. Their "
+                   "truth is known only for the test scans, so it is chosen on the same "
+                   "scans it is scored on; `brainlrp benchmark {}` chooses on planted "
+                   "validation controls instead.", method_html(best), run)
+    return fmt("No method is recommended: no ground truth ranks the methods of this run.")
 
 
 def _benchmark_table(ctx: Context, sec: Section, bench: pd.DataFrame, truth: str,
