@@ -7,9 +7,11 @@ explains the test scans with the demo's methods, analyses them against the simul
 truth and writes ``benchmarks/results/pattern_<name>.md`` and ``.json`` (through
 ``benchmarks/method_table.py``).
 
-The recommendation under test is fixed before these cohorts exist: the catalog default
-(chosen on the default cohort's planted validation controls). The tables show whether it
-still beats ``edges``, ``noise`` and its own reference's difference on another pattern.
+The recommendations under test are fixed before these cohorts exist: the catalog default
+(``lrp-ref@knn-restore``) and the method the default cohort's planted validation controls
+chose (``lrp-ref@pca-restore``, explained here besides the demo's methods). The tables
+show whether they still beat ``edges``, ``noise`` and their own reference's difference
+on another pattern.
 
 Usage::
 
@@ -31,6 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 #: Patterns whose disease is on one side: trained without flips.
 ONE_SIDED = ("right-temporal",)
+#: Explained besides the demo's methods.
+EXTRA_METHODS = ("lrp-ref@pca-restore", "diff@pca-restore")
 
 
 def run_pattern(out: Path, name: str, seed: int) -> Path:
@@ -55,9 +59,11 @@ def run_pattern(out: Path, name: str, seed: int) -> Path:
         metrics = train(cohort, run.root, config, progress=False).metrics["test"]
         print(f"{name}: trained, test balanced accuracy {metrics['balanced_accuracy']:.3f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
-    options = {"ig": {"steps": s.ig_steps}, "ig-ref": {"steps": s.ig_steps}}
-    explained = explain_run(run.root, methods=s.methods, split="test", batch_size=4,
-                            progress=False, method_options=options)
+    # The demo's methods, and the reference the default cohort's planted validation
+    # controls chose (lrp-ref@pca-restore) with its own difference floor.
+    methods = (*s.methods, *EXTRA_METHODS)
+    explained = explain_run(run.root, methods=methods, split="test", batch_size=4,
+                            progress=False, method_options=s.method_options())
     print(f"{name}: explained ({time.perf_counter() - started:.0f} s)", flush=True)
     analyze(run.root, methods=list(explained.methods), progress=False,
             faithfulness_subjects=s.faithfulness_subjects)

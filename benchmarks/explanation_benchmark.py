@@ -65,6 +65,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def reference_quality(run: Path, n_scans: int = 8) -> pd.DataFrame:
     """Mean |reference - twin| and the difference map's AUC per reference kind."""
+    import brainlrp.simulate.references  # noqa: F401  (registers twin, rescan)
     from brainlrp.analysis import metrics
     from brainlrp.analysis.groundtruth import TruthMasks
     from brainlrp.card import read_card
@@ -125,6 +126,7 @@ def reference_ceiling(run: Path, n_scans: int | None = None, shifts_mm=(1.0, 2.0
     ``n_scans`` of them)."""
     import torch
 
+    import brainlrp.simulate.references  # noqa: F401  (registers twin, rescan)
     from brainlrp.analysis import metrics
     from brainlrp.analysis.groundtruth import TruthMasks
     from brainlrp.analysis.regions import AtlasRegions

@@ -106,3 +106,53 @@ def test_no_method_name_tests_outside_the_catalog():
                 if any(op in line for op in ("==", "!=", " in ", "startswith", "get(", "[\"")):
                     offenders.append(f"{path.relative_to(SRC)}:{lineno}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+#: Marks a line whose string is a library's vocabulary that happens to equal a name of
+#: the catalog (e.g. Captum's noise-tunnel types).
+NOT_A_METHOD = "not method names"
+
+
+def _typed_names(path: pathlib.Path, kinds: set[str]) -> list[int]:
+    """Lines of ``path`` with a method name in any string (docstrings and ``__all__``
+    aside), or a reference kind compared with or listed beside another (``mean`` alone
+    is also a statistic)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+            for n in ast.walk(node.value)}
+    skip |= {id(node.body[0].value) for node in ast.walk(tree)
+             if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef,
+                                  ast.AsyncFunctionDef))
+             and node.body and isinstance(node.body[0], ast.Expr)
+             and isinstance(node.body[0].value, ast.Constant)}
+
+    def strings(nodes):
+        return [n for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                and id(n) not in skip]
+
+    lines = [n.lineno for n in strings(ast.walk(tree))
+             if catalog.find(n.value) is not None
+             or n.value.endswith(catalog.REFERENCE_SEPARATOR)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            lines += [n.lineno for n in strings([node.left, *node.comparators])
+                      if n.value in kinds]
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            listed = [n for n in strings(node.elts) if n.value in kinds]
+            lines += [n.lineno for n in listed] if len(listed) > 1 else []
+    return sorted(set(lines))
+
+
+def test_no_method_name_or_reference_kind_is_typed_outside_the_catalog():
+    """Every method name, named method list and reference kind is read from the catalog."""
+    kinds = set(catalog.REFERENCE_LABELS)
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "catalog.py":
+            continue
+        lines = path.read_text().splitlines()
+        offenders += [f"{path.relative_to(SRC)}:{n}: {lines[n - 1].strip()}"
+                      for n in _typed_names(path, kinds) if NOT_A_METHOD not in lines[n - 1]]
+    assert not offenders, "\n".join(offenders)

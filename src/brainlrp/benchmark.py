@@ -24,8 +24,8 @@ makes it known on the run's own data:
 
 Whether the model responds to the planted disease decides whether the scores mean
 anything: ``benchmark/response.tsv`` holds p(AD) of every planted scan and its original;
-where the mean rise is below :data:`MIN_RESPONSE` the benchmark says it cannot judge on
-this cohort and ranks nothing.
+where the mean rise is below :data:`brainlrp.configs.MIN_RESPONSE` the benchmark says it
+cannot judge on this cohort and ranks nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,54 +40,16 @@ import numpy as np
 import pandas as pd
 
 from brainlrp._io import read_json, write_json, write_table
+from brainlrp.configs import BenchmarkConfig
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
 
 #: The folder of a run that holds the benchmark.
 FOLDER = "benchmark"
-#: Methods benchmarked by default: the paper's betas and comparison, the gradient
-#: methods with SmoothGrad and its relatives, the recommended reference method with the
-#: other references and the twin's upper bound, and the floors: edges, noise and each
-#: reference's own difference from the scan.
-BENCHMARK_METHODS = ("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient", "ig", "smoothgrad",
-                     "smoothgrad-sq", "vargrad", "lrp-epsilon-plus-flat",
-                     "lrp-ref@knn-restore", "lrp-ref@knn", "lrp-ref@mean",
-                     "lrp-ref@pca-restore", "lrp-ref@twin", "edges", "noise",
-                     "diff@knn-restore", "diff@knn", "diff@mean", "diff@pca-restore")
-#: The model must raise p(AD) by this much on average for the planted scans to judge by.
-MIN_RESPONSE = 0.1
 #: Columns of ``benchmark/response.tsv``.
 RESPONSE_COLUMNS = ("split", "participant_id", "planted_id", "subtype", "severity",
                     "p_ad_original", "p_ad_planted", "rise", "atrophied_fraction")
 PLANTED_SUFFIX = "planted"
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """The options of :func:`benchmark`.
-
-    Attributes
-    ----------
-    disease_model : str or path-like
-        A shipped disease model's name or a JSON file (docs/simulation.md).
-    n : int
-        Most controls planted per split (validation, test).
-    seed : int
-        Which controls are chosen and which patients are drawn.
-    methods : sequence of str, optional
-        Methods benchmarked (default :data:`BENCHMARK_METHODS`).
-    batch_size : int
-    min_response : float
-        Mean rise of p(AD) from the originals to the planted scans below which nothing
-        is ranked (:data:`MIN_RESPONSE`).
-    """
-
-    disease_model: str | os.PathLike = "default"
-    n: int = 20
-    seed: int = 0
-    methods: Sequence[str] | None = None
-    batch_size: int = 4
-    min_response: float = MIN_RESPONSE
 
 
 @dataclass
@@ -173,7 +134,7 @@ def benchmark(run: str | os.PathLike, config: BenchmarkConfig | None = None, *,
     if config.n < 1:
         raise BrainLRPError(f"--n must be at least 1, got {config.n}", "e.g. --n 20")
     model_spec = load_disease_model(config.disease_model)
-    methods = catalog.parse(list(config.methods or BENCHMARK_METHODS))
+    methods = catalog.parse(list(config.methods or catalog.method_set("benchmark")))
     card = read_card(rd.root)
     controls = held_out_controls(rd, config.n, config.seed)
     settings = {"disease_model": model_spec.to_json(), "n": config.n, "seed": config.seed,
@@ -418,7 +379,7 @@ def _write_planted(cohort: Path, pid: str, planted, original: np.ndarray, grid,
 
 
 def _atrophied_fraction(loss: np.ndarray, grid) -> float:
-    from brainlrp.analysis.groundtruth import DEFAULT_THRESHOLD
+    from brainlrp.configs import DEFAULT_THRESHOLD
     from brainlrp.data.grid import brain_mask
 
     brain = brain_mask(grid)
@@ -446,5 +407,5 @@ def read_benchmark(run: str | os.PathLike) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
-__all__ = ["BENCHMARK_METHODS", "BenchmarkConfig", "BenchmarkResult", "benchmark",
+__all__ = ["BenchmarkConfig", "BenchmarkResult", "benchmark",
            "held_out_controls", "read_benchmark"]

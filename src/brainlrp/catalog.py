@@ -76,8 +76,11 @@ class MethodInfo:
         One line for help texts.
     composite : str or None
         The LRP engine's composite (LRP family only).
-    params : tuple of (str, float)
+    params : tuple of (str, value)
         Fixed parameters passed to the composite or runner, e.g. ``(("beta", 0.5),)``.
+    runner : str or None
+        Outside the LRP family: the function of :mod:`brainlrp.explain.baselines` that
+        computes the map (called with ``params``); ``None`` for LRP (``composite``).
     paper_beta : float or None
         The beta of the paper's beta rule (``lrp-b<beta>`` only): these methods are
         compared with each other (beta overlap) and with the paper's numbers.
@@ -108,13 +111,14 @@ class MethodInfo:
     relevance: str
     description: str = ""
     composite: str | None = None
-    params: tuple[tuple[str, float], ...] = ()
+    params: tuple[tuple[str, float | str], ...] = ()
     paper_beta: float | None = None
     paper_comparison: bool = False
     order: int = 100
     needs_reference: bool = False
     reference: str | None = None
     explains: str = "probability"
+    runner: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -133,7 +137,7 @@ class MethodInfo:
     @property
     def base_name(self) -> str:
         """The name without its ``@<reference>`` part (the runner's key)."""
-        return self.name.split("@", 1)[0]
+        return base_name(self.name)
 
     @property
     def needs_twin(self) -> bool:
@@ -155,7 +159,7 @@ class MethodInfo:
 @dataclass(frozen=True)
 class _Family:
     pattern: re.Pattern[str]
-    factory: Callable[[re.Match[str]], MethodInfo]
+    factory: Callable[[re.Match[str]], MethodInfo | None]
     example: str
 
 
@@ -172,9 +176,10 @@ def register(info: MethodInfo, listed: bool = True) -> MethodInfo:
     return info
 
 
-def register_family(pattern: str, factory: Callable[[re.Match[str]], MethodInfo],
+def register_family(pattern: str, factory: Callable[[re.Match[str]], MethodInfo | None],
                     example: str) -> None:
-    """Add parametrised names: ``factory(match)`` describes the method for a full match."""
+    """Add parametrised names: ``factory(match)`` describes the method for a full match
+    (or returns ``None`` when the match names no method)."""
     _FAMILIES.append(_Family(re.compile(pattern), factory, example))
 
 
@@ -195,8 +200,9 @@ def find(name: str) -> MethodInfo | None:
         return _METHODS[name]
     for family in _FAMILIES:
         match = family.pattern.fullmatch(name)
-        if match:
-            return family.factory(match)
+        info = family.factory(match) if match else None
+        if info is not None:
+            return info
     return None
 
 
@@ -220,6 +226,26 @@ def describe(name: str) -> MethodInfo:
     """The entry of ``name``; an ``"other"`` entry (positive relevance) for unknown names."""
     return find(name) or MethodInfo(name, "other", label=str(name), quantity="attribution",
                                     relevance="positive", order=1000)
+
+
+#: Joins a reference method and its reference in a method name (``lrp-ref@knn``).
+REFERENCE_SEPARATOR = "@"
+
+
+def base_name(name: str) -> str:
+    """``name`` without its reference (``ig-ref@knn`` -> ``ig-ref``; others unchanged)."""
+    return str(name).split(REFERENCE_SEPARATOR, 1)[0]
+
+
+def reference_of(name: str) -> str | None:
+    """The reference ``name`` names (``ig-ref@knn`` -> ``knn``), or ``None``."""
+    parts = str(name).split(REFERENCE_SEPARATOR, 1)
+    return parts[1] if len(parts) == 2 else None
+
+
+def with_reference(name: str, reference: str) -> str:
+    """The method ``name`` against ``reference`` (``ig-ref``, ``knn`` -> ``ig-ref@knn``)."""
+    return f"{base_name(name)}{REFERENCE_SEPARATOR}{reference}"
 
 
 def parse(value: str | Iterable[str] | None) -> list[str]:
@@ -303,6 +329,54 @@ def choose_main_and_comparison(methods: Sequence[str], recommended: str | None =
     return main, (non_lrp or others or [None])[0]
 
 
+#: Named method lists other modules run (every method name lives in this module):
+#:
+#: * ``demo``: the paper's betas and comparison (GB), the gradient, IG, SmoothGrad and
+#:   VarGrad, the recommended reference method with the other references and its upper
+#:   bound against the healthy twin, and the floors every method is ranked against
+#:   (edges, noise, each reference's own difference from the scan); ig-ref and region
+#:   occlusion are left to benchmarks/ (10-70 gradients each);
+#: * ``quick-demo``: ``brainlrp demo --quick``'s smaller set;
+#: * ``benchmark``: ``brainlrp benchmark``'s default: the paper's betas and comparison,
+#:   the gradient methods with SmoothGrad and its relatives, the recommended reference
+#:   method with the other references and the twin's upper bound, and the floors.
+METHOD_SETS = {
+    "demo": ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "gb", "gradient", "ig",
+             "smoothgrad", "vargrad", "lrp-epsilon-plus-flat", "lrp-ref@knn-restore",
+             "lrp-ref@knn", "lrp-ref@mean", "lrp-ref@twin", "edges", "noise",
+             "diff@knn-restore", "diff@knn", "diff@mean"),
+    "quick-demo": ("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient", "lrp-ref@knn-restore",
+                   "lrp-ref@twin", "edges", "noise"),
+    "benchmark": ("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient", "ig", "smoothgrad",
+                  "smoothgrad-sq", "vargrad", "lrp-epsilon-plus-flat", "lrp-ref@knn-restore",
+                  "lrp-ref@knn", "lrp-ref@mean", "lrp-ref@pca-restore", "lrp-ref@twin",
+                  "edges", "noise", "diff@knn-restore", "diff@knn", "diff@mean",
+                  "diff@pca-restore"),
+}
+#: The method whose cost is the unit of the benchmark's cost column (one input gradient).
+COST_UNIT = "gradient"
+#: The model-free floors by role: an edge map of the scan, noise, and a reference's
+#: difference from the scan (``diff@<reference>``).
+EDGES_FLOOR, NOISE_FLOOR, DIFFERENCE_FLOOR = "edges", "noise", "diff"
+
+
+def method_set(name: str) -> list[str]:
+    """A named method list of :data:`METHOD_SETS`."""
+    if name not in METHOD_SETS:
+        raise BrainLRPError(f"unknown method set {name!r}",
+                            f"use one of {', '.join(METHOD_SETS)}")
+    return list(METHOD_SETS[name])
+
+
+def own_difference(name: str) -> str | None:
+    """The model-free floor of a reference method: its reference minus the scan
+    (``lrp-ref@knn`` -> ``diff@knn``); ``None`` for a method without a reference."""
+    info = find(name)
+    if info is None or info.reference is None:
+        return None
+    return with_reference(DIFFERENCE_FLOOR, info.reference)
+
+
 #: What ``brainlrp explain`` computes without ``--methods``: the method benchmark's
 #: recommendation on the default simulated cohort (LRP against the scan with its lost
 #: signal restored from the mean of the 5 nearest training controls; see README) beside
@@ -363,26 +437,34 @@ register_family(rf"lrp-bn-merged-b{_NUMBER}", lambda m: _merged_beta(float(m.gro
                 "lrp-bn-merged-b<beta>")
 register(MethodInfo("gb", "gradient", label="Guided backprop", quantity="guided backprop",
                     relevance="absolute", description="guided backpropagation",
-                    paper_comparison=True, order=2))
+                    paper_comparison=True, order=2,
+                    runner="guided_backprop"))
 register(MethodInfo("gradient", "gradient", label="Gradient", quantity="gradient",
-                    relevance="absolute", description="gradient (saliency, signed)", order=3))
+                    relevance="absolute", description="gradient (saliency, signed)", order=3,
+                    runner="gradient"))
 register(MethodInfo("gxi", "attribution", label="Gradient × input", quantity="attribution",
-                    relevance="positive", description="gradient x input"))
+                    relevance="positive", description="gradient x input",
+                    runner="gradient_x_input"))
 register(MethodInfo("ig", "attribution", label="Integrated gradients", quantity="IG attribution",
-                    relevance="positive", description="integrated gradients", order=4))
+                    relevance="positive", description="integrated gradients", order=4,
+                    runner="integrated_gradients"))
 register(MethodInfo("smoothgrad", "gradient", label="SmoothGrad", quantity="SmoothGrad",
                     relevance="absolute", description="SmoothGrad: the gradient averaged "
                     "over 25 copies with Gaussian noise of 15 % of the scan's range",
-                    order=5))
+                    order=5,
+                    runner="smoothgrad", params=(("statistic", "mean"),)))
 register(MethodInfo("smoothgrad-sq", "gradient", label="SmoothGrad²",
                     quantity="SmoothGrad squared", relevance="positive",
                     description="SmoothGrad squared: the squared gradient averaged over the "
-                    "same noisy copies", order=5))
+                    "same noisy copies", order=5,
+                    runner="smoothgrad", params=(("statistic", "mean-square"),)))
 register(MethodInfo("vargrad", "gradient", label="VarGrad", quantity="VarGrad",
                     relevance="positive", description="VarGrad: the variance of the gradient "
-                    "over the same noisy copies", order=5))
+                    "over the same noisy copies", order=5,
+                    runner="smoothgrad", params=(("statistic", "variance"),)))
 register(MethodInfo("occlusion", "perturbation", label="Occlusion", quantity="occlusion",
-                    relevance="positive", description="3-D occlusion", order=6))
+                    relevance="positive", description="3-D occlusion", order=6,
+                    runner="occlusion"))
 
 # Against a reference image. Their signed evidence for AD relative to the reference
 # keeps its positive part, as LRP does: atrophy darkens tissue and brightens CSF,
@@ -394,11 +476,13 @@ register(MethodInfo("lrp-ref", "lrp", label="LRP (reference)", quantity="relevan
                     "rescale)", order=7))
 register(MethodInfo("ig-ref", "attribution", label="Integrated gradients (reference)",
                     quantity="IG attribution", relevance="positive", needs_reference=True,
-                    description="integrated gradients from a reference image", order=8))
+                    description="integrated gradients from a reference image", order=8,
+                    runner="integrated_gradients_from_reference"))
 register(MethodInfo("occlusion-ref", "perturbation", label="Area occlusion (reference)",
                     quantity="occlusion", relevance="positive", needs_reference=True,
                     description="atlas areas replaced by a reference image: p(AD) drop per "
-                    "area", order=9))
+                    "area", order=9,
+                    runner="occlusion_from_reference"))
 # Best-practice composites (Kohlbrenner et al. 2020; zennit's presets).
 register(MethodInfo("lrp-epsilon-gamma-box", "lrp", label="LRP ε-γ-box", quantity="relevance",
                     relevance="positive", composite="epsilon-gamma-box", order=10,
@@ -416,36 +500,50 @@ REFERENCE_LABELS.update({f"{kind}-restore": f"{label}, tissue loss only"
                          for kind, label in list(REFERENCE_LABELS.items())})
 #: References only a simulated cohort has (the healthy twin, and the twin scanned again).
 TWIN_REFERENCES = frozenset({"twin", "twin-restore", "rescan", "rescan-restore"})
+#: References that are the control itself when the scan is a control: a simulated
+#: control is its own healthy twin, and restoring a scan from itself gives the scan, so
+#: such a method explains p(AD | scan) - p(AD | scan) = 0 on every control.
+SELF_REFERENCES = frozenset({"twin", "twin-restore"})
 
 
 def _with_reference(match: re.Match[str]) -> MethodInfo:
     from dataclasses import replace
 
-    base = _METHODS[match.group(1)]
+    base = _METHODS.get(match.group(1))
+    if base is None or not base.needs_reference:
+        return None
     ref = match.group(2)
     where = REFERENCE_LABELS.get(ref, ref)
-    return replace(base, name=f"{base.name}@{ref}", reference=ref,
+    return replace(base, name=with_reference(base.name, ref), reference=ref,
                    label=f"{base.label.replace(' (reference)', '')} from {where}",
                    description=f"{base.description}; reference: {where}")
 
 
-register_family(r"(lrp-ref|ig-ref|occlusion-ref|diff)@([A-Za-z0-9_.-]+)", _with_reference,
-                "<reference method>@<mean|knn|pca|twin|rescan>[-restore]")
+_BASE_REFERENCES = [k for k in REFERENCE_LABELS if not k.endswith("-restore")]
+register_family(rf"([a-z0-9.-]+){REFERENCE_SEPARATOR}([A-Za-z0-9_.-]+)", _with_reference,
+                f"<reference method>{REFERENCE_SEPARATOR}<{'|'.join(_BASE_REFERENCES)}>"
+                "[-restore]")
 register(MethodInfo("edges", "floor", label="Edges (floor)", quantity="edge magnitude",
                     relevance="positive", description="Sobel gradient magnitude of the scan "
-                    "(model-free floor)", order=900, explains="nothing"))
+                    "(model-free floor)", order=900, explains="nothing",
+                    runner="edges"))
 register(MethodInfo("noise", "floor", label="Noise (floor)", quantity="noise",
                     relevance="positive", description="uniform noise per voxel (model-free "
-                    "floor)", order=901, explains="nothing"))
+                    "floor)", order=901, explains="nothing",
+                    runner="random_floor"))
 register(MethodInfo("diff", "floor", label="Difference (floor)",
                     quantity="intensity difference", relevance="positive",
                     needs_reference=True, explains="nothing",
                     description="the reference minus the scan: where the scan is darker "
                     "than its healthy reference (model-free floor of the reference methods)",
-                    order=902))
+                    order=902,
+                    runner="reference_difference"))
 
 
-__all__ = ["DEFAULT_METHODS", "DEFAULT_REFERENCE", "FAMILIES", "RELEVANCE_MODES",
-           "MethodInfo", "choose_main_and_comparison", "default_methods", "describe",
-           "family_examples", "find", "listed", "lookup", "ordered", "paper_betas", "parse",
-           "register", "register_family", "select", "unit_label"]
+__all__ = ["COST_UNIT", "DEFAULT_METHODS", "DEFAULT_REFERENCE", "DIFFERENCE_FLOOR",
+           "EDGES_FLOOR", "FAMILIES", "METHOD_SETS", "NOISE_FLOOR", "REFERENCE_LABELS",
+           "REFERENCE_SEPARATOR", "RELEVANCE_MODES", "SELF_REFERENCES", "TWIN_REFERENCES",
+           "MethodInfo", "base_name", "choose_main_and_comparison", "default_methods",
+           "describe", "family_examples", "find", "listed", "lookup", "method_set",
+           "ordered", "own_difference", "paper_betas", "parse", "reference_of", "register",
+           "register_family", "select", "unit_label", "with_reference"]

@@ -13,6 +13,10 @@ from typing import Annotated
 
 import typer
 
+from brainlrp.configs import AnalysisConfig as _A
+from brainlrp.configs import BenchmarkConfig as _B
+from brainlrp.configs import ExplainConfig as _E
+from brainlrp.configs import TrainConfig as _T
 from brainlrp.errors import BrainLRPError
 
 app = typer.Typer(
@@ -79,12 +83,13 @@ def _methods_help() -> str:
     """explain's ``--methods`` help, from the catalog: no method name is typed here."""
     from brainlrp import catalog
 
-    plain = [e for e in catalog.family_examples() if "@" not in e]  # "@": see $references
+    # Families with a reference are described by $references.
+    plain = [e for e in catalog.family_examples() if catalog.reference_of(e) is None]
     reference_methods = [m for m in catalog.listed() if catalog.lookup(m).needs_reference]
     defaults = catalog.default_methods()
-    example = next((m for m in defaults if "@" in m),
-                   f"{reference_methods[0]}@{catalog.DEFAULT_REFERENCE}")
-    without = [m for m in defaults if "@" not in m]
+    example = next((m for m in defaults if catalog.reference_of(m) is not None),
+                   catalog.with_reference(reference_methods[0], catalog.DEFAULT_REFERENCE))
+    without = [m for m in defaults if catalog.reference_of(m) is None]
     return (f"Methods (repeat or comma-separate): {', '.join(catalog.listed())}; also "
             f"{', '.join(plain)}. A reference method ({', '.join(reference_methods)}) names "
             f"what it explains against as <method>@<reference>, e.g. {example}; "
@@ -119,17 +124,22 @@ def _references_text() -> str:
 
 
 class _CatalogHelpCommand(typer.core.TyperCommand):
-    """A command whose option help names the built-in references (``$references``).
+    """A command whose option help names the built-in references (``$references``) or
+    the shipped disease models (``$disease_models``).
 
-    They are read from :mod:`brainlrp.data.reference` when the help is shown: that
-    module imports numpy and pandas, which every start of the command line (``brainlrp
-    --version``, other commands' help) would otherwise pay for.
+    They are read from :mod:`brainlrp.data.reference` and :mod:`brainlrp.simulate.disease`
+    when the help is shown: those modules import numpy and pandas, which every start of
+    the command line (``brainlrp --version``, other commands' help) would otherwise pay
+    for.
     """
 
     def format_help(self, ctx, formatter) -> None:
         from string import Template
 
-        fields = {"references": _references_text()}
+        from brainlrp.simulate.disease import shipped_models
+
+        fields = {"references": _references_text(),
+                  "disease_models": ", ".join(sorted(shipped_models()))}
         for param in self.params:
             if getattr(param, "help", None):
                 param.help = Template(param.help).safe_substitute(fields)
@@ -156,6 +166,27 @@ NormalisationOpt = Annotated[str, typer.Option(
 RegistrationOpt = Annotated[str | None, typer.Option(
     "--registration", help="Registration: affine (rigid + affine, default) or syn "
                            "(+ deformable); implies --register.")]
+
+
+def parse_registration(register: bool, method: str | None):
+    """``--register`` / ``--registration METHOD`` as a
+    :class:`~brainlrp.data.register.Registration` (``--registration`` alone implies
+    ``--register``; neither: ``None``)."""
+    if method is None and not register:
+        return None
+    from brainlrp.data.register import Registration
+
+    return Registration(method=(method or "affine").lower())
+
+
+def _check_grid_fits(arch: str, resolution: float) -> None:
+    """``--arch`` of prepare and simulate: a grid too coarse for the network is refused
+    before any scan is read or written (``models`` knows architectures; ``data`` and
+    ``simulate`` do not)."""
+    from brainlrp.data.grid import Grid
+    from brainlrp.models import check_grid_fits
+
+    check_grid_fits(arch, Grid.from_resolution(resolution).shape)
 
 
 @app.command()
@@ -197,28 +228,28 @@ def prepare(
                                                 "a CSV/TSV with participant_id, diagnosis, "
                                                 "path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
-    resolution: ResolutionOpt = 2.0,
-    test: Annotated[float, typer.Option(help="Test subjects per class, or a fraction.")] = 30,
+    resolution: ResolutionOpt = _T.resolution,
+    test: Annotated[float, typer.Option(help="Test subjects per class, or a fraction.")] = _T.test,
     val: Annotated[float, typer.Option(help="Validation subjects per class, or a "
-                                            "fraction.")] = 18,
-    seed: SeedOpt = 0,
+                                            "fraction.")] = _T.val,
+    seed: SeedOpt = _T.seed,
     cache_dir: CacheOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Preprocessing processes.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing split.")] = False,
     allow_external_paths: Annotated[bool, typer.Option(
         help="Accept scan paths outside the cohort folder.")] = False,
-    arch: ArchCheckOpt = "paper",
+    arch: ArchCheckOpt = _T.arch,
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
-    normalisation: NormalisationOpt = "minmax",
+    normalisation: NormalisationOpt = _T.normalisation,
 ) -> None:
     """Validate a cohort, preprocess every scan into the cache, write splits.tsv."""
     from brainlrp.data.prepare import prepare as run_prepare
-    from brainlrp.data.register import parse_registration
 
+    _check_grid_fits(arch, resolution)
     result = run_prepare(cohort, out, resolution=resolution, test=test, val=val, seed=seed,
                          cache_dir=cache_dir, n_jobs=jobs, overwrite=overwrite,
-                         allow_external_paths=allow_external_paths, arch=arch,
+                         allow_external_paths=allow_external_paths,
                          registration=parse_registration(register, registration),
                          normalisation=normalisation)
     for notice in result.notices:
@@ -268,34 +299,36 @@ def _parse_shift(text: str) -> tuple[int, int] | None:
 def train(
     cohort: Annotated[Path, typer.Argument(help="BIDS-like folder or CSV/TSV table.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
-    resolution: ResolutionOpt = 2.0,
+    resolution: ResolutionOpt = _T.resolution,
     arch: Annotated[str, typer.Option(
         help="Architecture: paper, tiny, densenet121, resnet10, resnet18 (MONAI) or "
-             "module:factory (docs/models.md).")] = "paper",
+             "module:factory (docs/models.md).")] = _T.arch,
     model_kwargs: ModelKwargsOpt = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 200,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (val loss).")] = 8,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _T.epochs,
+    patience: Annotated[int, typer.Option(
+        help="Early-stopping patience (val loss).")] = _T.patience,
     early_stopping_start: Annotated[int, typer.Option(
-        help="Epochs ignored by early stopping.")] = 15,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 4,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 1e-4,
-    trials: Annotated[int, typer.Option(help="Repeats with different seeds.")] = 1,
-    test: Annotated[float, typer.Option(help="Test subjects per class, or a fraction.")] = 30,
+        help="Epochs ignored by early stopping.")] = _T.early_stopping_start,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = _T.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _T.lr,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = _T.weight_decay,
+    trials: Annotated[int, typer.Option(help="Repeats with different seeds.")] = _T.trials,
+    test: Annotated[float, typer.Option(help="Test subjects per class, or a fraction.")] = _T.test,
     val: Annotated[float, typer.Option(help="Validation subjects per class, or a "
-                                            "fraction.")] = 18,
-    seed: SeedOpt = 0,
+                                            "fraction.")] = _T.val,
+    seed: SeedOpt = _T.seed,
     flip: Annotated[bool, typer.Option(help="Random left-right flip (use --no-flip when "
-                                            "the effect is one-sided).")] = True,
+                                            "the effect is one-sided).")] = _T.flip,
     shift: Annotated[str, typer.Option(help="Random left-right shift range in voxels "
-                                            "(LOW,HIGH or none).")] = "-2,3",
-    accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = "auto",
-    devices: Annotated[str, typer.Option(help="Lightning devices (e.g. 1, 4, auto).")] = "1",
+                                            "(LOW,HIGH or none).")] = ",".join(map(str, _T.shift)),
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = _T.accelerator,
+    devices: Annotated[str, typer.Option(
+        help="Lightning devices (e.g. 1, 4, auto).")] = str(_T.devices),
     strategy: Annotated[str, typer.Option(help="Lightning strategy (auto, ddp, ...).")
-                        ] = "auto",
-    num_nodes: Annotated[int, typer.Option(help="Lightning nodes.")] = 1,
-    precision: Annotated[str, typer.Option(help="Lightning precision.")] = "32-true",
-    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+                        ] = _T.strategy,
+    num_nodes: Annotated[int, typer.Option(help="Lightning nodes.")] = _T.num_nodes,
+    precision: Annotated[str, typer.Option(help="Lightning precision.")] = _T.precision,
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = _T.workers,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Preprocessing processes.")] = 1,
     cache_dir: CacheOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Retrain into a finished run.")] = False,
@@ -304,10 +337,9 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
-    normalisation: NormalisationOpt = "minmax",
+    normalisation: NormalisationOpt = _T.normalisation,
 ) -> None:
     """Train the paper's 3D CNN (AD vs HC) and evaluate it on the test split."""
-    from brainlrp.data.register import parse_registration
     from brainlrp.training import TrainConfig
     from brainlrp.training import train as run_train
 
@@ -396,26 +428,26 @@ def explain(
     methods: Annotated[list[str] | None, typer.Option(
         "--methods", "-m", metavar="NAMES", help=_methods_help())] = None,
     split: Annotated[str, typer.Option(help="Scans to explain: test, val, train or all.")
-                     ] = "test",
+                     ] = _E.split,
     cohort: Annotated[Path | None, typer.Option(
         help="Cohort (default: the one recorded in run.json).")] = None,
     scan: Annotated[Path | None, typer.Option(
         help="Explain this one new scan instead of the run's scans (needs --out).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for --scan.")
                    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Scans per batch.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Scans per batch.")] = _E.batch_size,
     start: Annotated[str, typer.Option(
         help="Relevance starts at the target's softmax probability (probability, the "
              "paper) or its logit.")] = "probability",
     resample: Annotated[bool, typer.Option(
-        help="Resample scans that are not on the model grid.")] = False,
-    accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = "auto",
-    devices: Annotated[str, typer.Option(help="Lightning devices.")] = "1",
+        help="Resample scans that are not on the model grid.")] = _E.resample,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator.")] = _E.accelerator,
+    devices: Annotated[str, typer.Option(help="Lightning devices.")] = str(_E.devices),
     strategy: Annotated[str, typer.Option(help="Lightning strategy (auto, ddp, ...).")
-                        ] = "auto",
-    num_nodes: Annotated[int, typer.Option(help="Lightning nodes.")] = 1,
+                        ] = _E.strategy,
+    num_nodes: Annotated[int, typer.Option(help="Lightning nodes.")] = _E.num_nodes,
     cache_dir: CacheOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Recompute existing heatmaps.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Recompute existing heatmaps.")] = _E.overwrite,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     register: RegisterOpt = False,
     registration: RegistrationOpt = None,
@@ -423,24 +455,17 @@ def explain(
         "--reference", help=_reference_help())] = None,
 ) -> None:
     """Write LRP (and comparison) heatmaps as NIfTI on the model grid."""
-    from brainlrp.data.register import parse_registration
     from brainlrp.explain.stage import explain_run, explain_scan
 
     if start not in ("probability", "logit"):
         raise BrainLRPError(f"--start {start!r} is unknown", "use probability or logit")
     options = {"start": start}
-    if not methods:
-        from brainlrp.catalog import default_methods
-        from brainlrp.data.reference import training_control_paths
-        from brainlrp.run import RunDir
+    if not methods and scan is None:
+        from brainlrp.explain.call import run_default_methods
 
-        methods = default_methods()
-        try:  # the recommended method explains against the run's training controls
-            if RunDir(run).card.is_file() and scan is None:
-                training_control_paths(RunDir(run), cohort)
-        except BrainLRPError as exc:
-            methods = [m for m in methods if "@" not in m]
-            _say(f"note: {exc.message}; explaining with {', '.join(methods)} only")
+        methods, why = run_default_methods(run, cohort)
+        if why:
+            _say(f"note: {why}")
     if scan is not None:
         if out is None:
             raise BrainLRPError("--scan needs --out", "add --out DIR for the heatmaps")
@@ -494,7 +519,7 @@ def analyze(
                                              "heatmaps/.")],
     atlas: Annotated[str, typer.Option(help="Built-in atlas name or a NIfTI label image "
                                             "(with NAME.tsv next to it).")
-                     ] = "neuromorphometrics",
+                     ] = _A.atlas,
     methods: Annotated[list[str] | None, typer.Option(
         "--methods", "-m", metavar="NAMES",
         help="Methods to analyse (repeat or comma-separate); default: every method with "
@@ -504,22 +529,23 @@ def analyze(
              "run.json.")] = None,
     relevance: Annotated[str, typer.Option(
         help="auto (per method: positive for LRP/IG/occlusion, absolute for "
-             "GB/gradient/SmoothGrad), positive, signed or absolute.")] = "auto",
+             "GB/gradient/SmoothGrad), positive, signed or absolute.")] = _A.relevance,
     threshold: Annotated[float, typer.Option(
-        help="Tissue loss above which a voxel counts as truly atrophied.")] = 0.05,
-    top_k: Annotated[int, typer.Option(help="Areas compared in overlaps and recall.")] = 10,
+        help="Tissue loss above which a voxel counts as truly atrophied.")] = _A.threshold,
+    top_k: Annotated[int, typer.Option(help="Areas compared in overlaps and recall.")] = _A.top_k,
     faithfulness: Annotated[bool, typer.Option(
-        help="Region perturbation check (needs the model).")] = True,
+        help="Region perturbation check (needs the model).")] = _A.faithfulness,
     sanity: Annotated[bool, typer.Option(
-        help="Cascading model randomisation check (needs the model).")] = True,
+        help="Cascading model randomisation check (needs the model).")] = _A.sanity,
     faithfulness_subjects: Annotated[int, typer.Option(
-        help="AD test scans in the perturbation check.")] = 4,
-    faithfulness_steps: Annotated[int, typer.Option(help="Areas replaced one by one.")] = 20,
+        help="AD test scans in the perturbation check.")] = _A.faithfulness_subjects,
+    faithfulness_steps: Annotated[int, typer.Option(
+        help="Areas replaced one by one.")] = _A.faithfulness_steps,
     sanity_subjects: Annotated[int, typer.Option(
         help="AD test scans in the randomisation check (its result depends on the "
-             "model and method far more than on the scan).")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Heatmaps read at a time.")] = 8,
-    seed: SeedOpt = 0,
+             "model and method far more than on the scan).")] = _A.sanity_subjects,
+    batch_size: Annotated[int, typer.Option(help="Heatmaps read at a time.")] = _A.batch_size,
+    seed: SeedOpt = _A.seed,
     overwrite: Annotated[bool, typer.Option(
         help="Recompute even when heatmaps, predictions, model and options are unchanged "
              "since the last analysis.")] = False,
@@ -552,20 +578,20 @@ def analyze(
          f"{result.run / 'analysis'}")
 
 
-@app.command()
+@app.command(cls=_CatalogHelpCommand)
 @cli_errors
 def benchmark(
     run: Annotated[Path, typer.Argument(help="A trained or imported run.")],
     disease_model: Annotated[str, typer.Option(
-        "--disease-model", help="A shipped disease model (default, frontal, right-temporal) "
-                                "or a JSON file (docs/simulation.md).")] = "default",
+        "--disease-model", help="A shipped disease model ($disease_models) or a JSON file "
+                                "(docs/simulation.md).")] = _B.disease_model,
     n: Annotated[int, typer.Option(
-        "--n", help="Most held-out controls planted per split (validation, test).")] = 20,
+        "--n", help="Most held-out controls planted per split (validation, test).")] = _B.n,
     methods: Annotated[list[str] | None, typer.Option(
         "--methods", "-m", metavar="NAMES",
         help="Methods to benchmark (repeat or comma-separate); default: the benchmark "
-             "set of brainlrp.benchmark.BENCHMARK_METHODS.")] = None,
-    seed: SeedOpt = 0,
+             "set of brainlrp.catalog.METHOD_SETS.")] = None,
+    seed: SeedOpt = _B.seed,
 ) -> None:
     """Score every method against known atrophy planted into the run's own held-out
     controls: ground truth on any cohort, simulated or real."""
@@ -588,7 +614,7 @@ def benchmark(
          f"{result.seconds / 60:.1f} min")
 
 
-@app.command()
+@app.command(cls=_CatalogHelpCommand)
 @cli_errors
 def simulate(
     out: Annotated[Path, typer.Argument(help="Cohort folder to write (BIDS-like).")],
@@ -597,7 +623,7 @@ def simulate(
     resolution: ResolutionOpt = 2.0,
     seed: SeedOpt = 0,
     disease_model: Annotated[str, typer.Option(
-        "--disease-model", help="A shipped disease model's name (default) or a JSON file "
+        "--disease-model", help="A shipped disease model ($disease_models) or a JSON file "
                                 "(see docs/simulation.md).")] = "default",
     ad_fraction: Annotated[float, typer.Option(help="Fraction of AD subjects.")] = 0.5,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes "
@@ -609,9 +635,10 @@ def simulate(
     """Write a synthetic cohort of T1 scans with known, heterogeneous atrophy."""
     from brainlrp.simulate import simulate as run_simulate
 
+    _check_grid_fits(arch, resolution)
     result = run_simulate(out, n_subjects=n_subjects, resolution=resolution, seed=seed,
                           disease_model=disease_model, ad_fraction=ad_fraction,
-                          n_jobs=jobs, overwrite=overwrite, arch=arch)
+                          n_jobs=jobs, overwrite=overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     kept = f", {result.n_skipped} kept from an earlier run" if result.n_skipped else ""
     _say(f"{len(result.participants)} subjects ({counts}) on the {result.grid.describe()} "

@@ -11,19 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainlrp import catalog
 from brainlrp.analysis.stage import AnalysisConfig
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
-
-#: The paper's betas and comparison (GB), the gradient, IG, SmoothGrad and VarGrad, the
-#: recommended reference method with the other references and its upper bound against
-#: the healthy twin, and the floors every method is ranked against (edges, noise, each
-#: reference's own difference from the scan): the report opens with their benchmark
-#: (ig-ref and region occlusion are left to benchmarks/: 10-70 gradients each).
-DEMO_METHODS = ("lrp-b0", "lrp-b0.25", "lrp-b0.5", "lrp-b0.75", "lrp-b1", "gb", "gradient",
-                "ig", "smoothgrad", "vargrad", "lrp-epsilon-plus-flat", "lrp-ref@knn-restore",
-                "lrp-ref@knn", "lrp-ref@mean", "lrp-ref@twin", "edges", "noise",
-                "diff@knn-restore", "diff@knn", "diff@mean")
 
 
 @dataclass(frozen=True)
@@ -49,15 +40,21 @@ class DemoSettings:
     lr: float = 5e-4
     ig_steps: int = 8
     faithfulness_subjects: int = AnalysisConfig.faithfulness_subjects
-    methods: tuple[str, ...] = DEMO_METHODS
+    methods: tuple[str, ...] = tuple(catalog.method_set("demo"))
+
+    def method_options(self) -> dict[str, dict]:
+        """``ig_steps`` for each method that integrates along a path (takes ``steps``)."""
+        from brainlrp.explain import get_method
+
+        return {m: {"steps": self.ig_steps} for m in self.methods
+                if "steps" in get_method(m).options}
 
     @classmethod
     def quick(cls) -> DemoSettings:
         """A smoke run of a few minutes: small cohort, few epochs, fewer methods."""
         return cls(n_subjects=120, test=6, val=6, epochs=8, early_stopping_start=8,
                    patience=3, ig_steps=4,
-                   methods=("lrp-b0", "lrp-b0.5", "lrp-b1", "gb", "gradient",
-                            "lrp-ref@knn-restore", "lrp-ref@twin", "edges", "noise"))
+                   methods=tuple(catalog.method_set("quick-demo")))
 
 
 @dataclass
@@ -148,8 +145,7 @@ def demo(out: str | os.PathLike = "brainlrp-demo", quick: bool = False, seed: in
     start = stage("explain", ", ".join(settings.methods))
     explained = explain_run(run, methods=settings.methods, split="test", batch_size=4,
                             progress=progress,
-                            method_options={"ig": {"steps": settings.ig_steps},
-                                            "ig-ref": {"steps": settings.ig_steps}})
+                            method_options=settings.method_options())
     done("explain", start)
     worked |= explained.n_written > 0
 

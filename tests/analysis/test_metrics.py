@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -81,11 +83,32 @@ def test_permutation_p_bounds():
     for _ in range(5):
         a, b = rng.standard_normal(12), rng.standard_normal(12)
         r, p = metrics.permutation_pearson(a, b, n_permutations=200, seed=3)
-        assert 1 / 201 <= p <= 1
         assert r == pytest.approx(np.corrcoef(a, b)[0, 1])
+        assert p * 201 == pytest.approx(round(p * 201))  # (1 + hits) / (1 + n)
         assert metrics.permutation_pearson(a, b, 200, seed=3) == (r, p)  # seeded
     assert all(np.isnan(metrics.permutation_pearson(x, np.ones(10))))
     assert np.isnan(metrics.permutation_pearson([1.0, 2.0], [2.0, 1.0])[0])
+
+
+def exact_permutation_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided permutation p of Pearson r over all n! relabellings of ``y``."""
+    r = abs(np.corrcoef(x, y)[0, 1])
+    perms = np.array(list(itertools.permutations(range(len(y)))))
+    xc, yc = x - x.mean(), y[perms] - y.mean()
+    rs = np.abs(yc @ xc) / (np.linalg.norm(xc) * np.linalg.norm(yc, axis=1))
+    return float(np.mean(rs >= r - 1e-12))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_permutation_p_estimates_the_exact_p(seed):
+    """With 20000 permutations the p-value is within 5 sd of the exact one (7! pairings)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(7)
+    b = 0.5 * a + rng.standard_normal(7)
+    exact = exact_permutation_p(a, b)
+    assert 0.01 < exact < 0.99  # a p-value that a one-sided or mis-counted test would move
+    _, p = metrics.permutation_pearson(a, b, n_permutations=20000, seed=0)
+    assert abs(p - exact) <= 5 * np.sqrt(exact * (1 - exact) / 20000) + 1 / 20001
 
 
 def test_mass_accuracy_by_hand():

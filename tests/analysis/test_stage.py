@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brainlrp._io import read_json, save_nifti
-from brainlrp.analysis import analyze
+from brainlrp.analysis import analyze, metrics
 from brainlrp.cli import app
 from brainlrp.errors import BrainLRPError
 from brainlrp.run import RunDir
@@ -68,6 +69,37 @@ FAST = dict(faithfulness_subjects=2, faithfulness_steps=3, random_orders=1, sani
             sanity_voxels=2000, n_permutations=200, progress=False, costs=False)
 
 
+def hippocampus_by_hand(fr) -> tuple[np.ndarray, np.ndarray]:
+    """Hippocampal relevance (lrp-b0, positive part, left + right, averaged over a
+    participant's TP scans) and volume per TP participant, from the heatmap files, the
+    atlas and the participants table."""
+    from brainlrp.analysis.regions import AtlasRegions
+
+    atlas = AtlasRegions.fit("neuromorphometrics", fr.grid)
+    hippo = atlas.area_codes == atlas.area_index("Hippocampus") + 1
+    assert hippo.sum() > 0
+    pred = pd.read_csv(fr.root / "predictions.tsv", sep="\t")
+    tp = pred[(pred["outcome"] == "TP") & (pred["split"] == "test")]
+    volumes = pd.read_csv(fr.cohort / "participants.tsv", sep="\t").set_index(
+        "participant_id")["hippocampus_volume"]
+    rel, volume = [], []
+    for pid, scans in tp.groupby("participant_id", sort=True):
+        sums = [np.clip(np.asarray(nib.load(RunDir(fr.root).heatmap("lrp-b0", sid)).dataobj,
+                                   dtype=np.float64), 0, None)[hippo].sum()
+                for sid in scans["scan_id"]]
+        rel.append(np.mean(sums))
+        volume.append(float(volumes[pid]))
+    return np.array(rel), np.array(volume)
+
+
+def exact_permutation_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided permutation p of Pearson r over every relabelling of ``y``."""
+    r = abs(np.corrcoef(x, y)[0, 1])
+    rs = [abs(np.corrcoef(x, y[list(perm)])[0, 1])
+          for perm in itertools.permutations(range(len(y)))]
+    return float(np.mean(np.array(rs) >= r - 1e-12))
+
+
 def _run(fr, **kw):
     return analyze(fr.root, model=fr.model, inputs_fn=fr.inputs_fn, explain_fn=fr.explain_fn,
                    **{**FAST, **kw})
@@ -111,7 +143,15 @@ def test_analyze_end_to_end(fake_run):
     assert (b0["n_ad"], b0["n_hc"]) == (5, 4)
     assert b0["fingerprint_n_patients"] == 3  # TPs with p_ad > 0.9
     assert b0["hippocampus_n"] == 4  # all TPs
-    assert 1 / 201 <= b0["hippocampus_p"] <= 1
+    rel, volume = hippocampus_by_hand(fake_run)
+    assert b0["hippocampus_r"] == pytest.approx(np.corrcoef(rel, volume)[0, 1], rel=1e-6)
+    # Wiring: the same seeded test (checked against exact enumeration in test_metrics.py)
+    # on the hand-made pairs, with the requested number of permutations and the seed.
+    expected_p = metrics.permutation_pearson(rel, volume, FAST["n_permutations"], seed=0)[1]
+    assert b0["hippocampus_p"] == pytest.approx(expected_p, rel=1e-9)
+    # ... and a Monte-Carlo estimate of the exact p over all 4! relabellings (5 sd).
+    exact = exact_permutation_p(rel, volume)
+    assert abs(b0["hippocampus_p"] - exact) <= 5 * np.sqrt(exact * (1 - exact) / 200) + 1 / 201
     assert b0["hc_ad_ratio"] < 1  # the fake controls carry less relevance
     assert b0["gt_n_subjects"] == 5 and b0["gt_auc"] > 0.9 and b0["gt_auc_abs"] > 0.9
     assert b0["gt_mass_accuracy"] > b0["gt_chance_mass_accuracy"]

@@ -170,13 +170,23 @@ def test_reference_names_and_errors(run, tmp_path):
     refs, _ = _controls(run)
     assert reference_name("knn") == "knn" and reference_name("/a/my template.nii.gz") == \
         "my_template"
-    with pytest.raises(BrainLRPError, match="unknown reference"):
-        refs.get("nope", ["x"], np.zeros((1, 1, *refs.prep.grid.shape), np.float32))
-    with pytest.raises(BrainLRPError, match="healthy twin"):
-        ids = RunDir(run).read_run()["cohort"]
-        scan = pd.read_csv(run / "predictions.tsv", sep="\t")["scan_id"].iloc[0]
-        refs.get("twin", [scan], np.zeros((1, 1, *refs.prep.grid.shape), np.float32))
-    assert ids
+    assert reference_name("pca-restore") == "pca-restore"
+    assert reference_name("/a/b/t1 (v2).nii") == "t1__v2_"
+    zeros = np.zeros((1, 1, *refs.prep.grid.shape), np.float32)
+    with pytest.raises(BrainLRPError, match="unknown reference 'nope'.*use one of mean, knn"):
+        refs.get("nope", ["x"], zeros)
+    # The run's cohort is a plain BIDS cohort: no ground-truth folder, so no scan of it
+    # has a twin (not even a control, which is its own twin only in a simulated cohort).
+    import brainlrp.simulate  # noqa: F401  (as every command does: it provides twin)
+
+    scans = pd.read_csv(run / "predictions.tsv", sep="\t")
+    for scan in (scans["scan_id"][scans["label"] == 1].iloc[0],
+                 scans["scan_id"][scans["label"] == 0].iloc[0]):
+        with pytest.raises(BrainLRPError, match=f"no healthy twin for scan {scan} .*"
+                                                "use --reference mean, knn or pca"):
+            refs.get("twin", [scan], zeros)
+    with pytest.raises(BrainLRPError, match="scan sub-nobody is not in the run's cohort"):
+        refs.get("twin", ["sub-nobody"], zeros)
 
 
 def test_reference_methods_through_explain_analyze_report(run):

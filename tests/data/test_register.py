@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import ants
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -24,7 +25,6 @@ from brainlrp.data.register import (
 from brainlrp.errors import BrainLRPError
 from tests.data.native import MRICRON, known_transform, template_native, write_native
 
-ants = pytest.importorskip("ants")
 GRID = Grid.from_resolution(6)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import ants  # noqa: F401  (a hard dependency: without it this module fails)
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -15,7 +16,6 @@ from brainlrp.data.register import QC_COLUMNS
 from tests.conftest import one_line_error
 from tests.data.native import known_transform, template_native
 
-pytest.importorskip("ants")
 runner = CliRunner()
 TINY = ["--resolution", "6", "--arch", "tiny", "--epochs", "1", "--test", "1", "--val", "1",
         "--early-stopping-start", "0", "--quiet"]

@@ -175,7 +175,8 @@ def test_reference_conservation_allows_rounding_of_nearly_equal_outputs():
     # float32 differences of DenseNet's activations round at the outputs' scale
     # (analyze's checks met this on a 2 mm DenseNet121 run: 0.4 % off for a
     # difference of 1e-4). That is no lost relevance.
-    monai = pytest.importorskip("monai")
+    import monai
+
     torch.manual_seed(0)
     model = monai.networks.nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
     x = torch.rand(2, 1, 33, 39, 35)
@@ -283,8 +284,23 @@ def test_bad_inputs_are_user_errors(tiny_model, x, message):
 
 # -- composites -------------------------------------------------------------------------
 
+#: The registered composites, spelled out (the last needs a reference image).
+COMPOSITE_NAMES = ["paper", "paper-bn-merged", "epsilon-plus", "epsilon", "epsilon-gamma-box",
+                   "epsilon-plus-flat", "reference"]
+
+
 def test_registry_names():
-    assert available_composites()[:4] == ["paper", "paper-bn-merged", "epsilon-plus", "epsilon"]
+    assert available_composites() == COMPOSITE_NAMES
+
+
+@pytest.mark.parametrize("name", COMPOSITE_NAMES)
+def test_each_composite_is_the_one_named_and_covers_every_layer(tiny_model, name):
+    composite = get_composite(name)
+    assert composite.name.split(" ")[0] == name  # e.g. "paper (beta=0)"
+    assert composite.reference is (name == "reference")
+    rules = composite.rules(tiny_model)
+    layers = [m for m in tiny_model.modules() if isinstance(m, (nn.Conv3d, nn.Linear))]
+    assert len(layers) >= 2 and all(layer in rules for layer in layers)
 
 
 def test_epsilon_plus_assigns_box_zplus_epsilon(tiny_model):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from brainlrp import catalog
 from brainlrp.errors import BrainLRPError
 from brainlrp.explain import available_methods, explain, get_method
 from brainlrp.explain.lrp import lrp
@@ -51,8 +52,25 @@ def probability_of(model: nn.Module, x: torch.Tensor, target: int = 1) -> torch.
 
 # -- the registry -----------------------------------------------------------------------
 
+#: The listed methods that explain the difference from a reference image.
+NEEDS_REFERENCE = {"lrp-ref", "ig-ref", "occlusion-ref", "diff"}
+
+
 def test_available_methods_lists_the_registry():
+    # Spelled out: a method added, dropped or reordered must be reflected here.
     assert available_methods() == LISTED
+    # Every method the catalog lists has a runner: a catalog entry whose runner is
+    # missing or misspelt would otherwise drop out of the list without a word.
+    assert catalog.listed() == LISTED
+
+
+@pytest.mark.parametrize("method", LISTED)
+def test_each_listed_method_resolves_to_itself(method):
+    resolved = get_method(method)
+    assert resolved.name == method
+    assert resolved.info.is_lrp is method.startswith("lrp-")
+    assert resolved.needs_reference is (method in NEEDS_REFERENCE)
+    assert callable(resolved.run) and "target" not in resolved.options
 
 
 @pytest.mark.parametrize(("name", "canonical"), [
@@ -75,6 +93,10 @@ def test_unknown_option_names_the_accepted_ones(tiny_model, tiny_input):
         explain(tiny_model, tiny_input, "gb", steps=3)
     with pytest.raises(BrainLRPError, match="'lrp-b0' takes no option 'beta'"):
         explain(tiny_model, tiny_input, "lrp-b0", beta=1.0)
+    # A method's fixed parameters are not options: SmoothGrad cannot turn into VarGrad.
+    for name in ("smoothgrad", "vargrad"):
+        with pytest.raises(BrainLRPError, match=f"'{name}' takes no option 'statistic'"):
+            explain(tiny_model, tiny_input, name, statistic="variance")
 
 
 @pytest.mark.parametrize("method", LISTED)
@@ -172,8 +194,6 @@ def test_noise_tunnels_share_their_noisy_copies(tiny_model, tiny_input):
 def test_reference_methods_explain_one_stated_quantity(tiny_model, tiny_input):
     """lrp-ref and ig-ref both explain p(AD)(scan) - p(AD)(reference), as the catalog
     says: their maps add up to it (ig-ref up to its path integral's error)."""
-    from brainlrp import catalog
-
     reference = 0.5 * tiny_input[:1]
     with torch.no_grad():
         delta = probability_of(tiny_model, tiny_input) - probability_of(tiny_model, reference)

@@ -115,8 +115,6 @@ def test_target_zero_explains_the_control_class(paper_model, scan, reference):
 
 def test_beta0_equals_zennit_alphabeta(paper_model, scan):
     """zennit's AlphaBeta(1, 0) with biases zeroed and BatchNorm passing relevance."""
-    pytest.importorskip("zennit", reason="zennit is not installed (optional: "
-                                  "pip install -e '.[bench]')")
     from zennit.attribution import Gradient
     from zennit.composites import LayerMapComposite
     from zennit.rules import AlphaBeta as ZennitAlphaBeta

@@ -8,14 +8,24 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
 from brainlrp.errors import BrainLRPError
 from brainlrp.explain import explain
 from brainlrp.explain.lrp import Flat, Layer, RescaleLinear, lrp
-from tests.explain.conftest import TINY_SHAPE, brain_like, seeded_model
-from tests.explain.reference import flat_matrix, layer_matrix, rescale_matrix
+from tests.explain.conftest import TINY_SHAPE, brain_like, randomize_batchnorm, seeded_model
+from tests.explain.reference import (
+    EPS,
+    alphabeta_matrix,
+    epsilon_matrix,
+    flat_matrix,
+    gamma_matrix,
+    layer_matrix,
+    rescale_matrix,
+    zbox_matrix,
+)
 from tests.explain.test_rules import LAYER_IDS, LAYERS, make_input, make_layer, relevance_for
 
 PAPER_GRID = (80, 84, 88)
@@ -268,11 +278,93 @@ def test_noise_is_seeded_per_scan(tiny_model, tiny_input):
 
 # -- best-practice composites -----------------------------------------------------------
 
-@pytest.mark.parametrize(("method", "composite", "params"), [
-    ("lrp-epsilon-gamma-box", "epsilon-gamma-box", {"gamma": 0.25, "low": 0.0, "high": 1.0}),
-    ("lrp-epsilon-plus-flat", "epsilon-plus-flat", {})])
-def test_best_practice_composites(tiny_model, tiny_input, method, composite, params):
-    heatmap = explain(tiny_model, tiny_input, method, start="logit")
-    torch.testing.assert_close(
-        heatmap, lrp(tiny_model, tiny_input, composite, start="logit", **params).relevance)
-    assert (heatmap > 0).any()
+#: Input of the small network below (distinct axis lengths).
+SMALL = (4, 5, 6)
+
+
+def small_network() -> nn.Module:
+    """conv, BN, ReLU, max pool, conv, BN, ReLU, dense, ReLU, dense: every layer type the
+    best-practice composites treat differently, small enough for dense matrices."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.BatchNorm3d(3), nn.ReLU(),
+                          nn.MaxPool3d(2), nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2 * 3, 6), nn.ReLU(),
+                          nn.Linear(6, 2))
+    randomize_batchnorm(model, seed=1)
+    with torch.no_grad():  # a negative scale: folding BatchNorm then flips weights' signs
+        model[1].weight[0] *= -1
+        model[5].weight[1] *= -1
+    return model.eval().double()
+
+
+def fold_batchnorm(model: nn.Sequential) -> list[nn.Module]:
+    """The layers with each BatchNorm folded by hand into the conv before it."""
+    layers = [copy.deepcopy(m) for m in model]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.BatchNorm3d):
+                conv = layers[i - 1]
+                scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1, 1))
+                conv.bias.copy_((conv.bias - layer.running_mean) * scale + layer.bias)
+                layers[i] = nn.Identity()
+    return layers
+
+
+def best_practice_reference(model: nn.Sequential, x: torch.Tensor, composite: str,
+                            target: int = 1) -> torch.Tensor:
+    """float64 LRP from the logit of ``target``, layer by layer with the matrix forms of
+    tests/explain/reference.py: epsilon on dense layers, gamma (0.25) or z+ on the inner
+    conv, box ([0, 1]) or flat on the input conv, ReLU passing, max pool to its winner."""
+    layers = fold_batchnorm(model)
+    inputs, h = [], x.double()
+    with torch.no_grad():
+        for layer in layers:
+            inputs.append(h)
+            h = layer(h)
+    out = torch.zeros(x.shape, dtype=torch.float64)
+    for n in range(x.shape[0]):  # one scan at a time: the matrix forms take vectors
+        r = torch.zeros(1, h.shape[1], dtype=torch.float64)
+        r[0, target] = h[n, target]
+        for index in reversed(range(len(layers))):
+            layer, a = layers[index], inputs[index][n:n + 1]
+            if isinstance(layer, (nn.Linear, nn.Conv3d)):
+                w, b = layer_matrix(layer, tuple(a.shape[1:]))
+                xv, rv = a.flatten(), r.flatten()
+                if isinstance(layer, nn.Linear):
+                    rv = epsilon_matrix(w, b, xv, rv, EPS)
+                elif index > 0 and composite == "epsilon-gamma-box":
+                    rv = gamma_matrix(w, b, xv, rv, gamma=0.25)
+                elif index > 0:
+                    rv = alphabeta_matrix(w, xv, rv, beta=0.0)  # z+
+                elif composite == "epsilon-gamma-box":
+                    rv = zbox_matrix(w, xv, rv, low=0.0, high=1.0)
+                else:
+                    ones = copy.deepcopy(layer)
+                    with torch.no_grad():
+                        ones.weight.fill_(1.0)
+                    rv = flat_matrix(layer_matrix(ones, tuple(a.shape[1:]))[0], rv)
+                r = rv.reshape(a.shape)
+            elif isinstance(layer, nn.MaxPool3d):
+                _, idx = F.max_pool3d(a, layer.kernel_size, layer.stride, return_indices=True)
+                r = F.max_unpool3d(r.reshape(idx.shape), idx, layer.kernel_size, layer.stride,
+                                   output_size=a.shape[2:])
+            elif isinstance(layer, nn.Flatten):
+                r = r.reshape(a.shape)
+            else:
+                assert isinstance(layer, (nn.ReLU, nn.Identity)), layer
+        out[n] = r[0]
+    return out
+
+
+@pytest.mark.parametrize(("method", "composite"), [
+    ("lrp-epsilon-gamma-box", "epsilon-gamma-box"),
+    ("lrp-epsilon-plus-flat", "epsilon-plus-flat")])
+def test_best_practice_composites_match_a_float64_reference(method, composite):
+    model = small_network()
+    x = 0.05 + 0.9 * brain_like(SMALL, batch=2, seed=4).double()  # inside the box [0, 1]
+    heatmap = explain(model, x, method, start="logit")
+    expected = best_practice_reference(model, x, composite)
+    assert float(expected.abs().max()) > 0
+    torch.testing.assert_close(heatmap.double(), expected, rtol=1e-4,
+                               atol=1e-5 * float(expected.abs().max()))

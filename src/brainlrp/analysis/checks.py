@@ -20,6 +20,7 @@ from brainlrp.analysis.regions import AtlasRegions, MethodRegions
 from brainlrp.analysis.sanity import SANITY_COLUMNS, cascading_randomization
 from brainlrp.data.grid import Grid, brain_mask
 from brainlrp.errors import BrainLRPError
+from brainlrp.run import RunDir
 
 InputsFn = Callable[[list[str]], np.ndarray]
 
@@ -181,3 +182,49 @@ def _mean(values: pd.Series) -> float | None:
     v = values.to_numpy(float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else None
+
+
+@dataclass
+class ModelContext:
+    """The run's model, its inputs and explainer (the caller's where given)."""
+
+    model: object
+    inputs_fn: Callable[[list[str]], np.ndarray]
+    explain_fn: Callable | None
+    #: AD's output index (the card's ``target_class``; an imported model may put AD first).
+    target: int = 1
+
+
+def model_context(rd: RunDir, notices: list[str], what: str, model=None, inputs_fn=None,
+                  explain_fn=None) -> ModelContext | None:
+    """The run's model (loaded from its checkpoint unless given), a reader of its
+    preprocessed inputs and its methods as its heatmaps were made
+    (:class:`brainlrp.explain.call.MethodCalls`); ``None``, with a notice that ``what``
+    is skipped, when the run has no checkpoint."""
+    if model is None:
+        if not rd.checkpoint.is_file():
+            notices.append(f"no model checkpoint ({rd.checkpoint}): {what} skipped - run "
+                           "`brainlrp train`")
+            return None
+        from brainlrp.training import load_model
+
+        model, _card = load_model(rd.root)
+    from brainlrp.card import read_card
+
+    card = read_card(rd.root) if rd.card.is_file() or inputs_fn is None else None
+    # AD's output index from the card: an imported model may put AD first.
+    target = card.target_class if card is not None else 1
+    if inputs_fn is None:
+        from brainlrp.data import load_inputs
+
+        prep = card.prep
+
+        def inputs_fn(ids):
+            return load_inputs(rd.root, ids, prep)
+    if explain_fn is None:
+        from brainlrp.explain.call import MethodCalls
+
+        # The methods as the run's heatmaps were made (recorded options, references,
+        # areas); the checks bind the scans of their batches (``for_scans``).
+        explain_fn = MethodCalls.recorded(rd, card.prep if card is not None else None, target)
+    return ModelContext(model, inputs_fn, explain_fn, target)

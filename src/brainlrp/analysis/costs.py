@@ -33,8 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import process_time
 
+from brainlrp import catalog
+
 #: The unit of the cost ratios.
-COST_REFERENCE = "gradient"
+COST_REFERENCE = catalog.COST_UNIT
 #: Rounds over all methods (the median of these is kept).
 DEFAULT_REPEATS = 5
 
@@ -147,4 +149,45 @@ def measure_costs(run_method: Callable[[str], object], methods: Iterable[str],
                        skipped=skipped)
 
 
-__all__ = ["COST_REFERENCE", "DEFAULT_REPEATS", "MethodCosts", "measure_costs"]
+def run_costs(ctx, results, shape: tuple[int, ...], config, notices: list[str]
+              ) -> MethodCosts | None:
+    """Every method's cost on a seeded sample of AD test scans of ``analyze``
+    (``config``: its :class:`~brainlrp.configs.AnalysisConfig`; ``ctx``: the run's
+    :class:`~brainlrp.analysis.checks.ModelContext`); ``None`` without such a scan."""
+    import copy
+    import time
+    from dataclasses import replace
+
+    import torch
+
+    from brainlrp.analysis.checks import check_sample, load_model_inputs
+    from brainlrp.errors import BrainLRPError
+
+    ids = check_sample(results, config.cost_subjects, config.seed)
+    if not ids:
+        notices.append("no AD scan was explained by every method: costs not measured")
+        return None
+    x = torch.from_numpy(load_model_inputs(ctx.inputs_fn, ids, shape))
+    model = copy.deepcopy(ctx.model).eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = x.to(device)
+    explain_fn = (ctx.explain_fn.for_scans(ids) if hasattr(ctx.explain_fn, "for_scans")
+                  else ctx.explain_fn)
+    if device.type == "cuda":  # CPU time says nothing about a GPU's work: wall time
+        def run_method(method):
+            explain_fn(model, x, method)
+            torch.cuda.synchronize(device)
+
+        costs = measure_costs(run_method, results, n_scans=len(ids),
+                              repeats=config.cost_repeats, clock=time.perf_counter,
+                              threads=None, skip=(BrainLRPError,))
+    else:  # one thread's CPU time: see brainlrp.analysis.costs
+        costs = measure_costs(lambda method: explain_fn(model, x, method), results,
+                              n_scans=len(ids), repeats=config.cost_repeats,
+                              skip=(BrainLRPError,))
+    for method, reason in costs.skipped.items():
+        notices.append(f"{method}: cost not measured ({reason})")
+    return replace(costs, scan_ids=list(ids))
+
+__all__ = ["COST_REFERENCE", "DEFAULT_REPEATS", "MethodCosts", "measure_costs", "run_costs"]

@@ -34,11 +34,11 @@ import pandas as pd
 
 from brainlrp.analysis import metrics
 from brainlrp.analysis.regions import AtlasRegions, MethodRegions, read_volume
+from brainlrp.configs import DEFAULT_THRESHOLD
 from brainlrp.data.grid import Grid, brain_mask
 from brainlrp.errors import BrainLRPError
 
 GROUND_TRUTH_DIR = Path("derivatives") / "ground_truth"
-DEFAULT_THRESHOLD = 0.05
 
 #: Columns of ``analysis/ground_truth.tsv`` (one row per method and AD scan).
 GROUND_TRUTH_COLUMNS = ("method", "participant_id", "scan_id", "outcome", "n_atrophied_voxels",

@@ -28,11 +28,10 @@ The output files and their columns are listed in :mod:`brainlrp.analysis`.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ import pandas as pd
 from brainlrp._io import remove_temporaries, write_table
 from brainlrp._progress import progress_bar
 from brainlrp.analysis import groundtruth as gt
-from brainlrp.analysis import inputs, metrics
+from brainlrp.analysis import inputs
 from brainlrp.analysis.benchmark import (
     method_benchmark,
     read_planted,
@@ -49,8 +48,9 @@ from brainlrp.analysis.benchmark import (
     with_planted,
 )
 from brainlrp.analysis.beta_overlap import beta_overlap
-from brainlrp.analysis.checks import model_checks
+from brainlrp.analysis.checks import model_checks, model_context
 from brainlrp.analysis.claims import CLAIMS_COLUMNS, claims
+from brainlrp.analysis.costs import run_costs
 from brainlrp.analysis.fingerprints import FINGERPRINT_COLUMNS, SIMILARITY_COLUMNS, fingerprints
 from brainlrp.analysis.hippocampus import (
     HIPPOCAMPUS_COLUMNS,
@@ -62,7 +62,8 @@ from brainlrp.analysis.regions import AtlasRegions, MethodRegions, stream_method
 from brainlrp.analysis.summary import SUMMARY_KEYS, AnalysisSummary, MethodSummary, read_summary
 from brainlrp.analysis.top_areas import TOP_AREAS_COLUMNS, top_areas
 from brainlrp.analysis.totals import TOTALS_COLUMNS, relevance_totals
-from brainlrp.analysis.twins import restoration_spearman, twin_analysis, unused_change_share
+from brainlrp.analysis.twins import restoration_scores, run_twins
+from brainlrp.configs import AnalysisConfig, with_options
 from brainlrp.run import RunDir, inputs_key
 
 #: Columns of the per-method analysis tables, by output name (``analysis/<name>.tsv``).
@@ -84,86 +85,6 @@ ANALYSIS_FILES = ("summary.json", "summary.tsv", "fingerprints.tsv",
                   "ground_truth_summary.tsv", "faithfulness.tsv", "faithfulness_aopc.tsv",
                   "sanity.tsv", "top_areas.tsv", "claims.tsv", "twins.tsv",
                   "restoration.tsv", "method_benchmark.tsv")
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """The options of :func:`analyze`.
-
-    Attributes
-    ----------
-    atlas : str, path-like or Atlas
-        Built-in atlas name or a NIfTI label image (Neuromorphometrics, the
-        paper's atlas, by default).
-    methods : sequence of str, optional
-        Methods to analyse; by default every method with heatmaps.
-    cohort : path-like, optional
-        Cohort folder or table (participants' covariates, ground truth); by
-        default the one recorded in ``run.json``.
-    relevance : {"auto", "positive", "signed", "absolute"}
-        How heatmaps become relevance; ``"auto"`` uses each method's default
-        (:attr:`brainlrp.catalog.MethodInfo.relevance`).
-    threshold : float
-        Tissue loss above which a voxel counts as truly atrophied.
-    top_k : int
-        Areas compared in beta overlaps and ground-truth recall.
-    n_permutations : int
-        Permutations of the hippocampus correlation test.
-    faithfulness, sanity : bool
-        Run region perturbation / cascading randomisation (they need the model).
-    faithfulness_subjects, sanity_subjects : int
-        AD test scans sampled (seeded) for each check; the sanity scans are the
-        first of the faithfulness sample. The defaults (4 and 1) keep both checks
-        to about a minute at 2 mm on 2 CPU cores for seven methods.
-    faithfulness_steps : int
-        Areas replaced one by one.
-    random_orders : int
-        Random area orders averaged for the perturbation baseline.
-    sanity_voxels : int
-        Brain voxels sampled for the rank correlations.
-    restoration : bool
-        On cohorts with healthy twins (simulated), the model's own ground truth:
-        p(AD) of the twins and the restoration importance of every area
-        (:mod:`brainlrp.analysis.twins`; needs the model).
-    restoration_subjects : int
-        AD test scans with a twin sampled (seeded) for it (68 forward passes each).
-    restoration_dilate : int
-        Voxels by which an area grows before it is restored from the twin.
-    costs : bool
-        Time every method in this process for the benchmark's cost column
-        (:mod:`brainlrp.analysis.costs`; needs the model).
-    cost_subjects : int
-        AD test scans timed (explained by every method; sampled with ``seed``, like the
-        checks' scans).
-    cost_repeats : int
-        Rounds over all methods; the median is kept.
-    batch_size : int
-        Heatmaps read (and inputs forwarded) at a time.
-    seed : int
-    """
-
-    atlas: object = "neuromorphometrics"
-    methods: Sequence[str] | None = None
-    cohort: str | os.PathLike | None = None
-    relevance: str = "auto"
-    threshold: float = gt.DEFAULT_THRESHOLD
-    top_k: int = 10
-    n_permutations: int = 1000
-    faithfulness: bool = True
-    sanity: bool = True
-    faithfulness_subjects: int = 4
-    faithfulness_steps: int = 20
-    random_orders: int = 2
-    sanity_subjects: int = 1
-    sanity_voxels: int = 20000
-    restoration: bool = True
-    restoration_subjects: int = 10
-    restoration_dilate: int = 2
-    costs: bool = True
-    cost_subjects: int = 1
-    cost_repeats: int = 5
-    batch_size: int = 8
-    seed: int = 0
 
 
 @dataclass
@@ -234,7 +155,7 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     -------
     AnalysisResult
     """
-    config = _config(config, options)
+    config = with_options(config, AnalysisConfig, options, "analyze")
     start = time.perf_counter()
     rd = RunDir.existing(run)
     notices: list[str] = []
@@ -253,98 +174,129 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
                               summary=summary.to_dict(), notices=list(summary.notices),
                               seconds=time.perf_counter() - start, skipped=True)
     atlas = AtlasRegions.fit(config.atlas, grid)
-    area_names = atlas.areas["region"].tolist()
     if atlas.lost:
         notices.append(f"{len(atlas.lost)} label(s) of the atlas {atlas.atlas_name} vanish on "
                        f"the {grid.describe()} grid ({', '.join(atlas.lost[:3])}); they get no "
                        "region values")
-
     # Temporary files of a killed earlier analysis (every output is rewritten below).
     for folder in (rd.analysis, *(rd.regions / m for m in chosen), *(rd.means / m for m in chosen)):
         remove_temporaries(folder)
-
     hip_area = hippocampus_area(subjects, atlas, notices)
     truth = gt.prepare_truth(cohort_root, scans_of, atlas, config.threshold, config.top_k,
                              notices)
-
     timings: dict[str, float] = {"setup": time.perf_counter() - start}
-    outputs: list[Path] = []
-    results: dict[str, MethodRegions] = {}
-    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLE_COLUMNS}
-    summaries: dict[str, MethodSummary] = {}
-    for method in chosen:
-        tick = time.perf_counter()
-        mr, summaries[method], frames = _analyse_method(
-            rd, method, scans_of[method], atlas, modes[method], subjects, hip_area, truth,
-            config, progress)
-        outputs += [rd.regions / method / "subjects.tsv", rd.regions / method / "groups.tsv",
-                    *mr.mean_images]
-        results[method] = mr
-        for name, frame in frames.items():
-            tables[name].append(frame)
-        timings[f"regions {method}"] = time.perf_counter() - tick
-
-    # Tables of analyses that did not run this time are not written (and removed below).
-    written: dict[str, pd.DataFrame] = {
-        name: _concat(frames, TABLE_COLUMNS[name]) for name, frames in tables.items()
-        if frames or name in ALWAYS_WRITTEN}
-    overlap = beta_overlap(results, area_names, config.top_k)
-    if overlap is not None:
-        written["beta_overlap"] = overlap
+    done = _analyse_methods(rd, chosen, scans_of, atlas, modes, subjects, hip_area, truth,
+                            config, progress, timings)
     needs_model = (config.faithfulness or config.sanity or config.costs
                    or (config.restoration and truth))
-    ctx = (_model_context(rd, notices, "faithfulness, sanity and restoration checks and "
-                          "costs", model, inputs_fn, explain_fn) if needs_model else None)
-    if ctx is not None and (config.faithfulness or config.sanity):
-        check_tables, parts = model_checks(
-            results, atlas, atlas.grid, modes, notices, config, model=ctx.model,
-            inputs_fn=ctx.inputs_fn, explain_fn=ctx.explain_fn, timings=timings,
-            progress=progress, target=ctx.target)
-        written.update(check_tables)
-        summaries = {m: s.update(*parts[m]) for m, s in summaries.items()}
-    if ctx is not None and config.restoration and truth is not None:
-        tick = time.perf_counter()
-        twin = _twins(rd, ctx, truth, cohort_root, predictions, atlas, config, notices,
-                      progress)
-        if twin is not None:
-            written["twins"], written["restoration"] = twin.twins, twin.restoration
-            for m, mr in results.items():
-                ids = [s for s in mr.scans["scan_id"] if s in twin.importance]
-                sums = _restored_sums(rd, m, ids, modes[m], atlas.grid, twin.areas)
-                rho = restoration_spearman(sums, ids, twin.importance)
-                rho = rho[np.isfinite(rho)]
-                unused = unused_change_share(sums, ids, twin.importance, twin.changed or {})
-                unused = unused[np.isfinite(unused)]
-                summaries[m] = summaries[m].update(
-                    {"gt_spearman_restoration": float(rho.mean()) if rho.size else None,
-                     "gt_unused_change_share": float(unused.mean()) if unused.size else None})
-        timings["restoration"] = time.perf_counter() - tick
+    ctx = (model_context(rd, notices, "faithfulness, sanity and restoration checks and "
+                         "costs", model, inputs_fn, explain_fn) if needs_model else None)
+    costs = None
+    if ctx is not None:
+        costs = _model_analyses(rd, ctx, done, atlas, modes, truth, cohort_root, predictions,
+                                config, notices, progress, timings)
     # Claims read the finished summaries (fingerprints, totals) and the gain ranking.
     bacc = inputs.test_balanced_accuracy(rd)
-    written["claims"] = _concat([claims(m, summaries[m], _gain_ranking(results[m]), bacc)
-                                 for m in chosen], CLAIMS_COLUMNS)
-
-    costs = None
-    if ctx is not None and config.costs:
-        tick = time.perf_counter()
-        costs = _costs(ctx, results, atlas.grid.shape, config, notices)
-        timings["costs"] = time.perf_counter() - tick
-    own = method_benchmark(summaries, costs.seconds if costs is not None else None)
+    done.written["claims"] = _concat(
+        [claims(m, done.summaries[m], _gain_ranking(done.results[m]), bacc) for m in chosen],
+        CLAIMS_COLUMNS)
+    own = method_benchmark(done.summaries, costs.seconds if costs is not None else None)
     # Planted-truth scores of `brainlrp benchmark` join the table (a real cohort's only
     # ground truth); the run's recommendation is the one chosen without peeking.
-    written["method_benchmark"] = with_planted(own, read_planted(rd.root))
-    recommended = run_recommendation(written["method_benchmark"])
+    done.written["method_benchmark"] = with_planted(own, read_planted(rd.root))
+    area_names = atlas.areas["region"].tolist()
     summary = AnalysisSummary(
         atlas=atlas.atlas_name, n_labels=atlas.n_labels, n_areas=atlas.n_areas,
         relevance=modes, top_k=config.top_k,
         threshold=config.threshold if truth else None, seed=config.seed,
         disease_model_top_areas=[area_names[i] for i in truth.disease_top] if truth else None,
-        methods=summaries, notices=notices,
-        recommended_method=recommended)
-    written["summary"] = pd.DataFrame([{"method": m, **asdict(s)} for m, s in summaries.items()],
-                                      columns=["method", *SUMMARY_KEYS])
+        methods=done.summaries, notices=notices,
+        recommended_method=run_recommendation(done.written["method_benchmark"]))
+    outputs = _write(rd, done, summary)
+    seconds = time.perf_counter() - start
+    n_scans = {m: len(s) for m, s in scans_of.items()}
+    _record(rd, atlas, chosen, modes, n_scans, config, seconds, timings, costs, notices, key)
+    return AnalysisResult(run=rd.root, methods=chosen, n_scans=n_scans,
+                          summary=summary.to_dict(), outputs=outputs, notices=notices,
+                          seconds=seconds, timings=timings)
+
+
+@dataclass
+class _Analysed:
+    """What the per-method pass produced, and the tables to write."""
+
+    results: dict[str, MethodRegions]
+    summaries: dict[str, MethodSummary]
+    written: dict[str, pd.DataFrame]
+    outputs: list[Path]
+
+
+def _analyse_methods(rd: RunDir, chosen: list[str], scans_of, atlas: AtlasRegions,
+                     modes: dict[str, str], subjects, hip_area, truth, config: AnalysisConfig,
+                     progress: bool, timings: dict[str, float]) -> _Analysed:
+    """One pass per method (:func:`_analyse_method`), then the analyses across methods
+    that need no model (beta overlap)."""
+    done = _Analysed({}, {}, {}, [])
+    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLE_COLUMNS}
+    for method in chosen:
+        tick = time.perf_counter()
+        mr, done.summaries[method], frames = _analyse_method(
+            rd, method, scans_of[method], atlas, modes[method], subjects, hip_area, truth,
+            config, progress)
+        done.outputs += [rd.regions / method / "subjects.tsv",
+                         rd.regions / method / "groups.tsv", *mr.mean_images]
+        done.results[method] = mr
+        for name, frame in frames.items():
+            tables[name].append(frame)
+        timings[f"regions {method}"] = time.perf_counter() - tick
+    # Tables of analyses that did not run this time are not written (and removed later).
+    done.written = {name: _concat(frames, TABLE_COLUMNS[name])
+                    for name, frames in tables.items() if frames or name in ALWAYS_WRITTEN}
+    overlap = beta_overlap(done.results, atlas.areas["region"].tolist(), config.top_k)
+    if overlap is not None:
+        done.written["beta_overlap"] = overlap
+    return done
+
+
+def _model_analyses(rd: RunDir, ctx, done: _Analysed, atlas: AtlasRegions,
+                    modes: dict[str, str], truth, cohort_root, predictions: pd.DataFrame,
+                    config: AnalysisConfig, notices: list[str], progress: bool,
+                    timings: dict[str, float]):
+    """The analyses that run the model: faithfulness and randomisation checks, the twins'
+    restoration importance and the costs (returned; ``None`` when not measured)."""
+    if config.faithfulness or config.sanity:
+        check_tables, parts = model_checks(
+            done.results, atlas, atlas.grid, modes, notices, config, model=ctx.model,
+            inputs_fn=ctx.inputs_fn, explain_fn=ctx.explain_fn, timings=timings,
+            progress=progress, target=ctx.target)
+        done.written.update(check_tables)
+        done.summaries = {m: s.update(*parts[m]) for m, s in done.summaries.items()}
+    if config.restoration and truth is not None:
+        tick = time.perf_counter()
+        twin = run_twins(rd, ctx, truth, cohort_root, predictions, atlas, config, notices,
+                         progress)
+        if twin is not None:
+            done.written["twins"], done.written["restoration"] = twin.twins, twin.restoration
+            scores = restoration_scores(rd, done.results, modes, atlas.grid, twin)
+            done.summaries = {m: s.update(scores[m]) for m, s in done.summaries.items()}
+        timings["restoration"] = time.perf_counter() - tick
+    if not config.costs:
+        return None
+    tick = time.perf_counter()
+    costs = run_costs(ctx, done.results, atlas.grid.shape, config, notices)
+    timings["costs"] = time.perf_counter() - tick
+    return costs
+
+
+def _write(rd: RunDir, done: _Analysed, summary: AnalysisSummary) -> list[Path]:
+    """Every table and summary.json (each atomically); analysis files of checks that did
+    not run this time are removed. Returns the files written."""
+    done.written["summary"] = pd.DataFrame(
+        [{"method": m, **asdict(s)} for m, s in done.summaries.items()],
+        columns=["method", *SUMMARY_KEYS])
     rd.analysis.mkdir(parents=True, exist_ok=True)
-    for name, frame in written.items():
+    outputs = list(done.outputs)
+    for name, frame in done.written.items():
         path = rd.analysis / f"{name}.tsv"
         write_table(path, frame)
         outputs.append(path)
@@ -354,8 +306,13 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
         if name not in keep:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(rd.analysis / name)
-    seconds = time.perf_counter() - start
-    n_scans = {m: len(s) for m, s in scans_of.items()}
+    return outputs
+
+
+def _record(rd: RunDir, atlas: AtlasRegions, chosen: list[str], modes: dict[str, str],
+            n_scans: dict[str, int], config: AnalysisConfig, seconds: float,
+            timings: dict[str, float], costs, notices: list[str], key: str | None) -> None:
+    """The analyze record of run.json (with the inputs key a later call compares)."""
     rd.record("analyze", {"atlas": atlas.atlas_name, "methods": chosen, "relevance": modes,
                           "n_scans": n_scans, "faithfulness": config.faithfulness,
                           "sanity": config.sanity, "seed": config.seed,
@@ -367,9 +324,6 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
                               "seconds_per_scan": {m: round(v, 4)
                                                    for m, v in costs.seconds.items()}},
                           "notices": notices, "inputs_key": key})
-    return AnalysisResult(run=rd.root, methods=chosen, n_scans=n_scans,
-                          summary=summary.to_dict(), outputs=outputs, notices=notices,
-                          seconds=seconds, timings=timings)
 
 
 #: Bumped when a score's definition changes, so analyses made before are redone (2: the
@@ -416,16 +370,6 @@ def _up_to_date(rd: RunDir, key: str, chosen: list[str]) -> bool:
                for name in ("subjects.tsv", "groups.tsv"))
 
 
-def _config(config: AnalysisConfig | None, options: dict) -> AnalysisConfig:
-    from dataclasses import fields, replace
-
-    known = {f.name for f in fields(AnalysisConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"analyze() got unexpected option(s) {', '.join(unknown)}")
-    return replace(config or AnalysisConfig(), **options)
-
-
 def _analyse_method(rd: RunDir, method: str, scans: pd.DataFrame, atlas: AtlasRegions,
                     mode: str, subjects: pd.DataFrame | None, hip_area: int | None,
                     truth: gt.Truth | None, config: AnalysisConfig, progress: bool
@@ -466,196 +410,6 @@ def _gain_ranking(mr: MethodRegions) -> list[str]:
     """Areas by decreasing gain in the method's ranking group."""
     areas = mr.group_area_means(mr.ranking_group())
     return areas.sort_values("gain", ascending=False)["region"].tolist()
-
-
-def _costs(ctx: _ModelContext, results: dict[str, MethodRegions], shape: tuple[int, ...],
-           config: AnalysisConfig, notices: list[str]):
-    """Every method's cost on a seeded sample of AD test scans (``None`` without one)."""
-    import torch
-
-    from brainlrp.analysis.checks import check_sample, load_model_inputs
-    from brainlrp.analysis.costs import measure_costs
-    from brainlrp.errors import BrainLRPError
-
-    ids = check_sample(results, config.cost_subjects, config.seed)
-    if not ids:
-        notices.append("no AD scan was explained by every method: costs not measured")
-        return None
-    x = torch.from_numpy(load_model_inputs(ctx.inputs_fn, ids, shape))
-    model = copy.deepcopy(ctx.model).eval()
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = x.to(device)
-    explain_fn = (ctx.explain_fn.for_scans(ids) if hasattr(ctx.explain_fn, "for_scans")
-                  else ctx.explain_fn)
-    if device.type == "cuda":  # CPU time says nothing about a GPU's work: wall time
-        def run_method(method):
-            explain_fn(model, x, method)
-            torch.cuda.synchronize(device)
-
-        costs = measure_costs(run_method, results, n_scans=len(ids),
-                              repeats=config.cost_repeats, clock=time.perf_counter,
-                              threads=None, skip=(BrainLRPError,))
-    else:  # one thread's CPU time: see brainlrp.analysis.costs
-        costs = measure_costs(lambda method: explain_fn(model, x, method), results,
-                              n_scans=len(ids), repeats=config.cost_repeats,
-                              skip=(BrainLRPError,))
-    for method, reason in costs.skipped.items():
-        notices.append(f"{method}: cost not measured ({reason})")
-    return replace(costs, scan_ids=list(ids))
-
-
-@dataclass
-class _ModelContext:
-    """The run's model, its inputs and explainer (the caller's where given)."""
-
-    model: object
-    inputs_fn: Callable[[list[str]], np.ndarray]
-    explain_fn: Callable | None
-    #: AD's output index (the card's ``target_class``; an imported model may put AD first).
-    target: int = 1
-
-
-def _model_context(rd: RunDir, notices: list[str], what: str, model, inputs_fn,
-                   explain_fn) -> _ModelContext | None:
-    if model is None:
-        if not rd.checkpoint.is_file():
-            notices.append(f"no model checkpoint ({rd.checkpoint}): {what} skipped - run "
-                           "`brainlrp train`")
-            return None
-        from brainlrp.training import load_model
-
-        model, _card = load_model(rd.root)
-    from brainlrp.card import read_card
-
-    card = read_card(rd.root) if rd.card.is_file() or inputs_fn is None else None
-    # AD's output index from the card: an imported model may put AD first.
-    target = card.target_class if card is not None else 1
-    if inputs_fn is None:
-        from brainlrp.data import load_inputs
-
-        prep = card.prep
-
-        def inputs_fn(ids):
-            return load_inputs(rd.root, ids, prep)
-    if explain_fn is None:
-        explain_fn = _RunExplainer(rd, target, card.prep if card is not None else None)
-    return _ModelContext(model, inputs_fn, explain_fn, target)
-
-
-class _RunExplainer:
-    """``explain`` as the run's heatmaps were made: the recorded method options (e.g.
-    fewer IG steps), the reference of ``<method>@<reference>`` methods and the grid's
-    areas for region occlusion. :meth:`for_scans` binds the scans (a twin reference
-    is per scan)."""
-
-    def __init__(self, rd: RunDir, target: int, prep, scan_ids: list[str] | None = None):
-        self.rd, self.target, self.prep, self.scan_ids = rd, target, prep, scan_ids
-        self.options = rd.stage_record("explain").get("method_options") or {}
-        self._references = None
-
-    def for_scans(self, scan_ids: list[str]) -> _RunExplainer:
-        """The same explainer for the scans of the batches it will see."""
-        bound = copy.copy(self)
-        bound.scan_ids = list(scan_ids)
-        return bound
-
-    def __call__(self, model, x, method):
-        import torch
-
-        from brainlrp import catalog
-        from brainlrp.explain import explain, get_method
-
-        opts = dict(self.options.get(method, {}))
-        info = catalog.lookup(method)
-        if "areas" in get_method(method).options and self.prep is not None:
-            from brainlrp.explain.stage import area_codes
-
-            opts.setdefault("areas", area_codes(self.prep.grid))
-        if info.reference is not None:
-            if self._references is None:
-                from brainlrp.data.reference import References
-
-                self._references = References(self.rd, self.prep)
-            ref = self._references.get(info.reference, self.scan_ids or [],
-                                       x.detach().cpu().numpy())
-            opts["reference"] = torch.from_numpy(ref).to(x)
-        return explain(model, x, method, target=self.target, **opts)
-
-
-def _twins(rd: RunDir, ctx: _ModelContext, truth: gt.Truth | None, cohort_root: Path,
-           predictions: pd.DataFrame, atlas: AtlasRegions, config: AnalysisConfig,
-           notices: list[str], progress: bool):
-    """The twin analysis over a seeded sample of AD test scans with a healthy twin."""
-    import copy
-
-    import torch
-
-    from brainlrp._progress import progress_bar
-    from brainlrp.analysis.checks import load_model_inputs
-    from brainlrp.card import read_card
-    from brainlrp.data.grid import brain_mask
-    from brainlrp.data.preprocess import PreprocessCache
-    from brainlrp.simulate.ground_truth import healthy_twin_path
-
-    ad = predictions[(predictions["label"] == 1)]
-    test = ad[ad["split"] == "test"]
-    pool = test if len(test) else ad
-    has = pool["participant_id"].map(lambda p: healthy_twin_path(cohort_root, p).is_file())
-    pool = pool[has.to_numpy(bool)]
-    if pool.empty:
-        notices.append("no AD scan has a healthy twin (a cohort simulated before twins were "
-                       "written?): restoration importance skipped - re-run `brainlrp "
-                       "simulate` on the cohort to add them")
-        return None
-    if len(pool) > config.restoration_subjects:
-        rng = np.random.default_rng(config.seed)
-        pool = pool.iloc[np.sort(rng.choice(len(pool), config.restoration_subjects,
-                                            replace=False))]
-    prep = read_card(rd.root).prep
-    cache = PreprocessCache()
-    twin_of = dict(zip(pool["scan_id"], pool["participant_id"], strict=True))
-
-    def twin_inputs(ids):
-        paths = [cache.get(healthy_twin_path(cohort_root, twin_of[s]), prep) for s in ids]
-        return np.stack([np.load(p)[None] for p in paths]).astype(np.float32)
-
-    model = copy.deepcopy(ctx.model).eval()
-    param = next(model.parameters(), None)
-
-    def predict(x):
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if param is not None:
-            t = t.to(device=param.device)
-        with torch.no_grad():
-            return torch.softmax(model(t), dim=1)[:, ctx.target].double().cpu().numpy()
-
-    shape = atlas.grid.shape
-    evidence_dir = rd.analysis / "evidence"
-    evidence_dir.mkdir(parents=True, exist_ok=True)
-    for old in evidence_dir.glob("*.nii.gz"):
-        old.unlink()
-    with progress_bar(len(pool), "restoration", progress) as advance:
-        return twin_analysis(
-            pool, lambda ids: load_model_inputs(ctx.inputs_fn, ids, shape), twin_inputs,
-            predict, atlas.area_codes, atlas.areas["region"].tolist(), brain_mask(atlas.grid),
-            truth.masks.mask if truth is not None else None, dilate=config.restoration_dilate,
-            batch_size=min(config.batch_size, 4), evidence_dir=evidence_dir,
-            affine=atlas.grid.affine_array, advance=advance)
-
-
-def _restored_sums(rd: RunDir, method: str, scan_ids: list[str], mode: str, grid,
-                   areas) -> np.ndarray:
-    """The method's relevance (``mode`` applied) over each restored area of the scans."""
-    from brainlrp.analysis.regions import read_heatmap
-    from brainlrp.analysis.twins import restored_area_sums
-
-    out = np.zeros((len(scan_ids), areas.shape[1]))
-    for i, sid in enumerate(scan_ids):
-        maps = read_heatmap(rd.heatmap(method, sid), grid)[None]
-        metrics.apply_relevance(maps, mode, out=maps)
-        out[i] = restored_area_sums(maps, areas)[0]
-    return out
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

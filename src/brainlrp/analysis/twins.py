@@ -253,3 +253,97 @@ def restoration_spearman(area_relevance: np.ndarray, scan_ids: list[str],
         if sid in importance:
             out[i] = metrics.spearman(np.asarray(area_relevance[i], float), importance[sid])
     return out
+
+
+def run_twins(rd, ctx, truth, cohort_root: Path, predictions: pd.DataFrame, atlas, config,
+              notices: list[str], progress: bool) -> TwinResult | None:
+    """:func:`twin_analysis` over a seeded sample of a run's AD test scans with a healthy
+    twin (``ctx``: the run's :class:`~brainlrp.analysis.checks.ModelContext`;
+    ``config``: ``analyze``'s :class:`~brainlrp.configs.AnalysisConfig`); ``None``, with
+    a notice, when no scan has a twin."""
+    import copy
+
+    import torch
+
+    from brainlrp._progress import progress_bar
+    from brainlrp.analysis.checks import load_model_inputs
+    from brainlrp.card import read_card
+    from brainlrp.data.grid import brain_mask
+    from brainlrp.data.preprocess import PreprocessCache
+    from brainlrp.simulate.ground_truth import healthy_twin_path
+
+    ad = predictions[(predictions["label"] == 1)]
+    test = ad[ad["split"] == "test"]
+    pool = test if len(test) else ad
+    has = pool["participant_id"].map(lambda p: healthy_twin_path(cohort_root, p).is_file())
+    pool = pool[has.to_numpy(bool)]
+    if pool.empty:
+        notices.append("no AD scan has a healthy twin (a cohort simulated before twins were "
+                       "written?): restoration importance skipped - re-run `brainlrp "
+                       "simulate` on the cohort to add them")
+        return None
+    if len(pool) > config.restoration_subjects:
+        rng = np.random.default_rng(config.seed)
+        pool = pool.iloc[np.sort(rng.choice(len(pool), config.restoration_subjects,
+                                            replace=False))]
+    prep = read_card(rd.root).prep
+    cache = PreprocessCache()
+    twin_of = dict(zip(pool["scan_id"], pool["participant_id"], strict=True))
+
+    def twin_inputs(ids):
+        paths = [cache.get(healthy_twin_path(cohort_root, twin_of[s]), prep) for s in ids]
+        return np.stack([np.load(p)[None] for p in paths]).astype(np.float32)
+
+    model = copy.deepcopy(ctx.model).eval()
+    param = next(model.parameters(), None)
+
+    def predict(x):
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if param is not None:
+            t = t.to(device=param.device)
+        with torch.no_grad():
+            return torch.softmax(model(t), dim=1)[:, ctx.target].double().cpu().numpy()
+
+    shape = atlas.grid.shape
+    evidence_dir = rd.analysis / "evidence"
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    for old in evidence_dir.glob("*.nii.gz"):
+        old.unlink()
+    with progress_bar(len(pool), "restoration", progress) as advance:
+        return twin_analysis(
+            pool, lambda ids: load_model_inputs(ctx.inputs_fn, ids, shape), twin_inputs,
+            predict, atlas.area_codes, atlas.areas["region"].tolist(), brain_mask(atlas.grid),
+            truth.masks.mask if truth is not None else None, dilate=config.restoration_dilate,
+            batch_size=min(config.batch_size, 4), evidence_dir=evidence_dir,
+            affine=atlas.grid.affine_array, advance=advance)
+
+
+def _restored_sums(rd, method: str, scan_ids: list[str], mode: str, grid,
+                   areas) -> np.ndarray:
+    """The method's relevance (``mode`` applied) over each restored area of the scans."""
+    from brainlrp.analysis.regions import read_heatmap
+
+    out = np.zeros((len(scan_ids), areas.shape[1]))
+    for i, sid in enumerate(scan_ids):
+        maps = read_heatmap(rd.heatmap(method, sid), grid)[None]
+        metrics.apply_relevance(maps, mode, out=maps)
+        out[i] = restored_area_sums(maps, areas)[0]
+    return out
+
+
+def restoration_scores(rd, results: dict, modes: dict[str, str], grid, twin: TwinResult
+                       ) -> dict[str, dict[str, float | None]]:
+    """Per method, its summary's restoration scores against ``twin``'s importance: the
+    mean over scans of :func:`restoration_spearman` and of :func:`unused_change_share`
+    (``results``: each method's :class:`~brainlrp.analysis.regions.MethodRegions`)."""
+    out = {}
+    for m, mr in results.items():
+        ids = [s for s in mr.scans["scan_id"] if s in twin.importance]
+        sums = _restored_sums(rd, m, ids, modes[m], grid, twin.areas)
+        rho = restoration_spearman(sums, ids, twin.importance)
+        rho = rho[np.isfinite(rho)]
+        unused = unused_change_share(sums, ids, twin.importance, twin.changed or {})
+        unused = unused[np.isfinite(unused)]
+        out[m] = {"gt_spearman_restoration": float(rho.mean()) if rho.size else None,
+                  "gt_unused_change_share": float(unused.mean()) if unused.size else None}
+    return out

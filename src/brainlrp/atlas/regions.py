@@ -174,3 +174,16 @@ class RegionReducer:
     def _check_fitted(self):
         if not hasattr(self, "codes_"):
             raise RuntimeError("RegionReducer is not fitted; call fit(grid) first")
+
+
+def area_codes(grid) -> np.ndarray:
+    """Merged Neuromorphometrics area (left and right together, 1-based; 0 outside) per
+    voxel of ``grid``, resampled once per grid and process (region occlusion's areas)."""
+    if grid not in _AREA_CODES:
+        with warnings.catch_warnings():  # labels lost on coarse grids: no area to occlude
+            warnings.simplefilter("ignore", UserWarning)
+            _AREA_CODES[grid] = RegionReducer("neuromorphometrics", level="area").fit(grid).codes_
+    return _AREA_CODES[grid]
+
+
+_AREA_CODES: dict = {}

@@ -172,20 +172,13 @@ def prepare(cohort_path: str | os.PathLike, out: str | os.PathLike, resolution: 
             test: float = 30, val: float = 18, seed: int = 0,
             cache_dir: str | os.PathLike | None = None, n_jobs: int = 1,
             overwrite: bool = False, allow_external_paths: bool = False,
-            progress: bool = True, arch: str | None = "paper",
-            registration: Registration | None = None,
+            progress: bool = True, registration: Registration | None = None,
             normalisation: str = "minmax") -> PrepareResult:
     """Validate a cohort, fill the preprocessing cache, write ``splits.tsv`` and run.json.
 
-    ``arch`` (a registered architecture) must be able to take the grid: a grid too
-    coarse for it is refused before any scan is read (``None``: no check). With
-    ``registration``, native-space scans are registered to the template first and the
+    With ``registration``, native-space scans are registered to the template first and the
     QC table and figures go to ``RUN/registration/`` (outliers become notices).
     """
-    if arch is not None:
-        from brainlrp.models import check_grid_fits
-
-        check_grid_fits(arch, Grid.from_resolution(resolution).shape)
     run = RunDir(out)
     prepared = prepare_cohort(cohort_path, resolution=resolution, test=test, val=val,
                               seed=seed, cache_dir=cache_dir, n_jobs=n_jobs,

@@ -26,9 +26,22 @@ folder. The quality score is the Pearson correlation of the registered scan with
 template inside the template brain mask.
 
 The inverse transform maps anything on the model grid (a heatmap) back onto the
-scan's own voxel grid (:func:`to_native`), with the scan's affine, so it overlays on
-the patient's T1 in any viewer; relevance keeps its sum
-(:meth:`RegisteredScan.relevance_to_native`).
+scan's own voxel grid (:meth:`RegisteredScan.to_native`), with the scan's affine, so it
+overlays on the patient's T1 in any viewer; relevance keeps its sum
+(:meth:`RegisteredScan.relevance_to_native`; :mod:`brainlrp.explain.native` writes
+an explained scan's heatmaps that way).
+
+A registration is deterministic: ANTs' random seed (:attr:`Registration.seed`, which
+fixes the jitter of the regular sampling grid) reaches ``antsRegistration`` through
+ANTs' own ``ANTS_RANDOM_SEED`` variable, set for the calls of one registration and
+restored after (``ants.set_ants_deterministic`` would instead reseed NumPy's global
+generator and keep its seed for the whole process; a seed set there takes precedence),
+and ITK runs on one thread unless ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` says
+otherwise (with more, the metric's partial sums are split by timing, so results vary
+from run to run). ITK reads that variable once, at its first use in a process, so the
+default is set when brainlrp first reaches for ANTsPy and left set (a script that uses
+ANTsPy or ITK itself before that chooses the count first); importing this module
+changes nothing.
 """
 
 from __future__ import annotations
@@ -53,10 +66,13 @@ from brainlrp._io import (
 from brainlrp.data.grid import Grid
 from brainlrp.errors import BrainLRPError
 
-# ITK fixes its thread count at its first use: one thread unless the user chose more
-# (with more, the metric's partial sums are split by timing and results vary slightly).
-os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
-
+#: ITK's thread count, read once at its first use in a process (see the module docstring).
+THREADS_VARIABLE = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
+#: ITK threads unless the user sets :data:`THREADS_VARIABLE`.
+DEFAULT_THREADS = 1
+#: ANTs' registration seed, which ``antsRegistration`` reads when it is given no
+#: ``--random-seed`` (ANTsPy gives none unless ``ants.set_ants_deterministic`` was called).
+SEED_VARIABLE = "ANTS_RANDOM_SEED"
 #: Bumped whenever the registration recipe changes, so old cache entries are ignored
 #: (2: pass 2 registers the whole head with the template's brain as metric mask).
 REGISTRATION_VERSION = 2
@@ -133,16 +149,6 @@ class Registration:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def parse_registration(register: bool, method: str | None) -> Registration | None:
-    """The CLI's ``--register`` / ``--registration METHOD`` pair as a :class:`Registration`.
-
-    ``--registration`` alone implies ``--register``; neither means no registration.
-    """
-    if method is None and not register:
-        return None
-    return Registration(method=(method or "affine").lower())
-
-
 # --- geometry: nibabel (RAS) <-> ANTs (LPS) -------------------------------------------
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -176,6 +182,8 @@ def ras_affine(origin, spacing, direction) -> np.ndarray:
 
 
 def _ants():
+    """ANTsPy, with ITK's thread count chosen before ITK's first use."""
+    os.environ.setdefault(THREADS_VARIABLE, str(DEFAULT_THREADS))
     try:
         import ants
     except ImportError:
@@ -194,13 +202,17 @@ def to_ants(data: np.ndarray, affine: np.ndarray):
 
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    ants = _ants()
-    old = ants.config._random_seed
-    ants.config._random_seed = int(seed)
+    """ANTs' registration seed for the registrations inside (:data:`SEED_VARIABLE`);
+    the caller's own value, or its absence, comes back after."""
+    old = os.environ.get(SEED_VARIABLE)
+    os.environ[SEED_VARIABLE] = str(int(seed))
     try:
         yield
     finally:
-        ants.config._random_seed = old
+        if old is None:
+            os.environ.pop(SEED_VARIABLE, None)
+        else:
+            os.environ[SEED_VARIABLE] = old
 
 
 # --- the registration itself ------------------------------------------------------------
@@ -389,7 +401,7 @@ def register_scan(path: str | os.PathLike, reg: Registration, grid: Grid,
                                 "registration QC in RUN/registration/") from None
         record |= {"scan": str(path), "seconds": round(time.perf_counter() - start, 2),
                    "registration": reg.to_dict(), "grid": grid.to_dict(),
-                   "threads": int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"])}
+                   "threads": int(os.environ.get(THREADS_VARIABLE, DEFAULT_THREADS))}
         (work / ENTRY_FILE).write_text(json.dumps(record, indent=2) + "\n")
         release_lock_file(work)
         try:
@@ -603,65 +615,7 @@ def write_registration_qc(run_root: Path, scans, registrations: list[RegisteredS
     return table
 
 
-
-# --- explaining one native scan ------------------------------------------------------------
-
-def register_for_model(scan: str | os.PathLike, prep, registration: Registration | None,
-                       cache_dir: str | os.PathLike | None = None):
-    """Register one scan the way a model's preprocessing says (or with ``registration``
-    when the model was trained on MNI-space scans).
-
-    Returns
-    -------
-    prep : Preprocessing
-        The preprocessing with its registration set.
-    registered : RegisteredScan
-    """
-    from dataclasses import replace
-
-    from brainlrp.data.preprocess import PreprocessCache
-
-    if prep.registration is None:
-        prep = replace(prep, registration=registration or Registration())
-    return prep, PreprocessCache(cache_dir).registration(scan, prep)
-
-
-def write_native(path: Path, registered: RegisteredScan, scan: str | os.PathLike,
-                 data: np.ndarray, description: str = "", relevance: bool = True) -> Path:
-    """Write an array on the model grid warped onto ``scan``'s own grid and affine.
-
-    The file has the scan's shape, voxel order and affine (sform and qform code 1,
-    scanner anatomy), so it overlays on the scan in any viewer. ``relevance`` (a
-    heatmap): its sum is kept (:meth:`RegisteredScan.relevance_to_native`); otherwise
-    the values are interpolated like an image's.
-    """
-    import nibabel as nib
-
-    header = nib.load(str(scan))
-    shape, affine = header.shape[:3], np.asarray(header.affine, float)
-    warp = registered.relevance_to_native if relevance else registered.to_native
-    native = warp(np.asarray(data, np.float32), shape, affine)
-    img = nib.Nifti1Image(native, affine)
-    img.header.set_xyzt_units("mm")
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    if description:
-        img.header["descrip"] = description[:79].encode()
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
-    return Path(path)
-
-
-def registration_summary(registered: RegisteredScan) -> dict:
-    """What prediction.json records about a scan's registration (with a QC verdict)."""
-    reason = flag_outliers([registered.correlation])[0]
-    return {"method": registered.record["method"], "correlation": registered.correlation,
-            "flagged": bool(reason), "reason": reason,
-            "forward": [str(p) for p in registered.forward],
-            "inverse": [[str(p), flag] for p, flag in registered.inverse]}
-
-
-__all__ = ["METHODS", "QC_COLUMNS", "RegisteredScan", "Registration", "ants_geometry",
-           "flag_outliers", "load_registered", "parse_registration", "ras_affine",
-           "register_for_model", "register_scan", "registration_dir", "registration_summary",
-           "template_correlation", "to_ants", "write_native", "write_registration_qc"]
+__all__ = ["DEFAULT_THREADS", "METHODS", "QC_COLUMNS", "SEED_VARIABLE", "THREADS_VARIABLE",
+           "RegisteredScan", "Registration", "ants_geometry", "flag_outliers",
+           "load_registered", "qc_figure", "ras_affine", "register_scan", "registration_dir",
+           "template_correlation", "to_ants", "write_registration_qc"]

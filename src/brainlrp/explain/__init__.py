@@ -6,6 +6,6 @@ method is lives in :mod:`brainlrp.catalog`.
 >>> heatmap = explain(model, scans, "lrp-b0", target=1)  # doctest: +SKIP
 """
 
-from brainlrp.explain.methods import RUNNERS, Method, available_methods, explain, get_method
+from brainlrp.explain.methods import Method, available_methods, explain, get_method
 
-__all__ = ["RUNNERS", "Method", "available_methods", "explain", "get_method"]
+__all__ = ["Method", "available_methods", "explain", "get_method"]

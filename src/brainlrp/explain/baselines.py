@@ -222,16 +222,18 @@ def _integrated_gradients(model: nn.Module, x: Tensor, reference: Tensor | None,
 #: Captum's noise-tunnel aggregations: SmoothGrad (mean gradient), SmoothGrad squared
 #: (mean squared gradient, Hooker et al. 2019) and VarGrad (variance of the gradient,
 #: Adebayo et al. 2018).
-NOISE_TUNNELS = {"smoothgrad": "smoothgrad", "smoothgrad-sq": "smoothgrad_sq",
-                 "vargrad": "vargrad"}
+#: The statistic over the noisy copies' gradients -> Captum's ``nt_type`` for it.
+NOISE_TUNNELS = {"mean": "smoothgrad",  # Captum's nt_type names, not method names
+                 "mean-square": "smoothgrad_sq",
+                 "variance": "vargrad"}  # Captum's nt_type names, not method names
 
 
 def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
                start: str = "probability", n_samples: int = 25, noise: float = 0.15,
-               batch_size: int = 4, seed: int = 0, kind: str = "smoothgrad"
+               batch_size: int = 4, seed: int = 0, statistic: str = "mean"
                ) -> tuple[Tensor, Tensor]:
     """SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over noisy copies,
-    or its relatives (``kind``: :data:`NOISE_TUNNELS`).
+    or its relatives (``statistic``: :data:`NOISE_TUNNELS`).
 
     25 copies at 15 % of the scan's range: Smilkov et al. found maps sharpen up to
     10-20 % noise and change little beyond about 50 samples; 25 keeps the cost at 25
@@ -250,9 +252,9 @@ def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
     seed : int
         Seed of the noise, so the result is reproducible; the global random state
         is left untouched.
-    kind : {"smoothgrad", "smoothgrad-sq", "vargrad"}
-        The mean gradient, the mean squared gradient or the gradient's variance over
-        the noisy copies.
+    statistic : {"mean", "mean-square", "variance"}
+        The mean gradient (SmoothGrad), the mean squared gradient (SmoothGrad squared)
+        or the gradient's variance (VarGrad) over the noisy copies.
 
     Returns
     -------
@@ -261,8 +263,8 @@ def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
     """
     from captum.attr import NoiseTunnel, Saliency
 
-    if kind not in NOISE_TUNNELS:
-        raise BrainLRPError(f"unknown noise tunnel {kind!r}",
+    if statistic not in NOISE_TUNNELS:
+        raise BrainLRPError(f"unknown noise-tunnel statistic {statistic!r}",
                             f"use one of {', '.join(NOISE_TUNNELS)}")
     n_samples = _check_positive_int(n_samples, "n_samples")
     batch_size = _check_positive_int(batch_size, "batch_size")
@@ -282,7 +284,7 @@ def smoothgrad(model: nn.Module, x: Tensor, target: Target = 1,
                 std = float(noise) * float(sample.max() - sample.min())
                 sample_target = tgt if isinstance(tgt, int) else tgt[i]
                 parts.append(tunnel.attribute(
-                    sample, nt_type=NOISE_TUNNELS[kind], nt_samples=n_samples,
+                    sample, nt_type=NOISE_TUNNELS[statistic], nt_samples=n_samples,
                     nt_samples_batch_size=batch_size, stdevs=std, target=sample_target,
                     abs=False).detach())
         return torch.cat(parts), _probabilities(wrapped, x, reuse=False)
@@ -420,23 +422,13 @@ def _atlas_areas(shape: tuple[int, int, int]):
     for resolution in _RESOLUTIONS:
         grid = Grid.from_resolution(resolution)
         if grid.shape == shape:
-            return _cached_atlas(grid)
+            from brainlrp.atlas import area_codes
+
+            return area_codes(grid)
     raise BrainLRPError(
         f"no template grid has the input's shape {shape}, so the atlas cannot be placed",
         "pass areas=<int code array on the model grid> (e.g. RegionReducer(level='area')"
         ".fit(grid).codes_)")
-
-
-_ATLAS_CACHE: dict = {}
-
-
-def _cached_atlas(grid):
-    """Neuromorphometrics areas (left and right merged) on ``grid``, resampled once."""
-    if grid not in _ATLAS_CACHE:
-        from brainlrp.atlas import RegionReducer
-
-        _ATLAS_CACHE[grid] = RegionReducer("neuromorphometrics", level="area").fit(grid).codes_
-    return _ATLAS_CACHE[grid]
 
 
 def _grown_areas(codes, dilate: int):

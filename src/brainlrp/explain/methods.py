@@ -2,9 +2,9 @@
 
 What a method *is* (its family, parameters, label, default relevance) lives in
 :mod:`brainlrp.catalog`; this module attaches a runner to each catalog entry:
-LRP methods run the engine's composite named by the entry, the others a
-function of :mod:`brainlrp.explain.baselines` (Captum). A new method is one
-catalog entry plus, outside the LRP family, one line in :data:`RUNNERS`.
+LRP methods run the engine's composite named by the entry, the others the function of
+:mod:`brainlrp.explain.baselines` (Captum) the entry names as its ``runner``. A new
+method is one catalog entry (and, if new, its function in ``baselines``).
 """
 
 from __future__ import annotations
@@ -22,23 +22,6 @@ from brainlrp.explain import baselines
 from brainlrp.explain.lrp import COMPOSITES, lrp
 
 Runner = Callable[..., tuple[Tensor, Tensor]]
-
-#: Runners of the methods outside the LRP family, by catalog name.
-RUNNERS: dict[str, Runner] = {
-    "gb": baselines.guided_backprop,
-    "gradient": baselines.gradient,
-    "gxi": baselines.gradient_x_input,
-    "ig": baselines.integrated_gradients,
-    "smoothgrad": baselines.smoothgrad,
-    "smoothgrad-sq": functools.partial(baselines.smoothgrad, kind="smoothgrad-sq"),
-    "vargrad": functools.partial(baselines.smoothgrad, kind="vargrad"),
-    "occlusion": baselines.occlusion,
-    "ig-ref": baselines.integrated_gradients_from_reference,
-    "occlusion-ref": baselines.occlusion_from_reference,
-    "edges": baselines.edges,
-    "noise": baselines.random_floor,
-    "diff": baselines.reference_difference,
-}
 
 
 @dataclass(frozen=True)
@@ -82,7 +65,16 @@ def available_methods() -> list[str]:
 
 
 def _runnable(info: catalog.MethodInfo) -> bool:
-    return (info.is_lrp and info.composite in COMPOSITES) or info.base_name in RUNNERS
+    return (info.is_lrp and info.composite in COMPOSITES) or _runner(info) is not None
+
+
+def _runner(info: catalog.MethodInfo) -> Runner | None:
+    """The catalog entry's function of :mod:`brainlrp.explain.baselines`, with its fixed
+    parameters (``None`` when this version has none of that name)."""
+    function = getattr(baselines, info.runner, None) if info.runner else None
+    if function is None:
+        return None
+    return functools.partial(function, **dict(info.params)) if info.params else function
 
 
 def get_method(name: str) -> Method:
@@ -96,9 +88,9 @@ def get_method(name: str) -> Method:
     info = catalog.lookup(name)
     if info.is_lrp and info.composite in COMPOSITES:
         return _lrp_method(info)
-    if info.base_name in RUNNERS:
-        function = RUNNERS[info.base_name]
-        skip = {"model", "x", "target", "reference"}
+    function = _runner(info)
+    if function is not None:
+        skip = {"model", "x", "target", "reference", *dict(info.params)}
         options = tuple(p for p in inspect.signature(function).parameters if p not in skip)
         return Method(info, function, options)
     raise BrainLRPError(f"the explanation method {name!r} has no runner in this version",
@@ -204,4 +196,4 @@ def explain(model: nn.Module, x: Tensor, method: str, target: int | Sequence[int
     return heatmap
 
 
-__all__ = ["RUNNERS", "Method", "available_methods", "explain", "get_method"]
+__all__ = ["Method", "available_methods", "explain", "get_method"]

@@ -22,8 +22,9 @@ from brainlrp._io import TMP_PREFIX, save_nifti, write_json
 from brainlrp._lightning import is_main_process
 from brainlrp._progress import progress_bar
 from brainlrp.card import ModelCard
-from brainlrp.catalog import DEFAULT_METHODS, DEFAULT_REFERENCE
+from brainlrp.configs import ExplainConfig, with_options
 from brainlrp.errors import BrainLRPError
+from brainlrp.explain.call import MethodCalls, options_per_method, resolve_methods
 from brainlrp.run import RunDir
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
@@ -48,64 +49,6 @@ class ExplainResult:
     is_main: bool = True
 
 
-def _validate_methods(methods, reference: str | None = None) -> list[str]:
-    """Known method names; a bare reference method (``ig-ref``) gets ``@<reference>``."""
-    from brainlrp import catalog
-    from brainlrp.data.reference import reference_name
-    from brainlrp.explain import get_method
-
-    names = catalog.parse(methods)
-    if not names:
-        raise BrainLRPError("no method given", "e.g. --methods lrp-b0,gb")
-    out = []
-    for name in names:
-        method = get_method(name)  # raises with the list of known methods
-        if method.needs_reference and method.info.reference is None:
-            name = f"{name}@{reference_name(reference or DEFAULT_REFERENCE)}"
-        out.append(name)
-    return list(dict.fromkeys(out))
-
-
-def area_codes(grid) -> np.ndarray:
-    """Merged Neuromorphometrics area per voxel of the model grid (region occlusion)."""
-    from brainlrp.atlas import RegionReducer
-
-    key = (grid.shape, grid.affine_array.round(4).tobytes())
-    if key not in _AREA_CODES:
-        import warnings
-
-        with warnings.catch_warnings():  # labels lost on coarse grids: no area to occlude
-            warnings.simplefilter("ignore", UserWarning)
-            _AREA_CODES[key] = RegionReducer(level="area").fit(grid).codes_
-    return _AREA_CODES[key]
-
-
-_AREA_CODES: dict = {}
-
-
-def _per_method(methods: list[str], method_options: dict | None) -> dict[str, dict]:
-    """Options per method; ``ig-ref``'s options also apply to ``ig-ref@<reference>``."""
-    given = method_options or {}
-    return {m: given.get(m, given.get(m.split("@", 1)[0], {})) for m in methods}
-
-
-def _references(run: RunDir, methods: list[str], prep, cohort, cache_dir, reference):
-    """The run's reference builder and file references by name, if any method needs one."""
-    from brainlrp import catalog
-    from brainlrp.data.reference import BASE_KINDS, References, reference_name
-
-    if not any(catalog.lookup(m).reference for m in methods):
-        return None, {}
-    files = {}
-    if reference and reference_name(reference) != reference:
-        if not Path(reference).is_file():
-            raise BrainLRPError(f"reference image not found: {reference}",
-                                f"use --reference {', '.join(BASE_KINDS)} (or one of them "
-                                "with -restore) or an existing NIfTI")
-        files[reference_name(reference)] = reference
-    return References(run, prep, cohort=cohort, cache_dir=cache_dir), files
-
-
 def _select_scans(run: RunDir, split: str) -> pd.DataFrame:
     if split not in SPLIT_CHOICES:
         raise BrainLRPError(f"unknown split {split!r}", f"use one of {', '.join(SPLIT_CHOICES)}")
@@ -115,18 +58,11 @@ def _select_scans(run: RunDir, split: str) -> pd.DataFrame:
     return pred if split == "all" else pred[pred["split"] == split]
 
 
-def _written(path: Path, since: int | None) -> bool:
-    """Whether a heatmap exists (and, for ``--overwrite``, was written at ``since`` or
-    later: older maps stay on disk until their replacement is written)."""
-    try:
-        return path.stat().st_mtime_ns >= (since or 0)
-    except FileNotFoundError:
-        return False
-
-
 def _pending(run: RunDir, scan_ids, methods, since: int | None = None) -> list[str]:
+    from brainlrp.explain.loop import written
+
     return [s for s in scan_ids
-            if not all(_written(run.heatmap(m, s), since) for m in methods)]
+            if not all(written(run.heatmap(m, s), since) for m in methods)]
 
 
 def check_scan_grid(card: ModelCard, path, resample: bool) -> None:
@@ -165,47 +101,7 @@ def _scan_arrays(run: RunDir, scan_ids, cohort, cache_dir, prep, card=None,
     return [cache.get(path, prep) for path in paths]
 
 
-class ScanClaims:
-    """Advisory per-scan locks, so concurrent ``explain`` processes share the work.
-
-    A process explains a scan only while it holds an exclusive ``flock`` on
-    ``heatmaps/.claims/<scan_id>``; the operating system drops the lock when the process
-    dies (even on SIGKILL), so a crashed process never blocks a later resume. After the
-    lock is taken the outputs are checked again: what another process finished in the
-    meantime is skipped.
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.held: dict[str, int] = {}
-
-    def acquire(self, scan_id: str) -> bool:
-        import fcntl
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / scan_id, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self.held[scan_id] = fd
-        return True
-
-    def release(self, scan_id: str) -> None:
-        import fcntl
-
-        fd = self.held.pop(scan_id, None)
-        if fd is None:
-            return
-        try:
-            (self.folder / scan_id).unlink(missing_ok=True)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-
-def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
+def _remove_stale_temporaries(run: RunDir, methods, claims) -> None:
     """Delete half-written heatmaps of killed processes, once per call.
 
     A heatmap's temporary is written only under its scan's claim, so a temporary
@@ -224,161 +120,61 @@ def _remove_stale_temporaries(run: RunDir, methods, claims: ScanClaims) -> None:
                     claims.release(scan_id)
 
 
-def _explainer_module(model, methods, run: RunDir, affine, options, method_options=None,
-                      advance=None, target: int = 1, references=None, reference_files=None,
-                      grid=None, since: int | None = None):
-    import lightning.pytorch as pl
-
-    from brainlrp import catalog
-    from brainlrp.explain import explain, get_method
-
-    class Explainer(pl.LightningModule):
-        """Prediction loop step: explain a batch and write its heatmaps."""
-
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.written = 0
-            self.claims = ScanClaims(run.heatmaps / ".claims")
-            #: method -> [seconds, scans] spent explaining (the benchmark's cost).
-            self.timing = {m: [0.0, 0] for m in methods}
-
-        def predict_step(self, batch, batch_idx):
-            x, ids = batch
-            mine = [i for i, s in enumerate(ids) if self.claims.acquire(s)]
-            try:
-                with torch.enable_grad():
-                    for method in methods:
-                        todo = [i for i in mine
-                                if not _written(run.heatmap(method, ids[i]), since)]
-                        if not todo:
-                            continue
-                        opts = options | (method_options or {}).get(method, {})
-                        tick = time.perf_counter()
-                        if "areas" in get_method(method).options and "areas" not in opts:
-                            opts = opts | {"areas": area_codes(grid)}
-                        kind = catalog.lookup(method).reference
-                        if kind is not None:
-                            kind = (reference_files or {}).get(kind, kind)
-                            ref = references.get(kind, [ids[i] for i in todo],
-                                                 x[todo].detach().cpu().numpy())
-                            opts = opts | {"reference": torch.from_numpy(ref).to(x)}
-                        heat = explain(self.model, x[todo], method, target=target, **opts)
-                        heat = heat.detach().float().cpu().numpy()
-                        self.timing[method][0] += time.perf_counter() - tick
-                        self.timing[method][1] += len(todo)
-                        for j, i in enumerate(todo):
-                            save_nifti(run.heatmap(method, ids[i]), heat[j, 0], affine,
-                                       description=f"brainlrp {method} AD relevance")
-                            self.written += 1
-            finally:
-                for i in mine:
-                    self.claims.release(ids[i])
-            if advance is not None:
-                advance(len(ids))
-            return None
-
-    return Explainer()
-
-
-class _ArrayDataset(torch.utils.data.Dataset):
-    def __init__(self, arrays, ids):
-        self.arrays, self.ids = [str(a) for a in arrays], list(ids)
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        x = np.array(np.load(self.arrays[i], mmap_mode="r"), dtype=np.float32)[None]
-        return torch.from_numpy(x), self.ids[i]
-
-
-def explain_run(run_dir: str | os.PathLike, methods=DEFAULT_METHODS, split: str = "test",
-                cohort: str | os.PathLike | None = None, batch_size: int = 4,
-                overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
-                accelerator: str = "auto", devices: str | int = 1, strategy: str = "auto",
-                num_nodes: int = 1, options: dict | None = None,
-                method_options: dict[str, dict] | None = None, resample: bool = False,
-                progress: bool = True, reference: str | None = None,
-                label: int | None = None) -> ExplainResult:
+def explain_run(run_dir: str | os.PathLike, config: ExplainConfig | None = None, *,
+                progress: bool = True, **options) -> ExplainResult:
     """Explain a run's scans with each method; resume where a previous call stopped.
 
     Parameters
     ----------
     run_dir : path-like
         A trained run (``brainlrp train``).
-    methods : str or sequence of str
-        Method names (comma-separated string or list); see
-        :func:`brainlrp.explain.available_methods`. By default the catalog's
-        (:func:`brainlrp.catalog.default_methods`).
-    split : {"test", "val", "train", "all"}
-    cohort : path-like, optional
-        The cohort (default: the one recorded in run.json).
-    batch_size : int
-    overwrite : bool
-        Recompute heatmaps that exist (each is replaced when its new map is written, so a
-        run that stops keeps the maps it did not reach).
-    accelerator, devices, strategy, num_nodes
-        Lightning settings; ``--devices 4 --strategy ddp`` explains on 4 GPUs.
-    options : dict, optional
-        Options for :func:`brainlrp.explain.explain`, for every method.
-    method_options : dict of dict, optional
-        Options for single methods, e.g. ``{"ig": {"steps": 16}}``.
-    resample : bool
-        Resample scans that are not on the grid the training scans were on.
-    reference : str, optional
-        What a bare reference method (``lrp-ref``, ``ig-ref``, ``occlusion-ref``)
-        explains against: ``mean`` (default), ``knn``, ``pca``, ``twin`` (simulated
-        cohorts) or a NIfTI file (:mod:`brainlrp.data.reference`); the heatmaps go to
-        ``heatmaps/<method>@<reference>/``. ``<method>@<reference>`` names choose per
-        method.
-    label : int, optional
-        Only scans of this label (1: AD), e.g. for a benchmark scored on patients.
+    config : ExplainConfig, optional
+        The options (:class:`brainlrp.configs.ExplainConfig`); ``**options`` (the same
+        names) override it field by field, e.g. ``explain_run(run, methods="lrp-b0")``.
+    progress : bool
     """
     import lightning.pytorch as pl
 
     from brainlrp._lightning import quiet_lightning
+    from brainlrp.explain.loop import ArrayDataset, HeatmapWriter, ScanClaims
     from brainlrp.training.checkpoint import load_model
 
+    c = with_options(config, ExplainConfig, options, "explain_run")
     run = RunDir.existing(run_dir)
-    methods = _validate_methods(methods, reference)
-    if batch_size < 1:
-        raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
+    methods = resolve_methods(c.methods, c.reference)
+    if c.batch_size < 1:
+        raise BrainLRPError(f"--batch-size must be at least 1, got {c.batch_size}", "use 1-16")
     model, card = load_model(run)
-    prep = card.prep
-    selected = _select_scans(run, split)
-    if label is not None:
-        selected = selected[selected["label"] == label]
+    selected = _select_scans(run, c.split)
+    if c.label is not None:
+        selected = selected[selected["label"] == c.label]
     scan_ids = selected["scan_id"].tolist()
     # Maps written from now on are this call's (file times in ns); with --overwrite a
     # map counts as done only once this call wrote it.
     called = time.time_ns()
-    since = called if overwrite else None
+    since = called if c.overwrite else None
     _remove_stale_temporaries(run, methods, ScanClaims(run.heatmaps / ".claims"))
     todo = _pending(run, scan_ids, methods, since)
     start = time.perf_counter()
-    written = 0
+    written, timing = 0, {}
     if todo:
-        arrays = _scan_arrays(run, todo, cohort, cache_dir, prep, card, resample)
-        loader = torch.utils.data.DataLoader(_ArrayDataset(arrays, todo),
-                                             batch_size=batch_size, shuffle=False)
+        arrays = _scan_arrays(run, todo, c.cohort, c.cache_dir, card.prep, card, c.resample)
+        loader = torch.utils.data.DataLoader(ArrayDataset(arrays, todo),
+                                             batch_size=c.batch_size, shuffle=False)
         # One process: our bar counts scans; under DDP each rank has its own share and
         # Lightning's bar (in batches) is shown instead.
-        single = str(devices) == "1" and num_nodes == 1 and strategy == "auto"
+        single = str(c.devices) == "1" and c.num_nodes == 1 and c.strategy == "auto"
         with progress_bar(len(todo), "explain", progress and single) as advance:
             # AD's output index comes from the card (an imported model may order AD first).
-            references, files = _references(run, methods, prep, cohort, cache_dir, reference)
-            module = _explainer_module(model, methods, run, prep.grid.affine_array,
-                                       options or {}, _per_method(methods, method_options),
-                                       advance, target=card.target_class,
-                                       references=references, reference_files=files,
-                                       grid=prep.grid, since=since)
-            import lightning.pytorch  # noqa: F401  (import before silencing its loggers)
-
+            calls = MethodCalls(run, card.prep, card.target_class, options=c.options,
+                                method_options=c.method_options, reference=c.reference,
+                                cohort=c.cohort, cache_dir=c.cache_dir)
+            module = HeatmapWriter(model, methods, run, card.prep.grid.affine_array, calls,
+                                   advance, since=since)
             quiet_lightning()
-            trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy,
-                                 num_nodes=num_nodes, logger=False, inference_mode=False,
-                                 enable_progress_bar=progress and not single,
+            trainer = pl.Trainer(accelerator=c.accelerator, devices=c.devices,
+                                 strategy=c.strategy, num_nodes=c.num_nodes, logger=False,
+                                 inference_mode=False, enable_progress_bar=progress and not single,
                                  enable_model_summary=False, enable_checkpointing=False,
                                  default_root_dir=run.root)
             trainer.predict(module, loader, return_predictions=False)
@@ -390,13 +186,11 @@ def explain_run(run_dir: str | os.PathLike, methods=DEFAULT_METHODS, split: str 
                 torch.tensor(float(module.written), device=trainer.strategy.root_device),
                 reduce_op="sum").item())
         timing = module.timing
-    else:
-        timing = {}
     seconds = time.perf_counter() - start
     if is_main_process():
-        _record(run, methods, split, scan_ids, called, seconds, batch_size,
-                {m: (options or {}) | (method_options or {}).get(m, {}) for m in methods},
-                timing)
+        per_method = options_per_method(methods, c.method_options)
+        _record(run, methods, c.split, scan_ids, called, seconds, c.batch_size,
+                {m: (c.options or {}) | per_method[m] for m in methods}, timing)
     return ExplainResult(run=run.root, methods=methods, n_scans=len(scan_ids),
                          n_written=written, n_skipped=len(scan_ids) - len(todo),
                          seconds=seconds, is_main=is_main_process())
@@ -418,11 +212,12 @@ def _record(run: RunDir, methods: list[str], split: str, scan_ids: list[str], ca
     work (and so cannot make analyze and report redo theirs).
     """
     from brainlrp import catalog
+    from brainlrp.explain.loop import written
 
     recorded = run.stage_record("explain")
     # Maps written since this call began, by any rank or process (DDP ranks write their
     # own scans; the module's counts are this process's only).
-    made = [m for m in methods if any(_written(run.heatmap(m, s), called) for s in scan_ids)]
+    made = [m for m in methods if any(written(run.heatmap(m, s), called) for s in scan_ids)]
     used = dict(recorded.get("method_options") or {})
     for m in methods:
         if m in made or m not in used:
@@ -609,11 +404,9 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     from brainlrp import catalog
     from brainlrp._io import publish_files, remove_stale_work_folders, work_folder
     from brainlrp.data.preprocess import preprocess_image
-    from brainlrp.data.reference import CONTROL_KINDS, RESTORE
-    from brainlrp.explain import explain, get_method
     from brainlrp.training.checkpoint import load_model
 
-    methods = _validate_methods(methods or catalog.default_methods(), reference)
+    methods = resolve_methods(methods or catalog.default_methods(), reference)
     out = Path(out)
     if (out / "prediction.json").exists() and not overwrite:
         raise BrainLRPError(f"{out} already holds an explanation",
@@ -632,19 +425,8 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     with work_folder(out.parent, out.name) as work:
         prep, registered = card.prep, None
         if registering:
-            from brainlrp.data import register as reg
-
-            with steps("register", "N4 bias correction, rigid and affine registration to "
-                                   "the ICBM 2009c template with ANTsPy (about a minute at "
-                                   "2 mm; cached)"):
-                prep, registered = reg.register_for_model(scan, card.prep, register, cache_dir)
-            img = registered.image()
-            summary = reg.registration_summary(registered)
-            steps.say(f"  correlation with the template {registered.correlation:.3f}"
-                      + (f" - {summary['reason']}" if summary["flagged"] else ""))
-            if summary["flagged"]:
-                notices.append(f"registration looks wrong ({summary['reason']}); check "
-                               f"{out / 'registration.png'}")
+            prep, registered, img = _register_step(steps, scan, card, register, cache_dir,
+                                                   out, notices)
         with steps("preprocess", f"onto the {prep.grid.describe()} grid, "
                                  f"{card.normalisation or prep.normalisation}"):
             array = preprocess_image(img, prep)
@@ -656,41 +438,13 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
         with torch.no_grad():
             p_ad = float(torch.softmax(model(x), dim=1)[0, card.target_class])
         steps.say(f"  AD probability {p_ad:.3f} ({'AD' if p_ad >= 0.5 else 'HC'})")
-        affine = prep.grid.affine_array
-        save_nifti(work / "input.nii.gz", array, affine)
-        # References come from the training controls as the model saw them: the model's
-        # own preprocessing (card.prep), never the registration added for this scan.
-        references, ref_files = _references(run, methods, card.prep, None, cache_dir,
-                                            reference)
-        kinds = {catalog.lookup(m).reference for m in methods} - {None}
-        if references is not None and {k.removesuffix(RESTORE) for k in kinds} & set(
-                CONTROL_KINDS):
-            missing = references.uncached_controls()
-            if missing:
-                steps.say(f"references: {len(missing)} training controls are not in the "
-                          "cache; preprocessing them as in training"
-                          + (" (registration included)" if card.prep.registration else ""))
-        for method in methods:
-            with steps(method, "explaining"):
-                opts = dict(options or {})
-                kind = catalog.lookup(method).reference
-                if kind is not None:
-                    ref = references.get(ref_files.get(kind, kind), [Path(scan).name],
-                                         x.detach().cpu().numpy())
-                    opts["reference"] = torch.from_numpy(ref).to(x)
-                if "areas" in get_method(method).options:
-                    opts.setdefault("areas", area_codes(prep.grid))
-                heat = explain(model, x, method, target=card.target_class, **opts)
-                heat = heat[0, 0].detach().float().cpu().numpy()
-                save_nifti(work / f"{method}.nii.gz", heat, affine,
-                           description=f"brainlrp {method} AD relevance")
-                if registered is not None:
-                    reg.write_native(work / "native" / f"{method}.nii.gz", registered, scan,
-                                     heat, f"brainlrp {method} AD relevance")
-        extra: dict = {}
-        if check is not None:
-            extra["intensity"] = check.to_dict()
+        save_nifti(work / "input.nii.gz", array, prep.grid.affine_array)
+        _explain_step(steps, work, run, card, model, x, scan, methods, options, reference,
+                      cache_dir, prep, registered)
+        extra: dict = {} if check is None else {"intensity": check.to_dict()}
         if registered is not None:
+            from brainlrp.explain import native as reg
+
             extra["registration"] = reg.registration_summary(registered)
             reg.qc_figure(work / "registration.png", registered,
                           f"r = {registered.correlation:.3f} with the template")
@@ -703,6 +457,55 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
     files = {_file_key(p.relative_to(out)): p for p in written}
     return ScanExplanation(out=out, p_ad=p_ad, files=files, notices=notices,
                            seconds=steps.seconds)
+
+
+def _register_step(steps: _Steps, scan, card: ModelCard, register, cache_dir, out: Path,
+                   notices: list[str]):
+    """Register the scan to the template (cached): the preprocessing for the registered
+    image, the registration and the registered image."""
+    from brainlrp.explain import native as reg
+
+    with steps("register", "N4 bias correction, rigid and affine registration to "
+                           "the ICBM 2009c template with ANTsPy (about a minute at "
+                           "2 mm; cached)"):
+        prep, registered = reg.register_for_model(scan, card.prep, register, cache_dir)
+    summary = reg.registration_summary(registered)
+    steps.say(f"  correlation with the template {registered.correlation:.3f}"
+              + (f" - {summary['reason']}" if summary["flagged"] else ""))
+    if summary["flagged"]:
+        notices.append(f"registration looks wrong ({summary['reason']}); check "
+                       f"{out / 'registration.png'}")
+    return prep, registered, registered.image()
+
+
+def _explain_step(steps: _Steps, work: Path, run: RunDir, card: ModelCard, model, x, scan,
+                  methods: list[str], options, reference, cache_dir, prep, registered) -> None:
+    """Each method's heatmap on the model grid (and, registered, on the scan's own)."""
+    from brainlrp import catalog
+    from brainlrp.data.reference import CONTROL_KINDS, RESTORE
+
+    # References come from the training controls as the model saw them: the model's own
+    # preprocessing (card.prep), never the registration added for this scan.
+    calls = MethodCalls(run, card.prep, card.target_class, options=options,
+                        reference=reference, cache_dir=cache_dir)
+    kinds = {catalog.lookup(m).reference for m in methods} - {None}
+    if {k.removesuffix(RESTORE) for k in kinds} & set(CONTROL_KINDS):
+        missing = calls.references.uncached_controls()
+        if missing:
+            steps.say(f"references: {len(missing)} training controls are not in the "
+                      "cache; preprocessing them as in training"
+                      + (" (registration included)" if card.prep.registration else ""))
+    for method in methods:
+        with steps(method, "explaining"):
+            heat = calls(model, x, method, [Path(scan).name])
+            heat = heat[0, 0].detach().float().cpu().numpy()
+            save_nifti(work / f"{method}.nii.gz", heat, prep.grid.affine_array,
+                       description=f"brainlrp {method} AD relevance")
+            if registered is not None:
+                from brainlrp.explain import native as reg
+
+                reg.write_native(work / "native" / f"{method}.nii.gz", registered, scan,
+                                 heat, f"brainlrp {method} AD relevance")
 
 
 def _file_key(relative: Path) -> str:

@@ -154,9 +154,16 @@ class CardRenderer:
         return (*edges[h], *edges[v])
 
     def _build(self, unit: str) -> None:
-        W, H = self.WIDTH, self.HEIGHT
-        fig = Figure(figsize=(W, H), facecolor="white")
-        self.fig = fig
+        """The figure's fixed parts, drawn once: header with the p(AD) gauge, the three
+        slices with their colour bar, and the top-areas bars."""
+        self.fig = Figure(figsize=(self.WIDTH, self.HEIGHT), facecolor="white")
+        self._build_header()
+        left = self._build_slices()
+        self._build_colorbar(unit, left)
+        self._build_bars()
+
+    def _build_header(self) -> None:
+        fig = self.fig
         self.title = fig.text(0.012, 0.935, "", fontsize=12.5, fontweight="bold", va="center")
         self.subtitle = fig.text(0.012, 0.855, "", fontsize=9, va="center", color="#333333")
         self.outcome = fig.text(0.565, 0.935, "", fontsize=12, fontweight="bold", va="center",
@@ -174,6 +181,9 @@ class CardRenderer:
             gauge.spines[side].set_visible(False)
         self.gauge_text = fig.text(0.795, 0.935, "", fontsize=10.5, va="center")
 
+    def _build_slices(self) -> float:
+        """The three orthogonal slices; returns where (in inches) the next axes go."""
+        W, H, fig = self.WIDTH, self.HEIGHT, self.fig
         cmap = mpl.colormaps[style.cmap_for(self.mode)]
         vmin = -self.vmax if self.mode == "signed" else 0.0
         self.norm = mpl.colors.Normalize(vmin=vmin, vmax=self.vmax)
@@ -213,8 +223,12 @@ class CardRenderer:
             ax.text(0.97, 0.97, marks[1], color="white", fontsize=9, fontweight="bold",
                     transform=ax.transAxes, va="top", ha="right")
             self.slices.append((ax, bg, ov, h, v, label))
-        cax = fig.add_axes((left / W, 0.13, 0.008, 0.58))
-        cb = fig.colorbar(mpl.cm.ScalarMappable(norm=self.norm, cmap=cmap), cax=cax,
+        return left
+
+    def _build_colorbar(self, unit: str, left: float) -> None:
+        fig = self.fig
+        cax = fig.add_axes((left / self.WIDTH, 0.13, 0.008, 0.58))
+        cb = fig.colorbar(mpl.cm.ScalarMappable(norm=self.norm, cmap=self.cmap), cax=cax,
                           extend="max" if self.mode != "signed" else "both")
         cb.locator = mpl.ticker.MaxNLocator(5)
         cb.formatter = mpl.ticker.FuncFormatter(lambda v, _pos: style.fmt_number(v, 2))
@@ -224,6 +238,9 @@ class CardRenderer:
         cb.ax.axhline(self.threshold, color="#888888", lw=1)
         self.method_text = fig.text(0.006, 0.02, "", fontsize=7.5, color="#555555")
 
+    def _build_bars(self) -> None:
+        """The top areas' relevance density, the HC mean and SD, and each area's z."""
+        fig = self.fig
         ax = fig.add_axes((0.775, 0.2, 0.15, 0.55))
         self.bars_ax = ax
         y = np.arange(N_TOP)

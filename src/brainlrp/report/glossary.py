@@ -26,11 +26,6 @@ from brainlrp.report.style import method_label
 #: What the report shows where a measure does not apply to a method.
 NOT_APPLICABLE = "n/a"
 
-#: References that are the control itself when the scan is a control: a simulated
-#: control is its own healthy twin (:meth:`brainlrp.data.reference.References.twin`),
-#: and restoring a scan from itself gives the scan. Such a method explains
-#: p(AD | scan) - p(AD | scan) = 0 on every control.
-SELF_REFERENCE_FOR_CONTROLS = frozenset({"twin", "twin-restore"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class Measure:
 def _hc_ad_not_applicable(method: str) -> str | None:
     """HC/AD needs a map of the controls that the method could have made non-zero."""
     ref = catalog.describe(method).reference
-    if ref in SELF_REFERENCE_FOR_CONTROLS:
+    if ref in catalog.SELF_REFERENCES:
         return ("a control is its own healthy twin, so this method explains the control "
                 "against itself and its map is zero by construction: the ratio says nothing "
                 "about the method")
@@ -215,18 +210,21 @@ def definitions(keys, k: int = 10, threshold: float | None = None) -> Safe:
 
 #: Why a model-free floor can win a measure (by the floor's catalog name).
 FLOOR_REASONS = {
-    "edges": "edge magnitude is high where atrophy widens the CSF spaces and sharpens the "
-             "boundary between dark CSF and tissue (a shrinking hippocampus included), so it "
-             "finds atrophy that is visible in the image without any model: a model-free map "
-             "that scores well shows what the measure rewards, not what the model uses. "
-             "Whether a map follows the model is measured by ρ restoration, the "
-             "randomisation check and AOPC",
-    "noise": "uniform noise has no structure, so on this run the measure cannot tell the "
-             "methods apart",
-    "diff": "the reference minus the scan shows every place the scan is darker than its "
-            "healthy reference, atrophy and anatomical mismatch alike, without asking the "
-            "model; an explanation against that reference that scores no better on a measure "
-            "adds nothing there that the reference did not already show",
+    catalog.EDGES_FLOOR:
+        "edge magnitude is high where atrophy widens the CSF spaces and sharpens the "
+        "boundary between dark CSF and tissue (a shrinking hippocampus included), so it "
+        "finds atrophy that is visible in the image without any model: a model-free map "
+        "that scores well shows what the measure rewards, not what the model uses. "
+        "Whether a map follows the model is measured by ρ restoration, the "
+        "randomisation check and AOPC",
+    catalog.NOISE_FLOOR:
+        "uniform noise has no structure, so on this run the measure cannot tell the "
+        "methods apart",
+    catalog.DIFFERENCE_FLOOR:
+        "the reference minus the scan shows every place the scan is darker than its "
+        "healthy reference, atrophy and anatomical mismatch alike, without asking the "
+        "model; an explanation against that reference that scores no better on a measure "
+        "adds nothing there that the reference did not already show",
 }
 
 
@@ -277,6 +275,6 @@ def floor_notes(scores: Mapping[str, Mapping[str, float]], k: int = 10) -> list[
     return notes
 
 
-__all__ = ["MEASURES", "NOT_APPLICABLE", "SELF_REFERENCE_FOR_CONTROLS", "Measure",
+__all__ = ["MEASURES", "NOT_APPLICABLE", "Measure",
            "definition", "definitions", "floor_notes", "header", "na_cell", "name",
            "not_applicable"]

@@ -108,7 +108,7 @@ def assign_diagnoses(n_subjects: int, ad_fraction: float, seed: int) -> list[str
 def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 2.0,
              seed: int = 0, disease_model: str | os.PathLike | dict | DiseaseModel = "default",
              ad_fraction: float = 0.5, n_jobs: int | None = None, overwrite: bool = False,
-             progress: bool = True, arch: str | None = None) -> SimulationResult:
+             progress: bool = True) -> SimulationResult:
     """Simulate a cohort of T1 scans with known atrophy (see the module docstring).
 
     Parameters
@@ -132,19 +132,12 @@ def simulate(out: str | os.PathLike, n_subjects: int = 200, resolution: float = 
         Re-simulate subjects whose files exist (otherwise they are kept and only
         missing subjects are written).
     progress : bool
-    arch : str, optional
-        A registered architecture the cohort is meant for: a grid too coarse for it
-        is refused before anything is written (the CLI checks the paper's network).
 
     Returns
     -------
     SimulationResult
     """
     start = time.perf_counter()
-    if arch is not None:
-        from brainlrp.models import check_grid_fits
-
-        check_grid_fits(arch, Grid.from_resolution(resolution).shape)
     if isinstance(n_subjects, bool) or int(n_subjects) != n_subjects or n_subjects < 1:
         raise BrainLRPError(f"--n-subjects must be a positive whole number, got {n_subjects}",
                             "e.g. --n-subjects 200")

@@ -252,6 +252,25 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     run.model_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run.checkpoint, model, arch, grid.shape, model_kwargs)
     read_checkpoint(run.checkpoint)  # the file we hand on must load weights-only
+    metrics = _predict(run, model, scans, batch_size, target)
+    origin = _write_card(run, arch, model_kwargs, names, target, grid, normalisation, weights,
+                         resolution, splits, split_table, prepared, metrics)
+    seconds = time.perf_counter() - start
+    n_params = count_parameters(model)
+    run.record("import", {"status": "done", "architecture": arch,
+                          "model_kwargs": json.loads(json.dumps(model_kwargs, default=str)),
+                          "classes": names, "target_class": target,
+                          "weights": origin["weights"], "weights_sha256": origin["weights_sha256"],
+                          "n_parameters": n_params, "grid": grid.to_dict(),
+                          "n_scans": len(scans), "seconds": round(seconds, 1)})
+    return ImportResult(run=run.root, architecture=arch, classes=names, target_class=target,
+                        n_parameters=n_params, n_scans=len(scans), metrics=metrics,
+                        seconds=seconds, notices=list(prepared.notices))
+
+
+def _predict(run: RunDir, model, scans, batch_size: int, target: int) -> dict:
+    """predictions.tsv of every scan, and metrics.json of the test and validation scans
+    (returned)."""
     p_ad = predict_proba(model, scans["array"].tolist(), batch_size, target=target)
     predictions = prediction_table(scans, p_ad)
     write_table(run.predictions, predictions)
@@ -262,7 +281,13 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
             metrics[split] = classification_metrics(rows["label"], rows["p_ad"])
     metrics["imported"] = True
     write_json(run.metrics, metrics)
+    return metrics
 
+
+def _write_card(run: RunDir, arch: str, model_kwargs: dict, names, target: int, grid,
+                normalisation: str, weights: Path, resolution: float, splits, split_table,
+                prepared, metrics: dict) -> dict:
+    """The model card of an imported model; returns where the model came from."""
     preprocessing = prepared.prep.to_dict()
     # Unknown for a model trained elsewhere: new scans are resampled like the cohort's.
     preprocessing["training_scans_on_grid"] = False
@@ -284,17 +309,7 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
                  .unstack(fill_value=0).to_dict(orient="index")},
               training=origin, metrics={k: v for k, v in metrics.items() if k != "imported"},
               libraries=library_versions()).write(run.root)
-    seconds = time.perf_counter() - start
-    n_params = count_parameters(model)
-    run.record("import", {"status": "done", "architecture": arch,
-                          "model_kwargs": json.loads(json.dumps(model_kwargs, default=str)),
-                          "classes": names, "target_class": target,
-                          "weights": origin["weights"], "weights_sha256": origin["weights_sha256"],
-                          "n_parameters": n_params, "grid": grid.to_dict(),
-                          "n_scans": len(scans), "seconds": round(seconds, 1)})
-    return ImportResult(run=run.root, architecture=arch, classes=names, target_class=target,
-                        n_parameters=n_params, n_scans=len(scans), metrics=metrics,
-                        seconds=seconds, notices=list(prepared.notices))
+    return origin
 
 
 __all__ = ["ImportResult", "fit_state_dict", "import_model", "parse_classes",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from brainlrp._io import read_json, write_json, write_table
 from brainlrp._lightning import global_rank, quiet_lightning
 from brainlrp.card import ModelCard
+from brainlrp.configs import TrainConfig
 from brainlrp.data.cohort import CLASS_NAMES
 from brainlrp.data.prepare import (
                                    PreparedCohort,
@@ -35,73 +36,6 @@ from brainlrp.training.checkpoint import read_checkpoint, save_checkpoint
 from brainlrp.training.evaluate import classification_metrics, predict_proba, prediction_table
 
 METRIC_KEYS = ("balanced_accuracy", "sensitivity", "specificity", "roc_auc", "accuracy")
-
-
-@dataclass
-class TrainConfig:
-    """Training settings; the defaults are the paper's.
-
-    Attributes
-    ----------
-    arch : str
-        Registered architecture.
-    resolution : float
-        Grid resolution in mm.
-    epochs : int
-        Maximum epochs (paper: 200).
-    patience : int
-        Early-stopping patience on validation loss (paper: 8).
-    early_stopping_start : int
-        Epochs ignored by early stopping (paper: 15).
-    batch_size : int
-    lr, weight_decay : float
-        Adam (paper: 1e-4, 1e-4).
-    trials : int
-        Repeats with seeds ``seed, seed + 1, ...`` (paper: 4).
-    seed : int
-    test, val : float
-        Per-class counts or fractions (paper: 30 and 18 per class).
-    flip : bool
-        Random left-right flip.
-    shift : tuple of int or None
-        Random left-right translation range in voxels (paper: -2..+3).
-    accelerator, devices, strategy, num_nodes, precision
-        Passed to Lightning's Trainer.
-    workers : int
-        DataLoader worker processes.
-    model_kwargs : dict
-        Extra architecture arguments.
-    registration : str, optional
-        ``"affine"`` or ``"syn"``: register native-space scans to the template with
-        ANTsPy before preprocessing (see :mod:`brainlrp.data.register`).
-    normalisation : str
-        How each scan is scaled to [0, 1] (:data:`brainlrp.data.preprocess.NORMALISATIONS`):
-        the paper's ``minmax`` (default) or ``robust``.
-    """
-
-    arch: str = "paper"
-    resolution: float = 2.0
-    epochs: int = 200
-    patience: int = 8
-    early_stopping_start: int = 15
-    batch_size: int = 4
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    trials: int = 1
-    seed: int = 0
-    test: float = 30
-    val: float = 18
-    flip: bool = True
-    shift: tuple[int, int] | None = (-2, 3)
-    accelerator: str = "auto"
-    devices: str | int = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    workers: int = 0
-    model_kwargs: dict = field(default_factory=dict)
-    registration: str | None = None
-    normalisation: str = "minmax"
 
 
 @dataclass

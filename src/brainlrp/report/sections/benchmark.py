@@ -160,12 +160,9 @@ def own_difference_note(bench: pd.DataFrame, method: str, k: int) -> str | None:
     (``diff@<reference>``) on each ranking measure, when that floor was benchmarked."""
     from brainlrp import catalog
 
-    info = catalog.describe(method)
-    if not info.reference:
-        return None
-    floor = f"diff@{info.reference}"
+    floor = catalog.own_difference(method)
     rows = bench.set_index("method")
-    if floor not in rows.index:
+    if floor is None or floor not in rows.index:
         return None
     beaten, not_beaten = [], []
     for col, key in OWN_DIFFERENCE.items():
