@@ -164,6 +164,13 @@ def test_native_relevance_keeps_its_sum(registered):
     assert np.allclose(ratio, 1 / abs(np.linalg.det(known_transform(0)[:3, :3])), rtol=0.03)
     image_like = reg.to_native(heat, img.shape, img.affine)
     assert image_like.sum() / heat.sum() == pytest.approx(216 / 76.8, rel=0.1)
+    # A region's relevance is the same summed on either grid (the region moved with the
+    # scan, by nearest neighbour): the left hemisphere's, and a box around the blob whose
+    # faces lie 3 SD out (a face through the blob would count the voxels it cuts, 6 mm
+    # on the model grid and 4 mm on the scan's, differently).
+    for region in (xyz[..., 0] < 0, (np.abs(xyz - [-28.0, -22.0, -14.0]) < 30).all(-1)):
+        moved = reg.to_native(region.astype(np.float32), img.shape, img.affine) > 0.5
+        assert native[moved].sum() == pytest.approx(heat[region].sum(), rel=0.05)
 
 
 @pytest.mark.skipif(not (MRICRON / "ch2.nii.gz").is_file(),

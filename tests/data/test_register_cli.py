@@ -91,6 +91,12 @@ def test_explain_scan_writes_mni_and_native_heatmaps(trained, native_cohort, tmp
             f"registration.png to {out}") in " ".join(result.output.split())
     pred = json.loads((out / "prediction.json").read_text())
     assert pred["registration"]["method"] == "affine" and not pred["registration"]["flagged"]
+    # The native maps say what their values are: relevance whose sums are kept.
+    assert pred["native"]["values"] == "relevance per voxel, region sums kept"
+    assert native.header["descrip"].tobytes().decode().rstrip("\x00").endswith(
+        "relevance per voxel, region sums kept")
+    assert np.asarray(native.dataobj).sum() == pytest.approx(np.asarray(mni.dataobj).sum(),
+                                                             rel=0.05)
 
     # the relevance's centre of mass lands where the known transform says
     def centre(img):

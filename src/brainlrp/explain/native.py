@@ -35,6 +35,10 @@ def register_for_model(scan: str | os.PathLike, prep, registration: Registration
     return prep, PreprocessCache(cache_dir).registration(scan, prep)
 
 
+#: What a native heatmap's values are (its NIfTI description and prediction.json say so).
+NATIVE_VALUES = "relevance per voxel, region sums kept"
+
+
 def write_native(path: Path, registered: RegisteredScan, scan: str | os.PathLike,
                  data: np.ndarray, description: str = "", relevance: bool = True) -> Path:
     """Write an array on the model grid warped onto ``scan``'s own grid and affine.
@@ -54,6 +58,8 @@ def write_native(path: Path, registered: RegisteredScan, scan: str | os.PathLike
     img.header.set_xyzt_units("mm")
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
+    if relevance:  # the file says which: relevance sums, not an image's values
+        description = f"{description}; {NATIVE_VALUES}" if description else NATIVE_VALUES
     if description:
         img.header["descrip"] = description[:79].encode()
     with atomic_path(path) as tmp:
@@ -72,4 +78,5 @@ def registration_summary(registered: RegisteredScan) -> dict:
 
 #: ``qc_figure`` (the registration check, ``OUT/registration.png``) is the registration
 #: QC's own figure; it is listed here with the other steps of explaining a native scan.
-__all__ = ["qc_figure", "register_for_model", "registration_summary", "write_native"]
+__all__ = ["NATIVE_VALUES", "qc_figure", "register_for_model", "registration_summary",
+           "write_native"]

@@ -446,6 +446,7 @@ def explain_scan(run_dir: str | os.PathLike, scan: str | os.PathLike, out: str |
             from brainlrp.explain import native as reg
 
             extra["registration"] = reg.registration_summary(registered)
+            extra["native"] = {"values": reg.NATIVE_VALUES, "folder": "native/"}
             reg.qc_figure(work / "registration.png", registered,
                           f"r = {registered.correlation:.3f} with the template")
         write_json(work / "prediction.json", {
