@@ -29,8 +29,6 @@ RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsiz
       "axes.spines.right": False, "axes.grid": False, "figure.dpi": 100,
       "font.family": "DejaVu Sans", "axes.titleweight": "bold", "svg.fonttype": "none",
       "image.interpolation": "nearest"}
-#: Paper's hippocampus correlations for beta = 0, 0.25, 0.5, 0.75, 1 (Böhle et al. 2019).
-PAPER_HIPPOCAMPUS_R = {0.0: -0.560, 0.25: -0.562, 0.5: -0.525, 0.75: -0.457, 1.0: -0.361}
 
 
 def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from brainlrp import catalog
 from brainlrp.report import figures as figs
-from brainlrp.report import glossary, style
+from brainlrp.report import glossary, paper, style
 from brainlrp.report.html import Section, fmt, note, paragraph, table
 from brainlrp.report.sections.context import Context
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import fmt_p, method_html
 
 #: Why a method has no paper r (shown as the cell's tooltip).
-NOT_IN_PAPER = "the paper reports r only for its LRP beta rule (lrp-b0 ... lrp-b1)"
 
 
 def paper_r(method: str) -> float | None:
     """The paper's r at the method's beta (``None`` for methods the paper did not test)."""
-    return figs.PAPER_HIPPOCAMPUS_R.get(catalog.describe(method).paper_beta)
+    return paper.HIPPOCAMPUS_R.get(catalog.describe(method).paper_beta)
 
 
 def build(ctx: Context, sec: Section) -> None:
@@ -27,14 +26,15 @@ def build(ctx: Context, sec: Section) -> None:
     stats, subj = ctx.table("hippocampus"), ctx.table("hippocampus_subjects")
     match = paper_match(ctx.data)
     if match is not None:
-        method, beta, r, paper = match
+        method, beta, r, paper_value = match
         n = ctx.data.summary.method(method).hippocampus_n or 0
         result = (f"gives r = {style.fmt_r(r).replace('-', '−')} (n = {n})" if r is not None
                   else f"has too few true positives for r (n = {n})")
         sec.add(paragraph(fmt(
             "Like with like: the paper's r = {} is for its LRP at β = {}; the same method on "
             "this run, {}, {}. Other methods have no paper value.",
-            style.fmt_r(paper).replace("-", "−"), f"{beta:g}", method_html(method), result)))
+            style.fmt_r(paper_value).replace("-", "−"), f"{beta:g}", method_html(method),
+            result)))
     fig = figs.hippocampus_figure(subj, stats, ctx.data.methods)
     sec.add(ctx.fig(fig, "hippocampus scatter plots",
                     "Each point is a true positive: hippocampal relevance (sum over the merged "
@@ -42,7 +42,7 @@ def build(ctx: Context, sec: Section) -> None:
                     "line; r and two-sided permutation p per method.", "fig-hippocampus"))
     frame = stats.assign(**{
         "paper r": [style.fmt_r(paper_r(m)) if paper_r(m) is not None
-                    else glossary.na_cell(NOT_IN_PAPER) for m in stats["method"]],
+                    else glossary.na_cell(paper.NOT_IN_PAPER) for m in stats["method"]],
         "label": [method_html(m) for m in stats["method"]]})
     sec.add(table(frame, {"label": "method", "n_subjects": "n",
                           "r": glossary.header("hippocampus_r"), "p_value": "p",

@@ -7,7 +7,7 @@ import datetime as _dt
 import pandas as pd
 
 from brainlrp import catalog
-from brainlrp.report import glossary, style
+from brainlrp.report import glossary, paper, style
 from brainlrp.report.html import (
     Safe,
     Section,
@@ -23,16 +23,11 @@ from brainlrp.report.sections.context import Context, mean_rule
 from brainlrp.report.sections.spec import DATA_LINKS_NOTE, SectionSpec, data_href
 from brainlrp.report.style import area_label, method_label
 
-PAPER = ("Böhle M, Eitel F, Weygandt M, Ritter K (2019). Layer-wise relevance propagation "
-         "for explaining deep neural network decisions in MRI-based Alzheimer's disease "
-         "classification. Front. Aging Neurosci. 11:194. doi:10.3389/fnagi.2019.00194 "
-         "(arXiv:1903.07317)")
-
 
 def build(ctx: Context, sec: Section) -> None:
     """Reference, relevance modes, conventions, notes, versions and area names."""
     data = ctx.data
-    sec.add(fmt("<p><b>Reference.</b> {}</p>", PAPER))
+    sec.add(fmt("<p><b>Reference.</b> {}</p>", paper.CITATION))
     rows = []
     meaning = {"positive": "positive part kept (evidence for AD)",
                "absolute": "magnitude (a sensitivity's sign is a direction, not evidence)",

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from brainlrp import catalog
-from brainlrp.report import figures as figs
-from brainlrp.report import glossary, style
+from brainlrp.report import glossary, paper, style
 from brainlrp.report.html import (
     Safe,
     Section,
@@ -131,7 +130,7 @@ def method_tiles(data: RunData, main: str) -> list[tuple[str, str, str]]:
                           fmt_p(s.hippocampus_p), s.hippocampus_n or 0,
                           floor_remark(data, main, "hippocampus_r", "hippocampus"))))
     if match is not None:
-        method, beta, r, paper = match
+        method, beta, r, paper_value = match
         m = data.summary.method(method)
         items.append((glossary.header("hippocampus_r", suffix=f" at β={beta:g} (the paper's "
                                                               "LRP)"),
@@ -140,7 +139,7 @@ def method_tiles(data: RunData, main: str) -> list[tuple[str, str, str]]:
                           "paper: {} (Böhle et al. 2019)", method, fmt_p(m.hippocampus_p),
                           m.hippocampus_n or 0,
                           "" if _finite(r) else ": too few true positives for r",
-                          style.fmt_r(paper).replace("-", "−"))))
+                          style.fmt_r(paper_value).replace("-", "−"))))
     if s.gt_mass_accuracy is not None:
         items.append((glossary.header("mass"), fmt_number(s.gt_mass_accuracy),
                       fmt("{}: chance {} (simulated ground truth){}", who,
@@ -193,12 +192,12 @@ def paper_match(data: RunData) -> tuple[str, float, float | None, float] | None:
     compares like with like; the recommended method is shown on its own.
     """
     ranked = sorted((b, m) for m, b in catalog.paper_betas(data.methods)
-                    if b in figs.PAPER_HIPPOCAMPUS_R)
+                    if b in paper.HIPPOCAMPUS_R)
     if not ranked:
         return None
     beta, method = ranked[0]
     r = data.summary.method(method).hippocampus_r
-    return method, beta, r if _finite(r) else None, figs.PAPER_HIPPOCAMPUS_R[beta]
+    return method, beta, r if _finite(r) else None, paper.HIPPOCAMPUS_R[beta]
 
 
 def claims_table(claims: pd.DataFrame, method: str, areas: Sequence[str] = ()) -> Safe:
