@@ -40,6 +40,7 @@ from brainlrp.explain.lrp.core import (
     MAXPOOL_TYPES,
     NORM_TYPES,
     SUPPORTED_TYPES,
+    InputLayers,
     Layer,
     LayerOps,
     LinearRule,
@@ -47,6 +48,7 @@ from brainlrp.explain.lrp.core import (
     attach_rules,
     check_graph,
     check_supported,
+    graph_input_layers,
     has_offset,
 )
 from brainlrp.explain.lrp.layers import Concat, Sum
@@ -71,9 +73,9 @@ __all__ = [
     "ACTIVATION_TYPES", "AUTOGRAD_TYPES", "AVGPOOL_TYPES", "BATCHNORM_TYPES", "COMPOSITES",
     "CONV_TYPES", "LINEAR_LAYER_TYPES", "MAXPOOL_TYPES", "NORM_TYPES", "SUPPORTED_TYPES",
     "AlphaBeta", "Canonizer", "Composite", "Concat", "Epsilon", "ExposeMerges", "Flat", "Gamma",
-    "LRPResult", "Layer", "LayerOps", "LinearRule", "MergeBatchNorm", "Pass", "Proportional",
-    "RescaleLinear", "RescaleMaxPool", "RescaleProportional", "RescaleSum", "Rule", "Split",
-    "Sum", "SumShare", "ZBox", "ZPlus", "attach_rules", "available_composites",
-    "check_graph", "check_supported", "fold_batchnorm", "get_composite", "has_offset", "lrp",
-    "merged_weights", "register_composite",
+    "InputLayers", "LRPResult", "Layer", "LayerOps", "LinearRule", "MergeBatchNorm", "Pass",
+    "Proportional", "RescaleLinear", "RescaleMaxPool", "RescaleProportional", "RescaleSum",
+    "Rule", "Split", "Sum", "SumShare", "ZBox", "ZPlus", "attach_rules", "available_composites",
+    "check_graph", "check_supported", "fold_batchnorm", "get_composite", "graph_input_layers",
+    "has_offset", "lrp", "merged_weights", "register_composite",
 ]

@@ -1,7 +1,9 @@
 """Composites: which rule each layer gets, as presets in a registry keyed by name.
 
 A composite maps layer types to rules (optionally a special rule for the input
-layer) and lists the canonizers to apply first. Layers it does not mention get
+layer, such as the box rule: the one Linear/ConvNd layer that reads the model's
+input in its graph, whatever order the model registers its layers in) and lists
+the canonizers to apply first. Layers it does not mention get
 the defaults: elementwise activations (ReLU, LeakyReLU, ELU, PReLU) and
 normalisations pass relevance unchanged, average pooling shares it
 proportionally, residual sums share it by the summands' values, concatenations
@@ -34,10 +36,17 @@ import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 
-from torch import nn
+import torch.fx as fx
+from torch import Tensor, nn
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.explain.lrp.canonizers import Canonizer, ExposeMerges, MergeBatchNorm
+from brainlrp.explain.lrp.canonizers import (
+    Canonizer,
+    ExposeMerges,
+    MergeBatchNorm,
+    _tensor_nodes,
+    trace,
+)
 from brainlrp.explain.lrp.core import (
     ACTIVATION_TYPES,
     AUTOGRAD_TYPES,
@@ -46,10 +55,13 @@ from brainlrp.explain.lrp.core import (
     MAXPOOL_TYPES,
     NORM_TYPES,
     SAMPLE_NORM_TYPES,
+    InputLayers,
     Rule,
+    _module_label,
     attach_rules,
     check_supported,
     first_linear_layer,
+    graph_input_layers,
     has_offset,
 )
 from brainlrp.explain.lrp.layers import Concat, Sum
@@ -91,8 +103,9 @@ class Composite:
     layer_map : sequence of (type or tuple of types, Rule or None)
         First match wins; checked before :data:`DEFAULT_LAYER_MAP`.
     first_layer : Rule, optional
-        Rule for the input layer (the first Linear/ConvNd in registration order),
-        e.g. the box rule.
+        Rule for the input layer, e.g. the box rule: the one Linear/ConvNd layer
+        that reads the model's input, found in the model's graph (see
+        :meth:`input_layer`), not the first one the model registers.
     canonizers : sequence of Canonizer
         Entered in order before the rules are attached, left in reverse order,
         after :class:`ExposeMerges` (unless ``expose_merges`` is False).
@@ -150,16 +163,89 @@ class Composite:
                 return False
         return True
 
-    def rules(self, model: nn.Module) -> dict[nn.Module, Rule]:
-        """The rule of every layer that has one.
+    def input_layer(self, model: nn.Module) -> nn.Module | None:
+        """The layer that gets :attr:`first_layer` (None without such a rule).
+
+        It is the Linear/ConvNd layer that reads the model's input, found in the
+        torch.fx graph of the model's forward; the input may pass activations,
+        normalisations, pooling and reshapes on its way. A model whose forward does
+        not trace falls back to the first Linear/ConvNd layer in registration
+        order. :func:`~brainlrp.explain.lrp.lrp` traces nothing: it reads the
+        input layer from the autograd graph of its forward pass
+        (:meth:`graph_input_layer`), starting from registration order and running
+        again where the model reads its input with another layer.
 
         Raises
         ------
         BrainLRPError
-            For an unsupported layer, or a Linear/ConvNd layer without a rule.
+            When the input layer is not one layer: the input reaches several, or a
+            layer the model also calls on other tensors, or the output directly.
+        """
+        if self.first_layer is None:
+            return None
+        graph = trace(model)
+        if graph is None:
+            return first_linear_layer(model)
+        return self._single_input_layer(model, _traced_input_layers(model, graph))
+
+    def graph_input_layer(self, output: Tensor, x: Tensor, model: nn.Module
+                          ) -> nn.Module | None:
+        """:meth:`input_layer` as the autograd graph of a forward pass shows it.
+
+        ``output`` is the model's output for ``x`` (a leaf that requires grad)
+        computed inside :meth:`context`. None without a :attr:`first_layer`.
+        """
+        if self.first_layer is None:
+            return None
+        return self._single_input_layer(model, graph_input_layers(output, x))
+
+    def _single_input_layer(self, model: nn.Module, found: InputLayers) -> nn.Module:
+        if found.single is not None:
+            return found.single
+        names = {id(m): _module_label(name, m) for name, m in model.named_modules()}
+        order = {id(m): i for i, m in enumerate(model.modules())}
+        layers = sorted(found.layers, key=lambda m: order.get(id(m), len(order)))
+        listed = " and ".join(names.get(id(m), type(m).__name__) for m in layers)
+        if found.shared:
+            shared = ", ".join(names.get(id(m), type(m).__name__) for m in found.shared)
+            problem = f"reaches {listed}, and the model also calls {shared} on other tensors"
+        elif found.direct:
+            problem = ("reaches the output past every Linear/Conv layer"
+                       + (f" (besides {listed})" if layers else ""))
+        elif layers:
+            problem = f"reaches several Linear/Conv layers: {listed}"
+        else:
+            problem = "reaches no Linear/Conv layer"
+        raise BrainLRPError(
+            f"the composite {self.name!r} has a rule for the layer that reads the input "
+            f"({self.first_layer!r}), but the model's input {problem}: no one layer "
+            "reads it",
+            "give the model a single Linear/Conv layer that reads the input, or use a "
+            "composite without an input-layer rule (e.g. 'epsilon' or 'paper')")
+
+    def rules(self, model: nn.Module, input_layer: nn.Module | None = None
+              ) -> dict[nn.Module, Rule]:
+        """The rule of every layer that has one.
+
+        Parameters
+        ----------
+        model : nn.Module
+        input_layer : nn.Module, optional
+            The layer that gets :attr:`first_layer`; found by :meth:`input_layer`
+            when omitted.
+
+        Raises
+        ------
+        BrainLRPError
+            For an unsupported layer, a Linear/ConvNd layer without a rule, or an
+            input layer that is not one layer (see :meth:`input_layer`).
         """
         leaves = self.check(model)
-        first = first_linear_layer(model)
+        first = self.input_layer(model) if input_layer is None else input_layer
+        if first is not None and not any(first is module for _, module in leaves):
+            raise BrainLRPError(
+                f"the input layer {type(first).__name__} is not a layer of the model",
+                "pass one of the model's own Linear/Conv layers, or leave input_layer out")
         rules: dict[nn.Module, Rule] = {}
         for name, module in leaves:
             if module is first and self.first_layer is not None:
@@ -177,18 +263,55 @@ class Composite:
         return rules
 
     @contextlib.contextmanager
-    def context(self, model: nn.Module) -> Iterator[dict[nn.Module, Rule]]:
-        """Apply the canonizers and attach the rules; undo everything on exit."""
+    def context(self, model: nn.Module, input_layer: nn.Module | None = None
+                ) -> Iterator[dict[nn.Module, Rule]]:
+        """Apply the canonizers and attach the rules; undo everything on exit.
+
+        ``input_layer``: as in :meth:`rules`.
+        """
         self.check(model)
         with contextlib.ExitStack() as stack:
             for canonizer in self.canonizers:
                 stack.enter_context(canonizer.apply(model))
-            rules = self.rules(model)
+            rules = self.rules(model, input_layer)
             stack.enter_context(attach_rules(rules))
             yield rules
 
     def __repr__(self) -> str:
         return f"Composite({self.name!r})"
+
+
+def _traced_input_layers(model: nn.Module, graph: fx.Graph) -> InputLayers:
+    """:class:`InputLayers` from the model's torch.fx graph (leaf-module calls)."""
+    inputs = [node for node in graph.nodes if node.op == "placeholder"]
+    if not inputs:
+        return InputLayers(())
+    tensors = _tensor_nodes(graph)
+    calls: dict[int, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            module = model.get_submodule(node.target)
+            calls[id(module)] = calls.get(id(module), 0) + 1
+    readers: dict[int, nn.Module] = {}
+    reading_calls: dict[int, int] = {}
+    direct = False
+    stack, seen = [inputs[0]], {inputs[0]}
+    while stack:
+        for user in stack.pop().users:
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.op == "output":
+                direct = True
+                continue
+            module = model.get_submodule(user.target) if user.op == "call_module" else None
+            if isinstance(module, LINEAR_LAYER_TYPES):
+                readers[id(module)] = module
+                reading_calls[id(module)] = reading_calls.get(id(module), 0) + 1
+            elif user in tensors:
+                stack.append(user)
+    shared = tuple(m for k, m in readers.items() if calls[k] > reading_calls[k])
+    return InputLayers(tuple(readers.values()), shared, direct)
 
 
 COMPOSITES: dict[str, Callable[..., Composite]] = {}

@@ -14,6 +14,8 @@ Relevance must not bypass the rules: :func:`check_graph` walks the autograd
 graph of the output and refuses any operation between layers whose gradient is
 not its LRP rule (a residual addition's gradient would double relevance), and
 :func:`has_offset` tells which layers keep a network from conserving relevance.
+:func:`graph_input_layers` reads from the same graph which layer takes the
+model's input (where an input-layer rule such as the box rule belongs).
 
 This module knows nothing about particular rules; they live in
 :mod:`brainlrp.explain.lrp.rules` and implement :class:`Rule`.
@@ -719,11 +721,89 @@ def has_offset(module: nn.Module) -> bool:
 
 
 def first_linear_layer(model: nn.Module) -> nn.Module | None:
-    """The first Linear/ConvNd layer in registration order (the input layer), if any."""
+    """The first Linear/ConvNd layer in registration order, if any.
+
+    Only a guess at the input layer: a model may register its classifier before
+    its convolutions. :func:`graph_input_layers` reads the input layer from a
+    forward pass instead.
+    """
     for module in model.modules():
         if isinstance(module, LINEAR_LAYER_TYPES):
             return module
     return None
+
+
+@dataclass(frozen=True)
+class InputLayers:
+    """The Linear/ConvNd layers that read a model's input, from one of its graphs.
+
+    Attributes
+    ----------
+    layers : tuple of nn.Module
+        Layers whose input is the model input, or computed from it without
+        another Linear/ConvNd layer between (activations, normalisations,
+        pooling, reshapes and merges do not count).
+    shared : tuple of nn.Module
+        Those of ``layers`` that the model also calls on other tensors: a rule
+        for the input layer would act on those calls too.
+    direct : bool
+        The input reaches the output past every Linear/ConvNd layer.
+    """
+
+    layers: tuple[nn.Module, ...]
+    shared: tuple[nn.Module, ...] = ()
+    direct: bool = False
+
+    @property
+    def single(self) -> nn.Module | None:
+        """The input layer when there is exactly one and nothing else reads the input."""
+        if len(self.layers) == 1 and not self.shared and not self.direct:
+            return self.layers[0]
+        return None
+
+
+def graph_input_layers(output: Tensor, x: Tensor) -> InputLayers:
+    """The layers that read ``x`` in the autograd graph of ``output``.
+
+    ``output`` must come from a forward pass inside :func:`attach_rules` with
+    every Linear/ConvNd layer routed through a rule (so each call is a node that
+    names its module) and ``x`` a leaf tensor that requires grad. This is the
+    graph the backward pass runs on, so it shows which layer really gets the
+    input, whatever order the model registers its layers in.
+    """
+    root = output.grad_fn
+    if root is None:
+        return InputLayers(())
+    # reaches[id(node)]: x is below the node with no Linear/ConvNd call between.
+    reaches: dict[int, bool] = {}
+    expanded: set[int] = set()
+    readers: dict[int, nn.Module] = {}
+    others: set[int] = set()
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = [child for child, _ in node.next_functions if child is not None]
+        if done:
+            hit = any(reaches.get(id(child), False) for child in children)
+            layer = getattr(node, "layer", None)
+            if isinstance(layer, Layer) and isinstance(layer.module, LINEAR_LAYER_TYPES):
+                if hit:
+                    readers[id(layer.module)] = layer.module
+                else:
+                    others.add(id(layer.module))
+                hit = False
+            reaches[key] = hit
+        elif key not in reaches and key not in expanded:
+            if _node_kind(node) == "AccumulateGrad":
+                reaches[key] = node.variable is x
+                continue
+            expanded.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in reaches)
+    return InputLayers(tuple(readers.values()),
+                       tuple(m for k, m in readers.items() if k in others),
+                       reaches.get(id(root), False))
 
 
 _MISSING = object()
