@@ -68,8 +68,8 @@ def _costs_under_load(data: dict) -> str:
 
 def _demo_method_benchmark_lead(data: dict) -> str:
     twins = data.get("twins") or {}
-    text = (f"Scored on the demo run's AD test scans (commit {data['commit']}; test balanced "
-            f"accuracy {data['test_metrics']['balanced_accuracy']:.3f}); chance mass is "
+    text = (f"Scored on the demo run's AD test scans (its model's test balanced accuracy "
+            f"{data['test_metrics']['balanced_accuracy']:.3f}); chance mass is "
             f"{data['chance_mass_accuracy']:.2f}, the atrophied share of the brain.")
     if twins:
         text += (f" The model provably uses the simulated atrophy: p(AD) of {twins['n']} "
@@ -80,7 +80,7 @@ def _demo_method_benchmark_lead(data: dict) -> str:
 
 def _planting_honesty_lead(data: dict) -> str:
     planted, m = data["planted"], data["measure_spearman"]
-    return (f"`brainlrp benchmark RUN --n {planted['n']}` (commit {data['commit']}) planted the "
+    return (f"`brainlrp benchmark RUN --n {planted['n']}` planted the "
             f"`{planted['disease_model']}` disease model into {planted['n_planted']['val']} "
             f"validation and {planted['n_planted']['test']} test controls of the demo run; "
             f"p(AD) rose by {planted['mean_rise']:.2f} on average on the test plants, and the "

@@ -55,7 +55,8 @@ def _ceiling() -> dict[str, float]:
 
 
 def _fmt(v) -> str:
-    return "–" if v is None or v != v else f"{v:.2f}"
+    """Three decimals: a target such as mass >= 0.65 is judged on the unrounded value."""
+    return "–" if v is None or v != v else f"{v:.3f}"
 
 
 def check(rows: dict[str, dict], method: str, ceiling: dict[str, float]) -> dict:
@@ -106,7 +107,7 @@ def main() -> None:
                 lines.append(f"| {what} | `{method}` | not explained on this run | | | | | |")
                 continue
             met = [k for k, ok in c["targets"].items() if ok]
-            gap = (f"{c['auc_gap']:.2f} (ceiling {c['ceiling_auc_abs']:.2f})"
+            gap = (f"{c['auc_gap']:.3f} (ceiling {c['ceiling_auc_abs']:.3f})"
                    if c["auc_gap"] is not None else "–")
             lines.append(f"| {what} | `{method}` | {_fmt(c['mass_accuracy'])} | "
                          f"{_fmt(c['auc_abs'])} | {_fmt(c['spearman_restoration'])} | "
