@@ -24,6 +24,50 @@ from brainlrp.run import RunDir
 CARD_PATH = Path("model") / "card.json"
 
 
+@dataclass(frozen=True)
+class InputFormat:
+    """What the network takes, as MONAI bundles' ``network_data_format`` says it: the
+    value range of its input (the LRP box rule's bounds) and the number of channels.
+
+    brainlrp's own preprocessing scales each scan to [0, 1] (one channel).
+    """
+
+    value_range: tuple[float, float] = (0.0, 1.0)
+    channels: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value_range": [float(v) for v in self.value_range], "channels": self.channels}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> InputFormat:
+        if not data:
+            return cls()
+        low, high = (float(v) for v in data.get("value_range", (0.0, 1.0)))
+        if not low < high:
+            raise ValueError(f"input value_range must rise, got [{low}, {high}]")
+        return cls(value_range=(low, high), channels=int(data.get("channels", 1)))
+
+
+@dataclass(frozen=True)
+class SplitMetrics:
+    """A split's classification metrics (``metrics.json``, the card's ``metrics``)."""
+
+    balanced_accuracy: float | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+    accuracy: float | None = None
+    roc_auc: float | None = None
+    n: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SplitMetrics | None:
+        if not data:
+            return None
+        return cls(**{k: data.get(k) for k in ("balanced_accuracy", "sensitivity",
+                                               "specificity", "accuracy", "roc_auc")},
+                   n=int(data.get("n") or 0))
+
+
 @dataclass
 class ModelCard:
     """What a trained model is and how its inputs were prepared.
@@ -47,8 +91,12 @@ class ModelCard:
     normalisation : str
         One line for readers (:data:`~brainlrp.data.preprocess.NORMALISATIONS`).
     training_cohort, training, metrics, libraries : dict
-        Cohort summary, training configuration, test/validation metrics, versions.
+        Cohort summary, training configuration (or, imported, where the model came
+        from), test/validation metrics, versions; typed through :attr:`train_config` and
+        :meth:`split_metrics`.
     selected_trial, seed : int
+    input : InputFormat
+        The input's value range and channels (the LRP box rule's bounds).
     """
 
     architecture: str
@@ -63,6 +111,27 @@ class ModelCard:
     selected_trial: int = 0
     seed: int = 0
     libraries: dict[str, str] = field(default_factory=dict)
+    input: InputFormat = field(default_factory=InputFormat)
+
+    @property
+    def train_config(self):
+        """The :class:`~brainlrp.configs.TrainConfig` brainlrp trained with (``None`` for
+        an imported model, whose ``training`` record says where it came from)."""
+        from dataclasses import fields
+
+        from brainlrp.configs import TrainConfig
+
+        if not self.training or self.training.get("imported"):
+            return None
+        known = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in self.training.items() if k in known}
+        if isinstance(values.get("shift"), list):
+            values["shift"] = tuple(values["shift"])
+        return TrainConfig(**values)
+
+    def split_metrics(self, split: str = "test") -> SplitMetrics | None:
+        """The classification metrics of ``split`` (``None`` when not measured)."""
+        return SplitMetrics.from_dict(self.metrics.get(split))
 
     @property
     def prep(self) -> Preprocessing:
@@ -90,7 +159,7 @@ class ModelCard:
             "classes": list(self.classes), "target_class": self.target_class,
             "training_cohort": self.training_cohort, "training": self.training,
             "metrics": self.metrics, "selected_trial": self.selected_trial, "seed": self.seed,
-            "libraries": self.libraries}
+            "libraries": self.libraries, "input": self.input.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
@@ -110,7 +179,8 @@ class ModelCard:
                    metrics=dict(data.get("metrics") or {}),
                    selected_trial=int(data.get("selected_trial", 0) or 0),
                    seed=int(data.get("seed", 0) or 0),
-                   libraries=dict(data.get("libraries") or {}))
+                   libraries=dict(data.get("libraries") or {}),
+                   input=InputFormat.from_dict(data.get("input")))
         card.grid  # noqa: B018  (validates the grid now, not at first use)
         return card
 
@@ -152,4 +222,4 @@ def read_card(run_dir: str | os.PathLike) -> ModelCard:
                             "retrain with `brainlrp train --overwrite`") from None
 
 
-__all__ = ["CARD_PATH", "ModelCard", "read_card"]
+__all__ = ["CARD_PATH", "InputFormat", "ModelCard", "SplitMetrics", "read_card"]

@@ -226,5 +226,7 @@ def model_context(rd: RunDir, notices: list[str], what: str, model=None, inputs_
 
         # The methods as the run's heatmaps were made (recorded options, references,
         # areas); the checks bind the scans of their batches (``for_scans``).
-        explain_fn = MethodCalls.recorded(rd, card.prep if card is not None else None, target)
+        explain_fn = MethodCalls.recorded(
+            rd, card.prep if card is not None else None, target,
+            card.input.value_range if card is not None else None)
     return ModelContext(model, inputs_fn, explain_fn, target)

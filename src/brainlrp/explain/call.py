@@ -96,6 +96,9 @@ class MethodCalls:
     cohort, cache_dir : path-like, optional
         Where the training controls and their preprocessed arrays are
         (:class:`~brainlrp.data.reference.References`).
+    value_range : (float, float), optional
+        The input's value range (the model card's :class:`~brainlrp.card.InputFormat`):
+        the bounds ``low``/``high`` of the box rule, for the methods that take them.
 
     Examples
     --------
@@ -106,8 +109,10 @@ class MethodCalls:
     def __init__(self, run: RunDir | str | os.PathLike, prep, target: int, *,
                  options: Mapping | None = None, method_options: Mapping | None = None,
                  reference: str | None = None, cohort: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None,
+                 value_range: tuple[float, float] | None = None):
         self.run = run if isinstance(run, RunDir) else RunDir(run)
+        self.value_range = value_range
         self.prep, self.target = prep, int(target)
         self.options = dict(options or {})
         self.method_options = dict(method_options or {})
@@ -116,12 +121,21 @@ class MethodCalls:
         self._references = None
 
     @classmethod
-    def recorded(cls, run: RunDir | str | os.PathLike, prep, target: int) -> MethodCalls:
+    def recorded(cls, run: RunDir | str | os.PathLike, prep, target: int,
+                 value_range: tuple[float, float] | None = None) -> MethodCalls:
         """The calls as the run's heatmaps were made: the options ``brainlrp explain``
         recorded per method (e.g. fewer IG steps)."""
         run = run if isinstance(run, RunDir) else RunDir(run)
         return cls(run, prep, target,
-                   method_options=run.stage_record("explain").get("method_options") or {})
+                   method_options=run.stage_record("explain").get("method_options") or {},
+                   value_range=value_range)
+
+    @classmethod
+    def of_card(cls, run: RunDir | str | os.PathLike, card, **options) -> MethodCalls:
+        """The calls for a run's model as its card describes it: its preprocessing, AD's
+        output and its input's value range."""
+        return cls(run, card.prep, card.target_class, value_range=card.input.value_range,
+                   **options)
 
     @property
     def references(self):
@@ -141,9 +155,12 @@ class MethodCalls:
         from brainlrp.explain.methods import get_method
 
         opts = self.options | options_per_method([method], self.method_options)[method]
-        if ("areas" in get_method(method).options and "areas" not in opts
-                and self.prep is not None):
+        takes = get_method(method).options
+        if "areas" in takes and "areas" not in opts and self.prep is not None:
             opts["areas"] = area_codes(self.prep.grid)
+        if self.value_range is not None and {"low", "high"} <= set(takes):
+            opts.setdefault("low", self.value_range[0])
+            opts.setdefault("high", self.value_range[1])
         return opts
 
     def reference(self, method: str, x, scan_ids: Sequence[str]):

@@ -166,9 +166,10 @@ def explain_run(run_dir: str | os.PathLike, config: ExplainConfig | None = None,
         single = str(c.devices) == "1" and c.num_nodes == 1 and c.strategy == "auto"
         with progress_bar(len(todo), "explain", progress and single) as advance:
             # AD's output index comes from the card (an imported model may order AD first).
-            calls = MethodCalls(run, card.prep, card.target_class, options=c.options,
-                                method_options=c.method_options, reference=c.reference,
-                                cohort=c.cohort, cache_dir=c.cache_dir)
+            calls = MethodCalls.of_card(run, card, options=c.options,
+                                        method_options=c.method_options,
+                                        reference=c.reference, cohort=c.cohort,
+                                        cache_dir=c.cache_dir)
             module = HeatmapWriter(model, methods, run, card.prep.grid.affine_array, calls,
                                    advance, since=since)
             quiet_lightning()
@@ -487,8 +488,8 @@ def _explain_step(steps: _Steps, work: Path, run: RunDir, card: ModelCard, model
 
     # References come from the training controls as the model saw them: the model's own
     # preprocessing (card.prep), never the registration added for this scan.
-    calls = MethodCalls(run, card.prep, card.target_class, options=options,
-                        reference=reference, cache_dir=cache_dir)
+    calls = MethodCalls.of_card(run, card, options=options, reference=reference,
+                                cache_dir=cache_dir)
     kinds = {catalog.lookup(m).reference for m in methods} - {None}
     if {k.removesuffix(RESTORE) for k in kinds} & set(CONTROL_KINDS):
         missing = calls.references.uncached_controls()

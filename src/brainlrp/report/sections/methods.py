@@ -48,7 +48,7 @@ def build(ctx: Context, sec: Section) -> None:
             glossary.definitions(list(glossary.MEASURES), data.summary.top_k,
                                  data.summary.threshold))
     card = data.card
-    train = card.training
+    train = card.train_config
     items = [("space", f"MNI ICBM 2009c nonlinear asymmetric; grid {data.grid.describe()}"),
              ("display", "neurological convention: the subject's left is on the left (L/R "
                          "marked); slices are MNI mm"),
@@ -61,10 +61,9 @@ def build(ctx: Context, sec: Section) -> None:
              ("groups", "AD, HC, and TP, TN, FP, FN from the test predictions (threshold 0.5); "
                         "each subject counts once per group"),
              ("preprocessing", card.normalisation or "–"),
-             ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "weight_decay",
-                                                                  "batch_size", "epochs",
-                                                                  "patience") if k in train)
-              or "–")]
+             ("training", ", ".join(f"{k} {getattr(train, k)}"
+                                    for k in ("lr", "weight_decay", "batch_size", "epochs",
+                                              "patience")) if train is not None else "–")]
     sec.add(heading("Conventions"), key_values(items))
     notices = [*data.summary.notices, *data.notes, *ctx.notes]
     if notices:

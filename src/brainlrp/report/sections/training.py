@@ -44,12 +44,13 @@ def build(ctx: Context, sec: Section) -> None:
                               for x in trials])
             sec.add(details("Trials", table(t)))
     log = data.training_log
-    train_cfg = data.card.training
+    train_cfg = data.card.train_config
     if log is not None and not log.empty and "epoch" in log:
         if "trial" not in log:
             log = log.assign(trial=0)
         selected = (metrics or {}).get("selected_trial")
-        fig = figs.training_curves(log, selected, train_cfg.get("early_stopping_start"))
+        fig = figs.training_curves(log, selected, train_cfg.early_stopping_start
+                                   if train_cfg is not None else None)
         sec.add(ctx.fig(fig, "training curves", "Loss and balanced accuracy per epoch "
                         "(solid: training, dashed: validation). The star marks the kept "
                         "checkpoint (best validation balanced accuracy); the shaded epochs are "
@@ -62,9 +63,11 @@ def build(ctx: Context, sec: Section) -> None:
         sec.add(ctx.fig(fig, "confusion matrix, ROC curve and AD probabilities",
                         f"Test split ({len(test)} scans): confusion matrix, ROC curve, and each "
                         "scan's AD probability coloured by outcome.", "fig-classification"))
-    if train_cfg:
-        sec.add(details("Training configuration",
-                        key_values([(k, train_cfg[k]) for k in CONFIG_KEYS if k in train_cfg])))
+    if train_cfg is not None:
+        # As card.json writes them (a shift range is a JSON list).
+        sec.add(details("Training configuration", key_values(
+            [(k, list(v) if isinstance(v, tuple) else v)
+             for k, v in ((k, getattr(train_cfg, k)) for k in CONFIG_KEYS)])))
 
 
 SPEC = SectionSpec(
