@@ -14,7 +14,8 @@ restoration with the floors ``edges``, ``noise`` and its own reference's differe
 the scan (``diff@<reference>``), and with the issue's targets: mass >= 0.65, ρ >= 0.75
 and |.|-AUC within 0.03 of the re-scan ceiling (``lrp-ref`` from the healthy twin scanned
 again, the best reference real data could have; its ``-restore`` form for a ``-restore``
-reference).
+reference), measured on the demo run's simulated patients and so compared with their
+table only (planted controls have no re-scan).
 
 Usage::
 
@@ -36,6 +37,8 @@ TABLES = (("demo_planted_benchmark", "planted test controls (demo run)"),
           ("pattern_right_temporal", "simulated patients (right-temporal cohort)"))
 MEASURES = {"mass_accuracy": "mass", "auc_abs": "abs-AUC", "spearman_restoration": "ρ"}
 TARGET_MASS, TARGET_RHO, TARGET_AUC_GAP = 0.65, 0.75, 0.03
+#: The table whose scans the re-scan ceiling was measured on.
+CEILING_TABLE = "demo_method_benchmark"
 
 
 def _rows(name: str) -> dict[str, dict] | None:
@@ -100,8 +103,11 @@ def main() -> None:
         rows = _rows(name)
         if rows is None:
             continue
+        # The ceiling was measured on the demo run's simulated patients: only their
+        # table is compared with it.
+        top = ceiling if name == CEILING_TABLE else {}
         for method in methods:
-            c = check(rows, method, ceiling) | {"table": name}
+            c = check(rows, method, top) | {"table": name}
             results.append(c)
             if not c["explained"]:
                 lines.append(f"| {what} | `{method}` | not explained on this run | | | | | |")
