@@ -371,16 +371,8 @@ CONTROL_KINDS = tuple(kind for kind, factory in _REGISTRY.items()
 
 class References(Controls):
     """Reference images of a run's scans: every registered kind, fitted on the run's
-    training controls (:class:`Controls`) at its first use and kept.
-
-    Parameters
-    ----------
-    run : path-like or RunDir
-        The run (its training controls, cohort and model card).
-    prep : Preprocessing
-        The model's preprocessing.
-    cohort, cache_dir : path-like, optional
-    """
+    training controls (:class:`Controls`, whose parameters it takes) at its first use
+    and kept."""
 
     def __init__(self, run, prep: Preprocessing, cohort=None, cache_dir=None):
         super().__init__(run, prep, cohort=cohort, cache_dir=cache_dir)
