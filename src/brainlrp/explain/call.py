@@ -194,11 +194,6 @@ class MethodCalls:
         ids = list(scan_ids)
         return lambda model, x, method: self(model, x, method, ids)
 
-    def needs_references(self, methods: Sequence[str]) -> bool:
-        from brainlrp import catalog
-
-        return any(catalog.lookup(m).reference is not None for m in methods)
-
 
 def _reference_files(reference: str | None) -> dict[str, str]:
     """``{name: path}`` when ``reference`` is a NIfTI file rather than a kind name."""
