@@ -49,6 +49,72 @@ class InputFormat:
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """Where an imported model came from (``card.json`` ``source``; ``None`` for a model
+    brainlrp trained or one imported from a bare weights file).
+
+    Attributes
+    ----------
+    kind : str
+        What the model was read from, e.g. ``"monai-bundle"``.
+    path : str
+        The folder or file as it was when imported (absolute); it may have moved since:
+        the run does not read it again.
+    name, version : str
+        The source's own name and version (a bundle's ``metadata.json``).
+    config : str
+        The file within ``path`` the network was built from, e.g.
+        ``configs/inference.json``.
+    sha256 : str
+        SHA-256 of the weights file.
+    notes : tuple of str
+        What the import noticed (inputs that differ from brainlrp's, code that loading
+        the run runs).
+    split : int, optional
+        The cross-validation split the model is (a ClinicaDL MAPS's ``split-<k>``).
+    selection_metric : str
+        The metric that chose the model (a MAPS's ``best-<metric>``), e.g. ``"loss"``.
+    preprocessing : str
+        The source's own name for how it prepared its inputs, e.g. ``"t1-linear,
+        cropped, MinMax"`` (what brainlrp does is the card's ``preprocessing``).
+    """
+
+    kind: str
+    path: str
+    name: str = ""
+    version: str = ""
+    config: str = ""
+    sha256: str = ""
+    notes: tuple[str, ...] = ()
+    split: int | None = None
+    selection_metric: str = ""
+    preprocessing: str = ""
+
+    def describe(self) -> str:
+        """One line for readers: ``monai-bundle 'name' 1.0 (path)``."""
+        parts = [self.kind, repr(self.name) if self.name else "", self.version]
+        return f"{' '.join(p for p in parts if p)} ({self.path})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "name": self.name,
+                "version": self.version, "config": self.config, "sha256": self.sha256,
+                "notes": list(self.notes), "split": self.split,
+                "selection_metric": self.selection_metric, "preprocessing": self.preprocessing}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ModelSource | None:
+        if not data:
+            return None
+        return cls(kind=str(data["kind"]), path=str(data.get("path", "")),
+                   name=str(data.get("name", "")), version=str(data.get("version", "")),
+                   config=str(data.get("config", "")), sha256=str(data.get("sha256", "")),
+                   notes=tuple(str(n) for n in data.get("notes") or ()),
+                   split=None if data.get("split") is None else int(data["split"]),
+                   selection_metric=str(data.get("selection_metric", "")),
+                   preprocessing=str(data.get("preprocessing", "")))
+
+
+@dataclass(frozen=True)
 class SplitMetrics:
     """A split's classification metrics (``metrics.json``, the card's ``metrics``)."""
 
@@ -97,6 +163,9 @@ class ModelCard:
     selected_trial, seed : int
     input : InputFormat
         The input's value range and channels (the LRP box rule's bounds).
+    source : ModelSource, optional
+        Where an imported model came from (e.g. a MONAI bundle); ``None`` otherwise and
+        in cards written before it existed.
     """
 
     architecture: str
@@ -112,6 +181,7 @@ class ModelCard:
     seed: int = 0
     libraries: dict[str, str] = field(default_factory=dict)
     input: InputFormat = field(default_factory=InputFormat)
+    source: ModelSource | None = None
 
     @property
     def train_config(self):
@@ -159,7 +229,8 @@ class ModelCard:
             "classes": list(self.classes), "target_class": self.target_class,
             "training_cohort": self.training_cohort, "training": self.training,
             "metrics": self.metrics, "selected_trial": self.selected_trial, "seed": self.seed,
-            "libraries": self.libraries, "input": self.input.to_dict()}
+            "libraries": self.libraries, "input": self.input.to_dict(),
+            "source": self.source.to_dict() if self.source is not None else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
@@ -180,7 +251,8 @@ class ModelCard:
                    selected_trial=int(data.get("selected_trial", 0) or 0),
                    seed=int(data.get("seed", 0) or 0),
                    libraries=dict(data.get("libraries") or {}),
-                   input=InputFormat.from_dict(data.get("input")))
+                   input=InputFormat.from_dict(data.get("input")),
+                   source=ModelSource.from_dict(data.get("source")))
         card.grid  # noqa: B018  (validates the grid now, not at first use)
         return card
 
@@ -222,4 +294,5 @@ def read_card(run_dir: str | os.PathLike) -> ModelCard:
                             "retrain with `brainlrp train --overwrite`") from None
 
 
-__all__ = ["CARD_PATH", "InputFormat", "ModelCard", "SplitMetrics", "read_card"]
+__all__ = ["CARD_PATH", "InputFormat", "ModelCard", "ModelSource", "SplitMetrics",
+           "read_card"]

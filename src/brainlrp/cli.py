@@ -378,15 +378,21 @@ def import_model(
     cohort: Annotated[Path, typer.Argument(help="BIDS-like folder or CSV/TSV table: every "
                                                 "scan is preprocessed and predicted.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to make.")],
-    arch: Annotated[str, typer.Option(
+    arch: Annotated[str | None, typer.Option(
         help="A registered architecture (paper, tiny, densenet121, resnet10, resnet18) or "
              "module:factory, factory(input_shape, **kwargs) -> nn.Module; the module is "
-             "imported (it runs code) now and whenever the run's model is loaded.")],
-    weights: Annotated[Path, typer.Option(
+             "imported (it runs code) now and whenever the run's model is loaded.")] = None,
+    weights: Annotated[Path | None, typer.Option(
         help="State dict saved with torch.save (raw or under 'state_dict'); loaded "
-             "weights-only.")],
-    classes: Annotated[str, typer.Option(
-        help="The model's outputs in order: HC,AD (or CN,AD) or AD,HC.")] = "HC,AD",
+             "weights-only.")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        help="A MONAI bundle folder instead of --arch and --weights: configs/metadata.json "
+             "(network_data_format), configs/inference.json or .yaml (network_def), "
+             "models/model.pt. Building network_def runs its code (_target_ imports, $ "
+             "expressions), now and whenever the run's model is loaded.")] = None,
+    classes: Annotated[str | None, typer.Option(
+        help="The model's outputs in order: HC,AD (or CN,AD) or AD,HC. Default HC,AD; "
+             "with --bundle, its metadata's channel_def.")] = None,
     resolution: ResolutionOpt = 2.0,
     model_kwargs: ModelKwargsOpt = None,
     splits: Annotated[Path | None, typer.Option(
@@ -403,12 +409,26 @@ def import_model(
 ) -> None:
     """Make a run from a model trained elsewhere, ready for explain, analyze and report."""
     from brainlrp.training import import_model as run_import
+    from brainlrp.training.bundle import import_bundle
 
-    result = run_import(cohort, out, arch, weights, classes=classes, resolution=resolution,
-                        model_kwargs=_parse_kwargs(model_kwargs), splits=splits,
-                        batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir,
-                        jobs=jobs, allow_external_paths=allow_external_paths,
-                        progress=not quiet, normalisation=normalisation)
+    common = dict(resolution=resolution, splits=splits, batch_size=batch_size,
+                  overwrite=overwrite, cache_dir=cache_dir, jobs=jobs,
+                  allow_external_paths=allow_external_paths, progress=not quiet,
+                  normalisation=normalisation)
+    given = [flag for flag, value in (("--arch", arch), ("--weights", weights),
+                                      ("--model-kwargs", model_kwargs)) if value is not None]
+    if bundle is not None and given:
+        raise BrainLRPError(f"--bundle brings its own network and weights: {', '.join(given)}"
+                            " cannot go with it",
+                            "give either --bundle FOLDER or --arch NAME --weights FILE")
+    if bundle is not None:
+        result = import_bundle(cohort, out, bundle, classes=classes, **common)
+    elif arch is None or weights is None:
+        raise BrainLRPError("import-model needs the model: --arch NAME and --weights FILE, "
+                            "or --bundle FOLDER", "see `brainlrp import-model --help`")
+    else:
+        result = run_import(cohort, out, arch, weights, classes=classes or "HC,AD",
+                            model_kwargs=_parse_kwargs(model_kwargs), **common)
     for notice in result.notices:
         _say(f"note: {notice}")
     _say(f"{result.architecture} ({result.n_parameters:,} parameters), classes "

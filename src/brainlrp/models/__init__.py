@@ -1,7 +1,8 @@
 """Model registry: architectures by name, built for a given input grid.
 
 An architecture is a registered name (``paper``, ``tiny``, MONAI's ``densenet121``,
-``resnet10``, ``resnet18``) or ``module:factory``, a function the user points at. A
+``resnet10``, ``resnet18``; ``monai-bundle``, a MONAI bundle's ``network_def`` given as
+its config) or ``module:factory``, a function the user points at. A
 ``module:factory`` name imports that module, i.e. runs code the user named; model
 cards store the name, so loading such a run imports it again (docs/models.md).
 """
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from brainlrp.errors import BrainLRPError
-from brainlrp.models.monai_nets import densenet121, resnet10, resnet18
+from brainlrp.models.monai_nets import bundle_network, densenet121, resnet10, resnet18
 from brainlrp.models.paper import ConvBlockCNN, paper_cnn, tiny_cnn
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -22,6 +23,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "densenet121": densenet121,
     "resnet10": resnet10,
     "resnet18": resnet18,
+    # A MONAI bundle's network_def, kwargs {"config": {...}} (brainlrp.training.bundle).
+    "monai-bundle": bundle_network,
 }
 
 

@@ -6,6 +6,7 @@ below, so a state dict trained elsewhere with MONAI's defaults loads unchanged
 number: ReLUs are not in place, so backward hooks (Captum's guided backprop, the
 LRP engine) see every activation. Keyword arguments override the defaults, e.g.
 ``{"conv1_t_stride": 2}`` for a ResNet that halves the grid in its first layer.
+:func:`bundle_network` builds a MONAI bundle's own ``network_def``.
 
 MONAI is imported inside the factories: ``import brainlrp.models`` stays light.
 """
@@ -65,4 +66,46 @@ def resnet18(input_shape: Sequence[int], **overrides) -> nn.Module:
     return _resnet("resnet18", input_shape, overrides)
 
 
-__all__ = ["densenet121", "resnet10", "resnet18"]
+#: The id of the network in a MONAI bundle's config (the bundle specification's).
+BUNDLE_NETWORK_ID = "network_def"
+
+
+def bundle_network(input_shape: Sequence[int], config: dict,
+                   network_id: str = BUNDLE_NETWORK_ID) -> nn.Module:
+    """The network of a MONAI bundle: ``config[network_id]`` built by MONAI's bundle
+    parser (``ConfigParser(config).get_parsed_content(network_id)``).
+
+    ``config`` holds ``network_def`` and every item it refers to (``@id``), so a run
+    rebuilds the network without the bundle's folder (:mod:`brainlrp.training.bundle`
+    makes it). Building it imports the classes its ``_target_`` names and runs its
+    ``$`` expressions: a config is code. ``input_shape`` is checked for three sizes only;
+    whether the network takes the grid is :func:`brainlrp.models.check_grid_fits`'s.
+
+    Raises
+    ------
+    BrainLRPError
+        When the parser cannot build the network or it is not a ``torch.nn.Module``.
+    """
+    import copy
+
+    from monai.bundle import ConfigParser
+
+    from brainlrp.errors import BrainLRPError
+
+    _check_shape(input_shape)
+    try:
+        # The parser resolves references in place: keep the caller's config intact.
+        model = ConfigParser(copy.deepcopy(config)).get_parsed_content(network_id)
+    except Exception as exc:  # any error of the parser, an import or the class itself
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise BrainLRPError(f"MONAI cannot build the bundle's {network_id} ({reason})",
+                            f"fix {network_id} in the bundle's configs/inference.json "
+                            "(its _target_ and arguments)") from None
+    if not isinstance(model, nn.Module):
+        raise BrainLRPError(f"the bundle's {network_id} builds {type(model).__name__}, not "
+                            "a torch.nn.Module",
+                            f"{network_id} must name the network class in _target_")
+    return _not_in_place(model)
+
+
+__all__ = ["BUNDLE_NETWORK_ID", "bundle_network", "densenet121", "resnet10", "resnet18"]

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from brainlrp._io import write_json, write_table
-from brainlrp.card import ModelCard
+from brainlrp.card import InputFormat, ModelCard, ModelSource
 from brainlrp.data.cohort import CLASS_NAMES, load_cohort, normalise_diagnosis
 from brainlrp.data.grid import Grid
 from brainlrp.data.prepare import prepare_cohort, write_splits
@@ -93,7 +93,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in ``path``, loaded with ``torch.load(weights_only=True)``.
 
     A raw state dict, a dict holding one under ``"state_dict"`` (brainlrp and Lightning
-    checkpoints, many training scripts) or ``"model_state_dict"``; a ``module.`` prefix
+    checkpoints, many training scripts), ``"model_state_dict"`` or ``"model"`` (MONAI's
+    ``CheckpointSaver``); a ``module.`` prefix
     (DistributedDataParallel) is removed.
     """
     from brainlrp.training.checkpoint import load_weights_only
@@ -104,7 +105,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                                 "torch.save(model.state_dict(), PATH)")
     state = payload
     if isinstance(payload, Mapping):
-        for key in ("state_dict", "model_state_dict"):
+        for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(payload.get(key), Mapping):
                 state = payload[key]
                 break
@@ -173,7 +174,9 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
                  splits: str | os.PathLike | None = None, batch_size: int = 4,
                  overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
                  jobs: int = 1, allow_external_paths: bool = False,
-                 progress: bool = True, normalisation: str = "minmax") -> ImportResult:
+                 progress: bool = True, normalisation: str = "minmax",
+                 input_format: InputFormat | None = None,
+                 source: ModelSource | None = None) -> ImportResult:
     """Make the run directory ``out`` from a model trained outside brainlrp.
 
     Parameters
@@ -206,6 +209,12 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
         How the model's inputs were scaled to [0, 1]
         (:data:`~brainlrp.data.preprocess.NORMALISATIONS`); default ``minmax``, the
         scaling most pipelines train with (ClinicaDL's too).
+    input_format : InputFormat, optional
+        The value range and channels the network takes (the LRP box rule's bounds);
+        default brainlrp's [0, 1], one channel.
+    source : ModelSource, optional
+        Where the model came from (e.g. a MONAI bundle, :mod:`brainlrp.training.bundle`),
+        recorded in the card and in run.json.
 
     Returns
     -------
@@ -254,7 +263,8 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     read_checkpoint(run.checkpoint)  # the file we hand on must load weights-only
     metrics = _predict(run, model, scans, batch_size, target)
     origin = _write_card(run, arch, model_kwargs, names, target, grid, normalisation, weights,
-                         resolution, splits, split_table, prepared, metrics)
+                         resolution, splits, split_table, prepared, metrics,
+                         input_format, source)
     seconds = time.perf_counter() - start
     n_params = count_parameters(model)
     run.record("import", {"status": "done", "architecture": arch,
@@ -262,7 +272,8 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
                           "classes": names, "target_class": target,
                           "weights": origin["weights"], "weights_sha256": origin["weights_sha256"],
                           "n_parameters": n_params, "grid": grid.to_dict(),
-                          "n_scans": len(scans), "seconds": round(seconds, 1)})
+                          "n_scans": len(scans), "seconds": round(seconds, 1),
+                          "source": source.to_dict() if source is not None else None})
     return ImportResult(run=run.root, architecture=arch, classes=names, target_class=target,
                         n_parameters=n_params, n_scans=len(scans), metrics=metrics,
                         seconds=seconds, notices=list(prepared.notices))
@@ -286,7 +297,8 @@ def _predict(run: RunDir, model, scans, batch_size: int, target: int) -> dict:
 
 def _write_card(run: RunDir, arch: str, model_kwargs: dict, names, target: int, grid,
                 normalisation: str, weights: Path, resolution: float, splits, split_table,
-                prepared, metrics: dict) -> dict:
+                prepared, metrics: dict, input_format: InputFormat | None = None,
+                source: ModelSource | None = None) -> dict:
     """The model card of an imported model; returns where the model came from."""
     preprocessing = prepared.prep.to_dict()
     # Unknown for a model trained elsewhere: new scans are resampled like the cohort's.
@@ -308,7 +320,8 @@ def _write_card(run: RunDir, arch: str, model_kwargs: dict, names, target: int, 
               | {"split_counts": split_table.groupby(["split", "diagnosis"]).size()
                  .unstack(fill_value=0).to_dict(orient="index")},
               training=origin, metrics={k: v for k, v in metrics.items() if k != "imported"},
-              libraries=library_versions()).write(run.root)
+              libraries=library_versions(), input=input_format or InputFormat(),
+              source=source).write(run.root)
     return origin
 
 
