@@ -81,10 +81,17 @@ def test_training_curves_star_the_kept_checkpoint():
 
 
 def test_classification_counts():
-    test = pd.DataFrame({"label": [1, 1, 1, 0, 0], "p_ad": [0.9, 0.8, 0.2, 0.1, 0.7]})
-    text = _texts(figs.classification_figure(test))
+    """The figure draws analyze's confusion and ROC tables (analysis.scans)."""
+    from brainlrp.analysis.scans import classification
+
+    test = pd.DataFrame({"scan_id": list("abcde"), "split": "test", "label": [1, 1, 1, 0, 0],
+                         "p_ad": [0.9, 0.8, 0.2, 0.1, 0.7], "predicted": [1, 1, 0, 0, 1]})
+    confusion, roc = classification(test)
+    fig = figs.classification_figure(test, confusion, roc)
+    text = _texts(fig)
     for cell in ("2\nTP", "1\nFN", "1\nTN", "1\nFP"):
         assert cell in text
+    assert fig.axes[1].get_legend().get_texts()[0].get_text() == "AUC = 0.833"  # 5 of 6 AD-HC pairs
 
 
 def test_beta_overlap_annotations():

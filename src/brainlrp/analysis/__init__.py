@@ -81,6 +81,17 @@ Files and columns (the contract)
 ``analysis/top_areas.tsv``
     method, group (TP, or AD without TPs), measure (sum | density | gain), rank, area,
     value: the 25 areas ranked highest by each measure in that group.
+``analysis/scan_areas.tsv``
+    method, scan_id, participant_id, rank, area, density, hc_mean, hc_sd, z: each
+    scan's 10 areas of highest relevance density (areas of at least 0.1 % of the
+    atlas's voxels on the grid), with the healthy controls' mean and SD of that area
+    (each control subject once) and the scan's z-score against them; the report's
+    cards and examples rank areas by it (:mod:`brainlrp.analysis.scans`).
+``analysis/confusion.tsv``
+    split, diagnosis, predicted, outcome, n: the confusion matrix of every split of
+    ``predictions.tsv`` (``analysed``: the analysed scans, when no scan is a test scan).
+``analysis/roc.tsv``
+    split, threshold, fpr, tpr, auc: the ROC curve of every split with both classes.
 ``analysis/claims.tsv``
     method, claim (individual | hc_low | temporal), statement, evidence, verdict
     (yes | no | – when not judged): the paper's claims on this run

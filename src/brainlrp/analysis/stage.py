@@ -14,6 +14,7 @@ module                    tables (``analysis/<name>.tsv``)
 :mod:`.hippocampus`       hippocampus, hippocampus_subjects
 :mod:`.groundtruth`       ground_truth, ground_truth_summary
 :mod:`.top_areas`         top_areas
+:mod:`.scans`             scan_areas (each scan's areas ranked), confusion, roc
 :mod:`.claims`            claims
 :mod:`.beta_overlap`      beta_overlap (across methods)
 :mod:`.checks`            faithfulness, faithfulness_aopc, sanity (need the model)
@@ -59,6 +60,7 @@ from brainlrp.analysis.hippocampus import (
     hippocampus_area,
 )
 from brainlrp.analysis.regions import AtlasRegions, MethodRegions, stream_method, write_groups
+from brainlrp.analysis.scans import SCAN_AREAS_COLUMNS, classification, scan_areas
 from brainlrp.analysis.summary import SUMMARY_KEYS, AnalysisSummary, MethodSummary, read_summary
 from brainlrp.analysis.top_areas import TOP_AREAS_COLUMNS, top_areas
 from brainlrp.analysis.totals import TOTALS_COLUMNS, relevance_totals
@@ -73,10 +75,11 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "hippocampus_subjects": HIPPOCAMPUS_SUBJECT_COLUMNS,
     "ground_truth": gt.GROUND_TRUTH_COLUMNS,
     "ground_truth_summary": gt.GROUND_TRUTH_SUMMARY_COLUMNS,
-    "top_areas": TOP_AREAS_COLUMNS, "claims": CLAIMS_COLUMNS}
+    "top_areas": TOP_AREAS_COLUMNS, "claims": CLAIMS_COLUMNS,
+    "scan_areas": SCAN_AREAS_COLUMNS}
 #: Tables every analysis writes, even empty.
 ALWAYS_WRITTEN = ("fingerprints", "fingerprint_similarity", "relevance_totals", "top_areas",
-                  "claims")
+                  "claims", "scan_areas")
 
 #: Every file this stage may write under ``analysis/``; stale ones are removed.
 ANALYSIS_FILES = ("summary.json", "summary.tsv", "fingerprints.tsv",
@@ -84,7 +87,8 @@ ANALYSIS_FILES = ("summary.json", "summary.tsv", "fingerprints.tsv",
                   "hippocampus_subjects.tsv", "relevance_totals.tsv", "ground_truth.tsv",
                   "ground_truth_summary.tsv", "faithfulness.tsv", "faithfulness_aopc.tsv",
                   "sanity.tsv", "top_areas.tsv", "claims.tsv", "twins.tsv",
-                  "restoration.tsv", "method_benchmark.tsv")
+                  "restoration.tsv", "method_benchmark.tsv", "scan_areas.tsv", "confusion.tsv",
+                  "roc.tsv")
 
 
 @dataclass
@@ -200,6 +204,8 @@ def analyze(run: str | os.PathLike, config: AnalysisConfig | None = None, *, mod
     done.written["claims"] = _concat(
         [claims(m, done.summaries[m], _gain_ranking(done.results[m]), bacc) for m in chosen],
         CLAIMS_COLUMNS)
+    done.written["confusion"], done.written["roc"] = classification(
+        predictions, sorted(set().union(*(s["scan_id"] for s in scans_of.values()))))
     own = method_benchmark(done.summaries, costs.seconds if costs is not None else None)
     # Planted-truth scores of `brainlrp benchmark` join the table (a real cohort's only
     # ground truth); the run's recommendation is the one chosen without peeking.
@@ -327,8 +333,9 @@ def _record(rd: RunDir, atlas: AtlasRegions, chosen: list[str], modes: dict[str,
 
 
 #: Bumped when a score's definition changes, so analyses made before are redone (2: the
-#: restoration Spearman sums relevance over the restored, grown areas).
-SCORES_VERSION = 3
+#: restoration Spearman sums relevance over the restored, grown areas; 4: each scan's
+#: ranked areas and the classification tables are analysis outputs).
+SCORES_VERSION = 4
 
 
 def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: dict[str, str],
@@ -403,6 +410,11 @@ def _analyse_method(rd: RunDir, method: str, scans: pd.DataFrame, atlas: AtlasRe
         frames["ground_truth_summary"] = pd.DataFrame([row])
         summary = summary.update(part)
     frames["top_areas"] = top_areas(mr)
+    # Ranked from the table as written, so the report's rankings are the file's numbers.
+    written = pd.read_csv(rd.regions / method / "subjects.tsv", sep="\t",
+                          dtype={"participant_id": str, "scan_id": str})
+    areas = mr.groups.loc[mr.groups["level"] == "area", "region"]
+    frames["scan_areas"] = scan_areas(method, written, list(dict.fromkeys(areas)))
     return mr, summary, frames
 
 

@@ -5,8 +5,8 @@ subject's own scan through the relevance peak with the relevance on top, and the
 ten areas of highest relevance density with each area's z-score against the
 healthy controls (bar: the subject, coloured by z as the legend says; grey: the
 controls' mean ± 1 SD), and the subject's age and sex from the participants table.
-Which areas are ranked (a minimum size) is the caller's choice
-(:func:`brainlrp.report.sections.context.ranked_density`).
+The ranking and the z-scores are ``analyze``'s (``analysis/scan_areas.tsv``,
+:func:`brainlrp.analysis.scans.scan_areas`).
 
 Speed: :class:`CardRenderer` builds one matplotlib figure (Agg) and, for each
 card, only swaps image data, bar widths and texts before saving; slices are drawn
@@ -25,10 +25,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from brainlrp._io import atomic_path
+from brainlrp.analysis.scans import N_TOP
 from brainlrp.report import style
 from brainlrp.report.figures import RC, peak_coords
-
-N_TOP = 10
 
 
 @dataclass
@@ -69,34 +68,6 @@ class CardData:
         """``age 71 · sex F``; a dash for what the participants table lacks."""
         age = "–" if self.age is None or not np.isfinite(self.age) else f"{self.age:.0f}"
         return f"age {age} · sex {self.sex or '–'}"
-
-
-def top_areas(density: pd.Series, hc: pd.DataFrame, k: int = N_TOP) -> pd.DataFrame:
-    """The ``k`` areas of highest density with z-scores against the controls.
-
-    Parameters
-    ----------
-    density : pandas.Series
-        One scan's density per area.
-    hc : pandas.DataFrame
-        Healthy controls (rows) by areas: the reference distribution.
-    k : int
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``area``, ``density``, ``hc_mean``, ``hc_sd``, ``z`` (NaN where the controls'
-        SD is 0 or fewer than two controls exist).
-    """
-    d = density.dropna().sort_values(ascending=False).head(k)
-    mu = hc.mean(axis=0).reindex(d.index) if len(hc) else pd.Series(np.nan, index=d.index)
-    sd = hc.std(axis=0, ddof=1).reindex(d.index) if len(hc) > 1 else \
-        pd.Series(np.nan, index=d.index)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = (d - mu) / sd.where(sd > 0)
-    return pd.DataFrame({"area": d.index, "density": d.to_numpy(float),
-                         "hc_mean": mu.to_numpy(float), "hc_sd": sd.to_numpy(float),
-                         "z": z.to_numpy(float)})
 
 
 class CardRenderer:

@@ -20,6 +20,7 @@ import pandas as pd
 from brainlrp import catalog
 from brainlrp._io import read_json
 from brainlrp.analysis.metrics import apply_relevance
+from brainlrp.analysis.scans import area_density, area_voxels
 from brainlrp.analysis.summary import AnalysisSummary, read_summary
 from brainlrp.card import ModelCard, read_card
 from brainlrp.data.grid import Grid
@@ -31,7 +32,9 @@ ANALYSIS_TABLES = ("claims", "top_areas", "fingerprints", "fingerprint_similarit
                    "beta_overlap", "hippocampus", "hippocampus_subjects", "relevance_totals",
                    "ground_truth", "ground_truth_summary", "faithfulness",
                    "faithfulness_aopc", "sanity", "method_benchmark", "twins",
-                   "restoration")
+                   "restoration", "scan_areas", "confusion", "roc")
+#: Tables every analysis of this version writes; a run analysed before lacks them.
+REQUIRED_TABLES = ("scan_areas", "confusion", "roc")
 
 
 @dataclass(eq=False)
@@ -111,10 +114,7 @@ class RunData:
     def area_voxels(self, method: str) -> pd.Series:
         """Voxels of each merged area on the grid (``subjects.tsv``'s ``n_voxels`` of
         one scan: every scan shares the grid), in atlas order."""
-        sub = self.subjects(method)
-        first = sub[sub["scan_id"] == sub["scan_id"].iloc[0]] if len(sub) else sub
-        counts = first.groupby("area", sort=False)["n_voxels"].sum()
-        return counts.reindex(list(self.area_order(method))).fillna(0).astype(int)
+        return area_voxels(self.subjects(method), self.area_order(method))
 
     @functools.cache  # noqa: B019
     def area_order(self, method: str) -> tuple[str, ...]:
@@ -231,6 +231,11 @@ def load_run(run: str | os.PathLike, methods: Sequence[str] | None = None) -> Ru
     tables = {name: (_read_tsv(rd.analysis / f"{name}.tsv")
                      if (rd.analysis / f"{name}.tsv").is_file() else None)
               for name in ANALYSIS_TABLES}
+    for name in REQUIRED_TABLES:
+        if tables[name] is None:
+            raise BrainLRPError(f"{rd.analysis / (name + '.tsv')} is missing: the analysis was "
+                                "made by an earlier brainlrp",
+                                f"run `brainlrp analyze {rd.root}` again")
     for name, table in tables.items():
         if table is not None and "method" in table.columns and name != "faithfulness":
             keep = table["method"].isin(analysed)
@@ -272,53 +277,6 @@ def _column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
     """The first column of ``frame`` whose lower-case name is in ``names``."""
     lower = {str(c).lower(): c for c in frame.columns}
     return next((lower[n] for n in names if n in lower), None)
-
-
-def area_density(subjects: pd.DataFrame, areas: Sequence[str] | None = None) -> pd.DataFrame:
-    """Relevance density of each merged area per scan from a ``subjects.tsv`` table.
-
-    An area's density is the sum of its labels' relevance sums over the sum of
-    their voxel counts (left and right merged, as in the paper).
-
-    Parameters
-    ----------
-    subjects : pandas.DataFrame
-        Long table with ``scan_id``, ``area``, ``n_voxels``, ``relevance_sum``.
-    areas : sequence of str, optional
-        Column order (default: order of first appearance).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``scan_id``, one column per area.
-    """
-    g = subjects.groupby(["scan_id", "area"], sort=False)[["relevance_sum", "n_voxels"]].sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dens = (g["relevance_sum"] / g["n_voxels"].where(g["n_voxels"] > 0)).unstack("area")
-    order = list(areas) if areas is not None else list(dict.fromkeys(subjects["area"]))
-    scans = list(dict.fromkeys(subjects["scan_id"].astype(str)))
-    dens.index = dens.index.astype(str)
-    return dens.reindex(index=scans, columns=order)
-
-
-def per_participant(values: pd.DataFrame, scans: pd.DataFrame) -> pd.DataFrame:
-    """Average rows indexed by ``scan_id`` per participant (each subject counts once).
-
-    Parameters
-    ----------
-    values : pandas.DataFrame
-        Indexed by ``scan_id``.
-    scans : pandas.DataFrame
-        With ``scan_id`` and ``participant_id``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``participant_id`` (sorted).
-    """
-    pid = scans.set_index("scan_id")["participant_id"].reindex(values.index)
-    keep = pid.notna().to_numpy()
-    return values[keep].groupby(pid[keep].to_numpy(), sort=True).mean()
 
 
 def _read_json(path: Path, required: bool = False):

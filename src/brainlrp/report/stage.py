@@ -11,13 +11,14 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 
 from brainlrp import catalog
 from brainlrp._io import write_text
 from brainlrp.report import style
 from brainlrp.report.inputs import RunData, load_run
 from brainlrp.report.sections import SECTIONS, Context, build
-from brainlrp.report.sections.context import hc_density, method_unit, ranked_density
+from brainlrp.report.sections.context import method_unit, scan_ranking
 from brainlrp.run import inputs_key
 
 #: Scans sampled to set the cards' common colour scale.
@@ -229,13 +230,13 @@ def write_cards(ctx: Context, folder: Path) -> list[Path]:
     -------
     list of Path
     """
-    from brainlrp.report.cards import CardData, CardRenderer, top_areas
+    from brainlrp.report.cards import CardData, CardRenderer
     from brainlrp.report.figures import robust_max
 
     data, main = ctx.data, ctx.main
     scans = data.test_scans()
-    dens = ranked_density(data, main)
-    hc = hc_density(data, main)
+    ranking = scan_ranking(data, main)
+    none = pd.DataFrame(columns=["area", "density", "hc_mean", "hc_sd", "z"], dtype=float)
     ids = scans["scan_id"].astype(str).tolist()
     if not ids:
         return []
@@ -262,11 +263,10 @@ def write_cards(ctx: Context, folder: Path) -> list[Path]:
                 continue
             row = rows.loc[sid]
             age, sex = data.age_sex(str(row["participant_id"]))
-            density = dens.loc[sid] if sid in dens.index else dens.iloc[:0].mean()
             card = CardData(scan_id=sid, participant_id=str(row["participant_id"]),
                             diagnosis="AD" if int(row["label"]) == 1 else "HC",
                             outcome=str(row["outcome"]), p_ad=float(row["p_ad"]),
-                            background=bg, relevance=heat, top=top_areas(density, hc),
+                            background=bg, relevance=heat, top=ranking.get(sid, none),
                             background_note="template" if reason else "", age=age, sex=sex)
             z = card.top["z"].to_numpy(float)
             if np.isfinite(z).any():

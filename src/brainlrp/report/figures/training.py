@@ -74,26 +74,30 @@ def training_curves(log: pd.DataFrame, selected_trial: int | None = None,
 
 
 @styled
-def classification_figure(test: pd.DataFrame) -> Figure:
+def classification_figure(test: pd.DataFrame, confusion: pd.DataFrame,
+                          roc: pd.DataFrame) -> Figure:
     """Confusion matrix, ROC curve and AD probability per diagnosis on the test split.
 
     Parameters
     ----------
     test : pandas.DataFrame
         Test rows of ``predictions.tsv`` (label, p_ad, predicted).
+    confusion : pandas.DataFrame
+        The split's rows of ``analysis/confusion.tsv`` (diagnosis, predicted, n).
+    roc : pandas.DataFrame
+        The split's rows of ``analysis/roc.tsv`` (fpr, tpr, auc); empty with one class.
 
     Returns
     -------
     Figure
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     fig = Figure(figsize=(12, 3.5))
     gs = fig.add_gridspec(1, 3, width_ratios=(1, 1.1, 1.5), left=0.06, right=0.98,
                           bottom=0.16, top=0.86, wspace=0.42)
     y, p = test["label"].to_numpy(int), test["p_ad"].to_numpy(float)
-    pred = (p >= 0.5).astype(int)
-    cm = np.array([[np.sum((y == a) & (pred == b)) for b in (0, 1)] for a in (0, 1)])
+    pred = test["predicted"].to_numpy(int)
+    counts = confusion.set_index(["diagnosis", "predicted"])["n"]
+    cm = np.array([[int(counts.get((a, b), 0)) for b in ("HC", "AD")] for a in ("HC", "AD")])
     ax = fig.add_subplot(gs[0])
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(cm.max(), 1))
     names = (("TN", "FP"), ("FN", "TP"))
@@ -109,10 +113,9 @@ def classification_figure(test: pd.DataFrame) -> Figure:
     ax.spines[:].set_visible(False)
 
     ax = fig.add_subplot(gs[1])
-    if len(np.unique(y)) == 2:
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, color=style.GROUP_COLORS["AD"], lw=2,
-                label=f"AUC = {roc_auc_score(y, p):.3f}")
+    if len(roc):
+        ax.plot(roc["fpr"].to_numpy(float), roc["tpr"].to_numpy(float),
+                color=style.GROUP_COLORS["AD"], lw=2, label=f"AUC = {roc['auc'].iloc[0]:.3f}")
         ax.legend(loc="lower right", frameon=False)
     ax.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1)
     ax.set_xlabel("1 − specificity")

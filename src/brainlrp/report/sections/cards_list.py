@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from brainlrp.report import style
 from brainlrp.report.html import Safe, Section, fmt, note, table
-from brainlrp.report.sections.context import Context, min_area_text, ranked_density
+from brainlrp.report.sections.context import Context, min_area_text, scan_ranking
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import area_label, method_label
 
@@ -26,14 +26,9 @@ def build(ctx: Context, sec: Section) -> None:
     if not cards:
         sec.add(note("cards were not written (`brainlrp report --no-cards`)"))
         return
-    dens = ranked_density(data, ctx.main)
-    tops = []
-    for sid in scans["scan_id"]:
-        if sid in dens.index:
-            row = dens.loc[sid].dropna()
-            tops.append(area_label(row.idxmax(), 34) if len(row) else "–")
-        else:
-            tops.append("–")
+    ranking = scan_ranking(data, ctx.main)
+    tops = [area_label(ranking[s]["area"].iloc[0], 34) if len(ranking.get(s, ())) else "–"
+            for s in scans["scan_id"]]
     frame = scans.assign(top=tops)
     frame["raised"] = [
         f"{area_label(ctx.raised[s][0], 30)} (z = {ctx.raised[s][1]:+.1f})"

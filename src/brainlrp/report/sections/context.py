@@ -9,20 +9,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from brainlrp.analysis import scans
 from brainlrp.errors import BrainLRPError
 from brainlrp.report import style
 from brainlrp.report.html import Safe
 from brainlrp.report.html import figure as html_figure
-from brainlrp.report.inputs import RunData, per_participant
+from brainlrp.report.inputs import RunData
 
 InputsFn = Callable[[list[str]], np.ndarray]
 
-#: Smallest area, as a fraction of the atlas's voxels on the grid, that the report names
-#: as a scan's area of highest density (cards, examples). Density is relevance per
-#: voxel, so a tiny structure with a few bright voxels (optic chiasm, 3rd ventricle:
-#: under 0.1 %) would otherwise top the list. 1 % would also drop the hippocampus and
-#: amygdala (0.1-0.5 %), the areas the paper is about.
-MIN_AREA_FRACTION = 0.001
+#: Areas ranked per scan (analysis/scan_areas.tsv): those of at least this fraction of the
+#: atlas's voxels; :data:`brainlrp.analysis.scans.MIN_AREA_FRACTION` says why.
+MIN_AREA_FRACTION = scans.MIN_AREA_FRACTION
 
 
 @dataclass(eq=False)
@@ -173,19 +171,16 @@ def diagnosis(data: RunData) -> pd.Series:
 
 def large_areas(data: RunData, method: str) -> list[str]:
     """Areas with at least :data:`MIN_AREA_FRACTION` of the atlas's voxels on the grid."""
-    n = data.area_voxels(method)
-    return n.index[n >= MIN_AREA_FRACTION * max(int(n.sum()), 1)].tolist()
+    return scans.large_areas(data.area_voxels(method))
 
 
-def ranked_density(data: RunData, method: str) -> pd.DataFrame:
-    """Per-scan area densities restricted to :func:`large_areas`: the table the report
-    ranks a scan's areas in.
-
-    The per-scan ranking is not among ``analyze``'s outputs (``top_areas.tsv`` ranks
-    groups), so the report sorts ``subjects.tsv``'s densities itself; this filter is
-    its only rule, stated in the captions (:func:`min_area_text`).
-    """
-    return data.area_density(method)[large_areas(data, method)]
+def scan_ranking(data: RunData, method: str) -> dict[str, pd.DataFrame]:
+    """Each scan's ranked areas (``analysis/scan_areas.tsv``: area, density, hc_mean,
+    hc_sd, z; highest density first), by scan id."""
+    table = data.tables["scan_areas"]
+    rows = table[table["method"] == method].sort_values(["scan_id", "rank"], kind="stable")
+    return {str(sid): top.drop(columns=["method", "scan_id", "participant_id", "rank"])
+            .reset_index(drop=True) for sid, top in rows.groupby("scan_id", sort=False)}
 
 
 def min_area_text(data: RunData, method: str) -> str:
@@ -202,17 +197,6 @@ def min_area_text(data: RunData, method: str) -> str:
     return (f"areas of at least {100 * MIN_AREA_FRACTION:g} % of the atlas's voxels ({size}); "
             f"{len(dropped)} smaller area{'s' if len(dropped) != 1 else ''} (e.g. {named}) "
             "left out, as a few voxels make their density noisy")
-
-
-def hc_density(data: RunData, method: str) -> pd.DataFrame:
-    """Healthy controls' area densities (rows: participants, scans averaged; columns:
-    areas): the reference distribution of the cards' z-scores."""
-    dens = data.area_density(method)
-    sub = data.subjects(method).drop_duplicates("scan_id")[["scan_id", "participant_id",
-                                                            "diagnosis"]]
-    per = per_participant(dens, sub)
-    dx = diagnosis(data).reindex(per.index)
-    return per[dx == "HC"]
 
 
 def fixed(value, digits: int = 3) -> str:

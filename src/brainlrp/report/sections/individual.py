@@ -15,7 +15,7 @@ from brainlrp.report.sections.context import (
     Context,
     min_area_text,
     paper_methods,
-    ranked_density,
+    scan_ranking,
 )
 from brainlrp.report.sections.spec import SectionSpec
 from brainlrp.report.style import method_label
@@ -61,7 +61,7 @@ def build(ctx: Context, sec: Section) -> None:
     if reason:
         sec.add(note(f"background: {reason}", "info"))
     atlas = ctx.atlas()
-    dens = ranked_density(data, ctx.main)
+    ranking = scan_ranking(data, ctx.main)
     methods = [ctx.main] + ([ctx.compare] if ctx.compare else [])
     heat = {(o, m): data.heatmap(m, str(row["scan_id"])) for o, row in chosen.items()
             for m in methods}
@@ -81,9 +81,8 @@ def build(ctx: Context, sec: Section) -> None:
             continue
         cut = figs.peak_coords(maps[0].data, ctx.affine)
         contours = []
-        if atlas is not None and sid in dens.index:
-            top = dens.loc[sid].dropna().sort_values(ascending=False).head(3)
-            for area in top.index:
+        if atlas is not None and sid in ranking:
+            for area in ranking[sid]["area"].head(3):
                 k = atlas.area_index(area)
                 if k is not None:
                     contours.append((atlas.area_codes == k + 1, area))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 
 from brainlrp import catalog
+from brainlrp.analysis.scans import per_participant
 from brainlrp.report import figures as figs
 from brainlrp.report import glossary, style
 from brainlrp.report.html import Section, heading, note, table
-from brainlrp.report.inputs import per_participant
 from brainlrp.report.sections.context import (
     MIN_AREA_FRACTION,
     Context,

@@ -98,6 +98,8 @@ def build(ctx: Context, sec: Section) -> None:
             ("model", f"{card.architecture or 'unknown'}; classes {', '.join(card.classes)}"),
             ("atlas", f"{summary.atlas}: {summary.n_areas} areas (left and right merged) "
                       f"from {summary.n_labels} labels")]
+    if card.source is not None:
+        rows.insert(-1, ("imported from", card.source.describe()))
     sec.add(heading("Run"), key_values(rows))
     split_counts = split_table(data)
     if split_counts is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from brainlrp.analysis.scans import ANALYSED
 from brainlrp.report import figures as figs
 from brainlrp.report.html import Section, details, key_values, table
 from brainlrp.report.sections.context import Context, fixed
@@ -56,10 +57,13 @@ def build(ctx: Context, sec: Section) -> None:
                         "checkpoint (best validation balanced accuracy); the shaded epochs are "
                         "ignored by early stopping.", "fig-training-curves"))
     test = data.predictions[data.predictions["split"] == "test"]
+    split = "test"
     if test.empty:
-        test = data.test_scans()
+        test, split = data.test_scans(), ANALYSED
     if len(test):
-        fig = figs.classification_figure(test)
+        confusion, roc = data.tables["confusion"], data.tables["roc"]
+        fig = figs.classification_figure(
+            test, confusion[confusion["split"] == split], roc[roc["split"] == split])
         sec.add(ctx.fig(fig, "confusion matrix, ROC curve and AD probabilities",
                         f"Test split ({len(test)} scans): confusion matrix, ROC curve, and each "
                         "scan's AD probability coloured by outcome.", "fig-classification"))
@@ -78,4 +82,5 @@ SPEC = SectionSpec(
     optional=(("metrics.json", "the metrics table; the figures below use predictions.tsv "
                                "only"),
               ("training_log.csv", "the training curves (written per epoch)")),
-    data=("predictions.tsv", "metrics.json", "training_log.csv", "splits.tsv"))
+    data=("predictions.tsv", "metrics.json", "training_log.csv", "splits.tsv",
+          "analysis/confusion.tsv", "analysis/roc.tsv"))
