@@ -24,6 +24,10 @@ DOC = ROOT / "docs" / "architecture.md"
 TABLE = "## Packages, in dependency order"
 #: What the root package (``src/brainlrp/__init__.py``: ``__version__``) is called.
 ROOT_UNIT = "brainlrp"
+#: The one import down the table: the root package gives the Python API's names
+#: (``brainlrp.Run``), importing ``api`` inside its module ``__getattr__`` at their
+#: first use and nowhere else (the table's row for ``brainlrp`` says so).
+LAZY_API = ("api", "__getattr__")
 
 
 def _units() -> set[str]:
@@ -139,16 +143,27 @@ def test_the_table_is_in_dependency_order():
     assert not problems, "\n".join(problems)
 
 
+def _lazy_api_lines() -> set[int]:
+    """Lines of the root package's ``__getattr__``, where it may import ``api``."""
+    tree = ast.parse((SRC / "__init__.py").read_text())
+    return {n.lineno for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name == LAZY_API[1]
+            for n in ast.walk(node) if hasattr(n, "lineno")}
+
+
 @pytest.mark.parametrize("unit", sorted(u for u in _units() if _allowed().get(u, set())
                                         is not None))
 def test_imports_follow_the_table(unit):
     allowed = _allowed().get(unit, set())
+    lazy = _lazy_api_lines() if unit == ROOT_UNIT else set()
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
         if _unit(path) != unit:
             continue
         for line, module, _ in _imports(path):
             other = _module_unit(module)
+            if other == LAZY_API[0] and line in lazy:
+                continue
             if other != unit and other not in allowed:
                 offenders.append(f"{path.relative_to(SRC)}:{line} imports {module}")
     assert not offenders, (f"{unit} may import only {sorted(allowed)} ({DOC.name}):\n"
@@ -236,6 +251,16 @@ def test_no_private_names_of_other_libraries():
                     offenders.append(f"{path.relative_to(SRC)}:{node.lineno} uses "
                                      f"{ast.unparse(node)}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_root_package_imports_the_api_only_when_asked():
+    """``import brainlrp`` (every CLI start) loads neither the API nor torch; the first
+    API name does, through the package's ``__getattr__``."""
+    assert _lazy_api_lines(), f"src/brainlrp/__init__.py has no {LAZY_API[1]}"
+    code = ("import sys, brainlrp; a = 'brainlrp.api' in sys.modules or 'torch' in sys.modules;"
+            " brainlrp.Run; print(a, 'brainlrp.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
 
 
 def test_catalog_does_not_load_torch():

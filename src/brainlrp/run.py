@@ -64,6 +64,14 @@ class RunDir:
         """``heatmaps/<method>/<scan_id>.nii.gz``."""
         return self.heatmaps / method / f"{scan_id}.nii.gz"
 
+    def region_table(self, method: str, level: str = "subjects") -> Path:
+        """``regions/<method>/<level>.tsv`` (``level``: ``subjects`` or ``groups``)."""
+        return self.regions / method / f"{level}.tsv"
+
+    def group_mean(self, method: str, group: str) -> Path:
+        """``means/<method>/<group>.nii.gz``."""
+        return self.means / method / f"{group}.nii.gz"
+
     def read_run(self) -> dict:
         """Contents of run.json (empty when absent)."""
         return read_json(self.run_json) if self.run_json.is_file() else {}

@@ -355,6 +355,27 @@ def register_reference(kind: str, factory: Callable[[], Reference]) -> None:
     _REGISTRY[kind] = factory
 
 
+def reference_estimator(kind: str) -> Reference:
+    """A new, unfitted estimator of the built-in ``kind`` (``knn``: a
+    :class:`KnnReference`); :meth:`Reference.fit` takes any object with what the kind
+    reads of :class:`Controls` (``mean``, ``control_matrix``, ``knn``, ``brain``).
+
+    Raises
+    ------
+    BrainLRPError
+        ``kind`` is not a built-in kind, or no estimator is registered for it.
+    """
+    factory = _REGISTRY.get(kind)
+    if factory is None:
+        if kind not in BASE_KINDS:
+            raise BrainLRPError(f"unknown reference {kind!r}",
+                                f"use one of {', '.join(REFERENCE_KINDS)} or a NIfTI file")
+        raise BrainLRPError(f"the {catalog.REFERENCE_LABELS[kind]} reference ({kind!r}) is "
+                            "not loaded", "its package registers it when imported: twin and "
+                            "rescan come with brainlrp.simulate")
+    return factory()
+
+
 def registered_kinds() -> tuple[str, ...]:
     """The kinds with an estimator now (``twin`` and ``rescan`` once
     :mod:`brainlrp.simulate` is imported)."""
@@ -387,17 +408,7 @@ class References(Controls):
             ``kind`` is not a built-in kind, or no estimator is registered for it.
         """
         if kind not in self._fitted:
-            factory = _REGISTRY.get(kind)
-            if factory is None:
-                if kind not in BASE_KINDS:
-                    raise BrainLRPError(f"unknown reference {kind!r}",
-                                        f"use one of {', '.join(REFERENCE_KINDS)} or a "
-                                        "NIfTI file")
-                raise BrainLRPError(f"the {catalog.REFERENCE_LABELS[kind]} reference "
-                                    f"({kind!r}) is not loaded",
-                                    "its package registers it when imported: twin and "
-                                    "rescan come with brainlrp.simulate")
-            self._fitted[kind] = factory().fit(self)
+            self._fitted[kind] = reference_estimator(kind).fit(self)
         return self._fitted[kind]
 
     def get(self, kind: str, scan_ids: Sequence[str], x: np.ndarray) -> np.ndarray:
@@ -459,5 +470,5 @@ def reference_name(kind: str) -> str:
 
 __all__ = ["BASE_KINDS", "CONTROL_KINDS", "MEAN_FILE", "REFERENCE_KINDS", "RESTORE",
            "Controls", "KnnReference", "MeanReference", "PcaReference", "Reference",
-           "References", "mean_image", "reference_name", "register_reference",
-           "registered_kinds", "training_control_paths"]
+           "References", "mean_image", "reference_estimator", "reference_name",
+           "register_reference", "registered_kinds", "training_control_paths"]
