@@ -390,6 +390,16 @@ def import_model(
              "(network_data_format), configs/inference.json or .yaml (network_def), "
              "models/model.pt. Building network_def runs its code (_target_ imports, $ "
              "expressions), now and whenever the run's model is loaded.")] = None,
+    maps: Annotated[Path | None, typer.Option(
+        help="A ClinicaDL MAPS folder instead of --arch and --weights: maps.json, "
+             "split-K/best-METRIC/model.pth.tar; its scans are prepared as ClinicaDL's were "
+             "(t1-linear crop, MinMax), its training groups become the train/val split. "
+             "ClinicaDL's own networks need ClinicaDL installed (docs/models.md).")] = None,
+    split: Annotated[int | None, typer.Option(
+        "--split", help="With --maps: the split K (default 0, or the only one).")] = None,
+    selection_metric: Annotated[str | None, typer.Option(
+        help="With --maps: the best-METRIC model (default maps.json's first selection "
+             "metric, or the only one).")] = None,
     classes: Annotated[str | None, typer.Option(
         help="The model's outputs in order: HC,AD (or CN,AD) or AD,HC. Default HC,AD; "
              "with --bundle, its metadata's channel_def.")] = None,
@@ -417,15 +427,20 @@ def import_model(
                   normalisation=normalisation)
     given = [flag for flag, value in (("--arch", arch), ("--weights", weights),
                                       ("--model-kwargs", model_kwargs)) if value is not None]
-    if bundle is not None and given:
+    if maps is not None or split is not None or selection_metric is not None:
+        result = _import_maps(cohort, out, maps, split, selection_metric, classes,
+                              [*given, *(["--bundle"] if bundle is not None else [])],
+                              model_kwargs, common)
+    elif bundle is not None and given:
         raise BrainLRPError(f"--bundle brings its own network and weights: {', '.join(given)}"
                             " cannot go with it",
                             "give either --bundle FOLDER or --arch NAME --weights FILE")
-    if bundle is not None:
+    elif bundle is not None:
         result = import_bundle(cohort, out, bundle, classes=classes, **common)
     elif arch is None or weights is None:
         raise BrainLRPError("import-model needs the model: --arch NAME and --weights FILE, "
-                            "or --bundle FOLDER", "see `brainlrp import-model --help`")
+                            "or --bundle FOLDER, or --maps FOLDER",
+                            "see `brainlrp import-model --help`")
     else:
         result = run_import(cohort, out, arch, weights, classes=classes or "HC,AD",
                             model_kwargs=_parse_kwargs(model_kwargs), **common)
@@ -439,6 +454,26 @@ def import_model(
          f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, ROC AUC "
          f"{m['roc_auc']:.3f} (n = {m['n']})")
     _say(f"model in {result.run / 'model'}; next: brainlrp explain {result.run}")
+
+
+def _import_maps(cohort, out, maps, split, selection_metric, classes, given, model_kwargs,
+                 common):
+    """``import-model --maps``: the options that cannot go with it are refused."""
+    from brainlrp.training.maps import import_maps
+
+    if maps is None:
+        raise BrainLRPError("--split and --selection-metric choose a model of a MAPS",
+                            "give the MAPS with --maps FOLDER")
+    given = [g for g in given if g != "--model-kwargs"]  # a brainlrp arch in maps.json's
+    grid = (common.pop("resolution"), common.pop("normalisation"))
+    if grid != (2.0, "minmax"):
+        given.append("--resolution/--normalisation")
+    if given:
+        raise BrainLRPError(f"--maps brings its own network, weights and preprocessing: "
+                            f"{', '.join(given)} cannot go with it",
+                            "give either --maps FOLDER or --arch NAME --weights FILE")
+    return import_maps(cohort, out, maps, split=split, selection_metric=selection_metric,
+                       classes=classes, model_kwargs=_parse_kwargs(model_kwargs), **common)
 
 
 @app.command(cls=_CatalogHelpCommand)

@@ -21,6 +21,11 @@ from brainlrp.errors import BrainLRPError
 TEMPLATE_SHAPE_1MM = (193, 229, 193)
 TEMPLATE_ORIGIN = (-96.0, -132.0, -78.0)
 TEMPLATE_NAME = "MNI ICBM 2009c nonlinear asymmetric"
+#: Clinica's ``t1-linear`` crop (``_desc-Crop_`` scans, ClinicaDL's default input): voxels
+#: ``start:stop`` of the 1 mm template grid along x, y and z, 169 x 208 x 179. Clinica
+#: crops the ICBM 2009c symmetric template's grid, which is this grid (same shape and
+#: affine).
+T1_LINEAR_CROP = ((12, 181), (13, 221), (0, 179))
 
 
 def package_data_dir(package: str) -> Path:
@@ -118,6 +123,60 @@ class Grid:
     def describe(self) -> str:
         """Short text, e.g. ``97 x 115 x 97 at 2 mm``."""
         return f"{' x '.join(map(str, self.shape))} at {self.resolution:g} mm"
+
+    def sub_grid(self, start, stop, step: int = 1) -> Grid:
+        """The voxels ``start:stop:step`` of this grid along each axis, as a grid.
+
+        Parameters
+        ----------
+        start, stop : sequence of three int
+            First voxel and the voxel after the last, per axis (``0 <= start < stop <=
+            shape``).
+        step : int
+            Keep every ``step``-th voxel (the new voxels are ``step`` times larger).
+
+        Returns
+        -------
+        Grid
+            Its voxel ``(0, 0, 0)`` is this grid's voxel ``start``.
+        """
+        start, stop, step = [int(v) for v in start], [int(v) for v in stop], int(step)
+        if (len(start) != 3 or len(stop) != 3 or step < 1 or any(
+                not 0 <= a < b <= n for a, b, n in zip(start, stop, self.shape, strict=True))):
+            raise ValueError(f"voxels {start}:{stop}:{step} are not a box inside the "
+                             f"{self.describe()} grid")
+        index = np.diag([step, step, step, 1.0])
+        index[:3, 3] = start
+        return Grid(shape=tuple(len(range(a, b, step))
+                                for a, b in zip(start, stop, strict=True)),
+                    affine=_as_tuple(self.affine_array @ index),
+                    resolution=self.resolution * step)
+
+    def slices_of(self, other: Grid) -> tuple[slice, slice, slice] | None:
+        """The slices of an array on this grid that give ``other``'s voxels, when ``other``
+        is one of its :meth:`sub_grid` (a box, every ``k``-th voxel); ``None`` otherwise."""
+        index = np.linalg.solve(self.affine_array, other.affine_array)
+        step = index[0, 0]
+        start = np.rint(index[:3, 3])
+        expected = np.diag([step, step, step, 1.0])
+        expected[:3, 3] = start
+        if (not np.allclose(index, expected, atol=1e-4) or abs(step - round(step)) > 1e-4
+                or round(step) < 1):
+            return None
+        step = int(round(step))
+        stop = start.astype(int) + step * (np.asarray(other.shape) - 1) + 1
+        if start.min() < 0 or np.any(stop > np.asarray(self.shape)):
+            return None
+        return tuple(slice(int(a), int(b), step) for a, b in zip(start, stop, strict=True))
+
+    @classmethod
+    def t1_linear(cls, cropped: bool = True) -> Grid:
+        """The grid of Clinica's ``t1-linear`` scans: the 1 mm template grid, cropped to
+        :data:`T1_LINEAR_CROP` (169 x 208 x 179) unless ``cropped`` is false."""
+        full = cls.from_resolution(1.0)
+        if not cropped:
+            return full
+        return full.sub_grid([a for a, _ in T1_LINEAR_CROP], [b for _, b in T1_LINEAR_CROP])
 
 
 def _as_tuple(affine: np.ndarray) -> tuple[tuple[float, ...], ...]:

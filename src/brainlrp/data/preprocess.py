@@ -64,6 +64,10 @@ class Preprocessing:
     registration : Registration, optional
         Register each scan to the template first (native-space scans); ``None``
         means the scans are already in MNI space.
+    scale_grid : Grid, optional
+        Mask and scale the scan on this finer grid, then keep the voxels of ``grid``, one
+        of its :meth:`~brainlrp.data.grid.Grid.sub_grid` (ClinicaDL's size reduction:
+        min-max on the 1 mm crop, then every k-th voxel). ``None``: on ``grid`` itself.
     """
 
     grid: Grid
@@ -72,6 +76,7 @@ class Preprocessing:
     interpolation: str = "linear"
     registration: Registration | None = None
     clean_edge: bool = True
+    scale_grid: Grid | None = None
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
@@ -79,6 +84,9 @@ class Preprocessing:
 
             raise BrainLRPError(f"unknown normalisation {self.normalisation!r}",
                                 f"use one of {', '.join(NORMALISATIONS)}")
+        if self.scale_grid is not None and self.scale_grid.slices_of(self.grid) is None:
+            raise ValueError(f"the {self.grid.describe()} grid is not a box of every k-th "
+                             f"voxel of the scale grid {self.scale_grid.describe()}")
 
     def to_dict(self) -> dict:
         """JSON-friendly description."""
@@ -90,6 +98,9 @@ class Preprocessing:
         d.pop("registration")
         if self.registration is not None:
             d["registration"] = self.registration.to_dict()
+        d.pop("scale_grid")  # likewise absent unless set
+        if self.scale_grid is not None:
+            d["scale_grid"] = self.scale_grid.to_dict()
         # Likewise absent when off: preprocessing made before the step keeps its key.
         if not d.pop("clean_edge") or not self.mask:
             return d
@@ -98,10 +109,15 @@ class Preprocessing:
 
     def describe(self) -> str:
         """One line for readers (the model card's ``normalisation``)."""
-        steps = ["template brain mask"] if self.mask else []
+        steps = ["template brain mask"] if self.mask else ["no brain mask (the head kept)"]
         if self.mask and self.clean_edge:
             steps.append("bright non-brain voxels at its edge removed")
-        return ", ".join(steps + [NORMALISATIONS[self.normalisation]])
+        steps.append(NORMALISATIONS[self.normalisation])
+        if self.scale_grid is not None:
+            step = self.scale_grid.slices_of(self.grid)[0].step
+            steps.append(f"on the {self.scale_grid.describe()} grid, then one voxel in "
+                         f"{step} along each axis")
+        return ", ".join(steps)
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
@@ -109,7 +125,9 @@ class Preprocessing:
         return cls(grid=Grid.from_dict(data["grid"]), mask=bool(data["mask"]),
                    normalisation=data["normalisation"], interpolation=data["interpolation"],
                    registration=Registration.from_dict(data.get("registration")),
-                   clean_edge=bool(data.get("clean_edge", False)))
+                   clean_edge=bool(data.get("clean_edge", False)),
+                   scale_grid=(Grid.from_dict(data["scale_grid"]) if data.get("scale_grid")
+                               else None))
 
     def key(self) -> str:
         """Short hash of the parameters (part of the cache key)."""
@@ -118,7 +136,8 @@ class Preprocessing:
 
 
 def preprocess_image(img, prep: Preprocessing) -> np.ndarray:
-    """Resample a validated RAS+ image onto the grid, mask it and scale it to [0, 1].
+    """Resample a validated RAS+ image onto the grid, mask it and scale it to [0, 1]
+    (on ``prep.scale_grid`` first when it has one).
 
     Parameters
     ----------
@@ -131,7 +150,7 @@ def preprocess_image(img, prep: Preprocessing) -> np.ndarray:
     numpy.ndarray
         float32 array of shape ``prep.grid.shape``.
     """
-    grid = prep.grid
+    grid = prep.scale_grid or prep.grid
     data = on_grid(img, grid, prep.interpolation)
     mask = None
     if prep.mask:
@@ -139,7 +158,10 @@ def preprocess_image(img, prep: Preprocessing) -> np.ndarray:
         data = data * mask
         if prep.clean_edge:
             data = remove_bright_edge(data, mask, grid.resolution)
-    return normalise(data, prep.normalisation, mask)
+    data = normalise(data, prep.normalisation, mask)
+    if prep.scale_grid is not None:
+        data = np.ascontiguousarray(data[prep.scale_grid.slices_of(prep.grid)])
+    return data
 
 
 def on_grid(img, grid: Grid, interpolation: str = "linear") -> np.ndarray:

@@ -291,7 +291,8 @@ def _read_scan(run: RunDir, card: ModelCard, scan, resample: bool, registering: 
     scan outside MNI space gets its own message first (``--register`` is the fix for the
     latter), and only a valid MNI-space scan on another grid is told to ``--resample``.
     A scan with its skull is refused for a model trained on brain-extracted scans unless
-    it is registered (:mod:`brainlrp.data.brain`)."""
+    it is registered (:mod:`brainlrp.data.brain`); a model whose preprocessing keeps the
+    skull (no brain mask, e.g. ClinicaDL's t1-linear) takes it as it is."""
     from brainlrp.data.brain import has_skull, skull_fraction
     from brainlrp.data.grid import brain_mask
     from brainlrp.data.nifti import load_scan
@@ -303,8 +304,8 @@ def _read_scan(run: RunDir, card: ModelCard, scan, resample: bool, registering: 
     check_scan_grid(card, scan, resample)
     grid = card.grid
     data = on_grid(img, grid)
-    if has_skull(data, brain_mask(grid), grid.affine_array) and not _trained_with_skull(
-            run, card):
+    if card.prep.mask and has_skull(data, brain_mask(grid), grid.affine_array) and not (
+            _trained_with_skull(run, card)):
         share = skull_fraction(data, brain_mask(grid), grid.affine_array)
         raise BrainLRPError(
             f"{scan} still has its skull (tissue in {share:.0%} of a shell around the "

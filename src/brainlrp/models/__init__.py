@@ -2,7 +2,8 @@
 
 An architecture is a registered name (``paper``, ``tiny``, MONAI's ``densenet121``,
 ``resnet10``, ``resnet18``; ``monai-bundle``, a MONAI bundle's ``network_def`` given as
-its config) or ``module:factory``, a function the user points at. A
+its config; ``clinicadl``, a ClinicaDL network class by name) or ``module:factory``, a
+function the user points at. A
 ``module:factory`` name imports that module, i.e. runs code the user named; model
 cards store the name, so loading such a run imports it again (docs/models.md).
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from brainlrp.errors import BrainLRPError
+from brainlrp.models.clinicadl_nets import clinicadl_network
 from brainlrp.models.monai_nets import bundle_network, densenet121, resnet10, resnet18
 from brainlrp.models.paper import ConvBlockCNN, paper_cnn, tiny_cnn
 
@@ -25,6 +27,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     # A MONAI bundle's network_def, kwargs {"config": {...}} (brainlrp.training.bundle).
     "monai-bundle": bundle_network,
+    # ClinicaDL's own network class, kwargs {"network": "Conv5_FC3", ...}
+    # (brainlrp.training.maps; needs ClinicaDL installed).
+    "clinicadl": clinicadl_network,
 }
 
 

@@ -176,7 +176,8 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
                  jobs: int = 1, allow_external_paths: bool = False,
                  progress: bool = True, normalisation: str = "minmax",
                  input_format: InputFormat | None = None,
-                 source: ModelSource | None = None) -> ImportResult:
+                 source: ModelSource | None = None,
+                 preprocessing: Preprocessing | None = None) -> ImportResult:
     """Make the run directory ``out`` from a model trained outside brainlrp.
 
     Parameters
@@ -215,6 +216,10 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     source : ModelSource, optional
         Where the model came from (e.g. a MONAI bundle, :mod:`brainlrp.training.bundle`),
         recorded in the card and in run.json.
+    preprocessing : Preprocessing, optional
+        How the model's inputs were made, instead of ``resolution`` and ``normalisation``
+        (e.g. a ClinicaDL MAPS's t1-linear crop, :mod:`brainlrp.training.maps`); the card
+        keeps it, so every later stage prepares scans the same way.
 
     Returns
     -------
@@ -229,8 +234,9 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     names, target = parse_classes(classes)
     if batch_size < 1:
         raise BrainLRPError(f"--batch-size must be at least 1, got {batch_size}", "use 1-16")
-    grid = Grid.from_resolution(resolution)
-    Preprocessing(grid=grid, normalisation=normalisation)  # an unknown name fails here
+    prep = preprocessing or Preprocessing(grid=Grid.from_resolution(resolution),
+                                          normalisation=normalisation)  # a bad name fails
+    grid = prep.grid
     # Every check on the arguments comes before a scan is read or a file is written.
     check_grid_fits(arch, grid.shape, **model_kwargs)
     state = read_state_dict(weights)
@@ -245,7 +251,7 @@ def import_model(cohort: str | os.PathLike, out: str | os.PathLike, arch: str,
     prepared = prepare_cohort(cohort, resolution=resolution, splits=split_table,
                               cache_dir=cache_dir, n_jobs=jobs,
                               allow_external_paths=allow_external_paths, progress=progress,
-                              normalisation=normalisation)
+                              preprocessing=prep)
     scans = prepared.scans
     if not (scans["split"] == "test").any():
         raise BrainLRPError(f"{splits} puts no scan of the cohort in the test split",
@@ -305,17 +311,16 @@ def _write_card(run: RunDir, arch: str, model_kwargs: dict, names, target: int, 
     preprocessing["training_scans_on_grid"] = False
     preprocessing["intensity_profile"] = prepared.intensity_profile().to_dict()
     origin = {"imported": True, "weights": str(weights.absolute()),
-              "weights_sha256": _file_sha256(weights), "resolution": float(resolution),
+              "weights_sha256": _file_sha256(weights), "resolution": float(grid.resolution),
               "splits": str(Path(splits).absolute()) if splits is not None
               else "every scan of the cohort is a test scan",
-              "preprocessing": "brainlrp's: template grid, "
-                               + Preprocessing(grid, normalisation=normalisation).describe()}
+              "preprocessing": f"{grid.describe()} grid, {prepared.prep.describe()}"}
     if ":" in arch:
         origin["code"] = (f"architecture {arch} is user code: loading this run imports "
                           f"{arch.partition(':')[0]}")
     ModelCard(architecture=arch, model_kwargs=model_kwargs, preprocessing=preprocessing,
               classes=names, target_class=target,
-              normalisation=Preprocessing(grid, normalisation=normalisation).describe(),
+              normalisation=prepared.prep.describe(),
               training_cohort=prepared.cohort.summary()
               | {"split_counts": split_table.groupby(["split", "diagnosis"]).size()
                  .unstack(fill_value=0).to_dict(orient="index")},

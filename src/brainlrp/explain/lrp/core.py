@@ -7,8 +7,9 @@ the relevance of its input. One ordinary ``torch.autograd.grad`` call then
 carries relevance from the output to the input through the whole network,
 reusing the activations the forward pass saved: no second forward pass and no
 parameter gradients. Layers whose gradient already *is* their LRP rule keep plain
-autograd: max pooling (the gradient goes to the winning voxel), Flatten and
-tensor reshapes, Identity, and Dropout in eval mode.
+autograd: max pooling (the gradient goes to the winning voxel), zero padding (the
+padded zeros hold no relevance, so dropping theirs loses none), Flatten and tensor
+reshapes, Identity, and Dropout in eval mode.
 
 Relevance must not bypass the rules: :func:`check_graph` walks the autograd
 graph of the output and refuses any operation between layers whose gradient is
@@ -53,25 +54,27 @@ AVGPOOL_TYPES: tuple[type[nn.Module], ...] = (
 MAXPOOL_TYPES: tuple[type[nn.Module], ...] = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
     nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+#: Constant padding; only zeros (ClinicaDL's ``PadMaxPool3d``) pass :func:`check_supported`.
+PAD_TYPES: tuple[type[nn.Module], ...] = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
 #: Layers whose autograd backward is already the LRP rule, so they get no rule.
 AUTOGRAD_TYPES: tuple[type[nn.Module], ...] = (
-    *MAXPOOL_TYPES,
+    *MAXPOOL_TYPES, *PAD_TYPES,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
     nn.Flatten, nn.Unflatten, nn.Identity)
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (
     LINEAR_LAYER_TYPES + NORM_TYPES + ACTIVATION_TYPES + AVGPOOL_TYPES + AUTOGRAD_TYPES)
 
 #: Autograd nodes (names without the trailing version digit) whose backward is the
-#: LRP rule of what they compute in the forward: reshapes, slicing, copies and max
-#: pooling move relevance without changing it. Any other node between the output and
-#: the input is an operation without a rule (see :func:`check_graph`).
+#: LRP rule of what they compute in the forward: reshapes, slicing, copies, max
+#: pooling and (zero) padding move relevance without changing it. Any other node between
+#: the output and the input is an operation without a rule (see :func:`check_graph`).
 GRADIENT_IS_RULE_NODES: frozenset[str] = frozenset({
     "ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "CloneBackward",
     "ToCopyBackward", "SliceBackward", "SelectBackward", "SqueezeBackward",
     "UnsqueezeBackward", "PermuteBackward", "TransposeBackward", "TBackward",
     "AliasBackward", "MaxPool1DWithIndicesBackward", "MaxPool2DWithIndicesBackward",
     "MaxPool3DWithIndicesBackward", "AdaptiveMaxPool1DBackward", "AdaptiveMaxPool2DBackward",
-    "AdaptiveMaxPool3DBackward", "AccumulateGrad"})
+    "AdaptiveMaxPool3DBackward", "ConstantPadNdBackward", "AccumulateGrad"})
 
 _CONV_FUNCTIONS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -596,7 +599,8 @@ def check_supported(model: nn.Module, supported: tuple[type[nn.Module], ...] = S
     ------
     BrainLRPError
         Naming the first unsupported leaf module, a container that uses parameters
-        of its own in its forward, or a convolution with non-zero padding mode.
+        of its own in its forward, a convolution with non-zero padding mode, or
+        padding with a constant other than zero.
     """
     leaves = []
     for name, module in model.named_modules():
@@ -615,6 +619,11 @@ def check_supported(model: nn.Module, supported: tuple[type[nn.Module], ...] = S
                 f"LRP does not support the layer {_module_label(name, module)}",
                 f"use a model built from {names}, or give the layer a rule in the "
                 "composite's layer map")
+        if isinstance(module, PAD_TYPES) and module.value != 0:
+            raise BrainLRPError(
+                f"LRP does not support {_module_label(name, module)} with "
+                f"value={module.value}: the padded voxels would take relevance from the "
+                "layers above and give it to nothing", "pad with zeros")
         if isinstance(module, CONV_TYPES):
             if module.padding_mode != "zeros":
                 raise BrainLRPError(
