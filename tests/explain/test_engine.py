@@ -62,6 +62,31 @@ def test_unsupported_layer_is_named():
         lrp(model, torch.rand(1, 1, 7, 8, 9))
 
 
+def test_monai_reshape_layers_pass_relevance_unchanged():
+    """MONAI's Reshape/Flatten (monai.networks.nets.Classifier) are reshapes: LRP-0 on a
+    ReLU network through them is gradient x input."""
+    from monai.networks.layers import Flatten, Reshape
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.ReLU(), Flatten(),
+                          nn.Linear(2 * 5 * 6 * 4, 2 * 3 * 3 * 2), nn.ReLU(),
+                          Reshape(2, 3, 3, 2), nn.Conv3d(2, 2, 2), nn.ReLU(), Flatten(),
+                          nn.Linear(2 * 2 * 2 * 1, 2)).eval()
+    x = torch.rand(2, 1, 5, 6, 4, requires_grad=True)
+    relevance = lrp(model, x.detach(), "epsilon", target=1, start="logit").relevance
+    (gradient,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
+    expected = (gradient * x).detach()  # up to the epsilon rule's stabiliser
+    torch.testing.assert_close(relevance, expected, rtol=1e-3,
+                               atol=1e-3 * float(expected.abs().max()))
+
+    class Reshape2(Reshape):  # a look-alike of another name is not trusted
+        pass
+
+    model[5] = Reshape2(2, 3, 3, 2)
+    with pytest.raises(BrainLRPError, match=r"does not support the layer 5 \(Reshape2\)"):
+        lrp(model, x.detach(), "epsilon", target=1, start="logit")
+
+
 def test_container_with_own_parameters_is_rejected():
     class Functional(nn.Module):
         def __init__(self):

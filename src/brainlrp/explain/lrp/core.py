@@ -9,7 +9,7 @@ reusing the activations the forward pass saved: no second forward pass and no
 parameter gradients. Layers whose gradient already *is* their LRP rule keep plain
 autograd: max pooling (the gradient goes to the winning voxel), zero padding (the
 padded zeros hold no relevance, so dropping theirs loses none), Flatten and tensor
-reshapes, Identity, and Dropout in eval mode.
+reshapes (MONAI's ``Reshape`` and ``Flatten`` too), Identity, and Dropout in eval mode.
 
 Relevance must not bypass the rules: :func:`check_graph` walks the autograd
 graph of the output and refuses any operation between layers whose gradient is
@@ -61,6 +61,12 @@ AUTOGRAD_TYPES: tuple[type[nn.Module], ...] = (
     *MAXPOOL_TYPES, *PAD_TYPES,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
     nn.Flatten, nn.Unflatten, nn.Identity)
+#: Layers of other libraries that only reshape (MONAI's ``Reshape`` and ``Flatten``, e.g.
+#: in ``monai.networks.nets.Classifier``): with no parameters or buffers their gradient is
+#: their rule, as for ``nn.Flatten``. Named, not imported, so the engine needs no MONAI;
+#: the graph check still refuses any operation they might hide.
+RESHAPE_LAYERS: frozenset[str] = frozenset({"monai.networks.layers.simplelayers.Reshape",
+                                            "monai.networks.layers.simplelayers.Flatten"})
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (
     LINEAR_LAYER_TYPES + NORM_TYPES + ACTIVATION_TYPES + AVGPOOL_TYPES + AUTOGRAD_TYPES)
 
@@ -613,7 +619,7 @@ def check_supported(model: nn.Module, supported: tuple[type[nn.Module], ...] = S
                     "move the computation into a supported layer "
                     "(Conv1d/2d/3d, Linear, BatchNorm, ...)")
             continue
-        if not isinstance(module, supported):
+        if not isinstance(module, supported) and not _only_reshapes(module):
             names = ", ".join(sorted({t.__name__ for t in supported}))
             raise BrainLRPError(
                 f"LRP does not support the layer {_module_label(name, module)}",
@@ -632,6 +638,13 @@ def check_supported(model: nn.Module, supported: tuple[type[nn.Module], ...] = S
             _conv_padding(module)
         leaves.append((name, module))
     return leaves
+
+
+def _only_reshapes(module: nn.Module) -> bool:
+    """Whether ``module`` is one of :data:`RESHAPE_LAYERS`, holding no tensors."""
+    kind = f"{type(module).__module__}.{type(module).__qualname__}"
+    return (kind in RESHAPE_LAYERS and next(module.parameters(), None) is None
+            and next(module.buffers(), None) is None)
 
 
 def _node_kind(node: object) -> str:
