@@ -138,7 +138,7 @@ def test_bundle_through_explain_analyze_report(tmp_path, cohort):
     np.testing.assert_allclose(stored, expected.numpy(), rtol=1e-3, atol=atol)
     assert not np.allclose(stored, unit_box.numpy(), rtol=1e-3, atol=atol)
 
-    result = runner.invoke(app, ["analyze", str(run), "--no-sanity",
+    result = runner.invoke(app, ["analyze", str(run), "--no-sanity", "--no-costs",
                                  "--faithfulness-subjects", "1", "--faithfulness-steps", "2"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["report", str(run), "--no-cards", "--quiet"])

@@ -230,7 +230,7 @@ def test_a_maps_through_explain_analyze_report(tmp_path, cohort, fake_clinicadl)
     reloaded, _ = load_model(run)
     assert type(reloaded).__name__ == "TinyCNN" and not reloaded.training
     for args in (["explain", str(run), "-m", "lrp-b0", "--quiet"],
-                 ["analyze", str(run), "--no-sanity", "--faithfulness-subjects", "1",
+                 ["analyze", str(run), "--no-sanity", "--no-costs", "--faithfulness-subjects", "1",
                   "--faithfulness-steps", "2"],
                  ["report", str(run), "--no-cards", "--quiet"]):
         result = runner.invoke(app, args)

@@ -112,7 +112,7 @@ def test_monai_model_trained_elsewhere_through_explain_analyze_report(tmp_path, 
         np.testing.assert_allclose(stored, expected, rtol=1e-3,
                                    atol=1e-5 * np.abs(expected).max())
 
-    result = runner.invoke(app, ["analyze", str(run), "--no-sanity",
+    result = runner.invoke(app, ["analyze", str(run), "--no-sanity", "--no-costs",
                                  "--faithfulness-subjects", "1", "--faithfulness-steps", "2"])
     assert result.exit_code == 0, result.output
     curves = pd.read_csv(run / "analysis" / "faithfulness.tsv", sep="\t",

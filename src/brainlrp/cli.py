@@ -592,6 +592,9 @@ def analyze(
         help="Region perturbation check (needs the model).")] = _A.faithfulness,
     sanity: Annotated[bool, typer.Option(
         help="Cascading model randomisation check (needs the model).")] = _A.sanity,
+    costs: Annotated[bool, typer.Option(
+        help="Time every method against the input gradient for the benchmark's cost "
+             "column (needs the model).")] = _A.costs,
     faithfulness_subjects: Annotated[int, typer.Option(
         help="AD test scans in the perturbation check.")] = _A.faithfulness_subjects,
     faithfulness_steps: Annotated[int, typer.Option(
@@ -610,7 +613,7 @@ def analyze(
 
     result = run_analyze(run, atlas=atlas, methods=methods, cohort=cohort, relevance=relevance,
                          threshold=threshold, top_k=top_k, faithfulness=faithfulness,
-                         sanity=sanity, faithfulness_subjects=faithfulness_subjects,
+                         sanity=sanity, costs=costs, faithfulness_subjects=faithfulness_subjects,
                          faithfulness_steps=faithfulness_steps, sanity_subjects=sanity_subjects,
                          batch_size=batch_size, seed=seed, overwrite=overwrite)
     if result.skipped:

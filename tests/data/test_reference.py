@@ -198,7 +198,8 @@ def test_reference_methods_through_explain_analyze_report(run):
                    "edges", "noise", "lrp-epsilon-gamma-box", "lrp-epsilon-plus-flat"):
         assert len(list((run / "heatmaps" / folder).glob("*.nii.gz"))) == 4, folder
     # The sanity check explains again with each method's reference (and areas).
-    result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--top-k", "5"])
+    result = runner.invoke(app, ["analyze", str(run), "--no-faithfulness", "--no-costs",
+                                 "--top-k", "5"])
     assert result.exit_code == 0, result.output
     bench = pd.read_csv(run / "analysis" / "method_benchmark.tsv", sep="\t")
     assert {"lrp-ref@mean", "lrp-ref@knn-restore", "edges", "noise", "lrp-b0"} <= set(

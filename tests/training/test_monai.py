@@ -84,7 +84,7 @@ def test_train_explain_analyze_report(tmp_path, cohort, arch):
     pred = pd.read_csv(run / "predictions.tsv", sep="\t")
     assert len(pred) == 14 and pred["p_ad"].between(0, 1).all()
     for args in (["explain", str(run), "-m", "gradient,lrp-b0", "--quiet"],
-                 ["analyze", str(run), "--no-faithfulness", "--no-sanity"],
+                 ["analyze", str(run), "--no-faithfulness", "--no-sanity", "--no-costs"],
                  ["report", str(run), "--no-cards", "--quiet"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
