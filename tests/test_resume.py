@@ -29,7 +29,8 @@ TRAIN = ["--resolution", "6", "--arch", "tiny", "--epochs", "6", "--test", "2", 
          "--early-stopping-start", "100", "--quiet"]
 METHODS = "lrp-b0,gb,occlusion"
 EXPLAIN = ["--methods", METHODS, "--split", "all", "--quiet"]
-ANALYZE: list[str] = []
+#: Timing the methods (analyze's costs) is not what resuming is about.
+ANALYZE: list[str] = ["--no-costs"]
 
 
 def brainlrp(*args) -> list[str]:
