@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,16 @@ from brainlrp.data.grid import Grid, template
 
 #: Tiny test grid: the template grid at 6 mm is 33 x 39 x 33 voxels.
 TEST_RESOLUTION = 6.0
+
+#: A user's network module for ``import-model --module``: ``mynets:net`` once written
+#: as ``mynets.py`` on the path.
+TINY_NET = textwrap.dedent("""
+    from torch import nn
+
+    def net(input_shape, width=2):
+        return nn.Sequential(nn.Conv3d(1, width, 3, padding=1), nn.ReLU(),
+                             nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(width, 2))
+""")
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from brainlrp.data.grid import T1_LINEAR_CROP, Grid
 from brainlrp.data.preprocess import Preprocessing, preprocess_image
 from brainlrp.training import load_model
 from brainlrp.training.maps import SIZE_REDUCTION, clinicadl_preprocessing, read_maps
-from tests.conftest import make_bids_cohort, one_line_error
+from tests.conftest import TINY_NET, make_bids_cohort, one_line_error
 
 runner = CliRunner()
 GRID = Grid.from_resolution(6)
@@ -71,14 +71,6 @@ FAKE_CLINICADL = textwrap.dedent("""
         def forward(self, x):
             return self.fc(self.convolutions(x))
 """)
-TINY_NET = textwrap.dedent("""
-    from torch import nn
-
-    def net(input_shape, width=2):
-        return nn.Sequential(nn.Conv3d(1, width, 3, padding=1), nn.ReLU(),
-                             nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(width, 2))
-""")
-
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):

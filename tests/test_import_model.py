@@ -4,7 +4,6 @@ analyze and report take unchanged; bad input stops with one line."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -19,19 +18,11 @@ from brainlrp.data.grid import Grid
 from brainlrp.explain import explain
 from brainlrp.training import import_model, load_model
 from brainlrp.training.importer import parse_classes
-from tests.conftest import make_bids_cohort, one_line_error
+from tests.conftest import TINY_NET, make_bids_cohort, one_line_error
 
 runner = CliRunner()
 GRID = Grid.from_resolution(6)
 STRIDE2 = {"conv1_t_stride": 2}
-
-TINY_NET = textwrap.dedent("""
-    from torch import nn
-
-    def net(input_shape, width=2):
-        return nn.Sequential(nn.Conv3d(1, width, 3, padding=1), nn.ReLU(),
-                             nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(width, 2))
-""")
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,13 @@ The examples run as doctests (``tests/test_api.py``). Those of :class:`Run` use 
 
 Examples
 --------
->>> import torch
+The catalog's methods, with what each explains (:func:`explain_tensor` has examples
+that explain a model):
+
 >>> import brainlrp as bl
->>> from brainlrp.models import build_model
->>> _ = torch.manual_seed(0)
->>> model = build_model("tiny", (16, 20, 18))
->>> scans = torch.rand(2, 1, 16, 20, 18)
->>> result = bl.explain_tensor(model, scans, "lrp-b0", target="AD")
->>> tuple(result.relevance.shape)
-(2, 1, 16, 20, 18)
+>>> methods = bl.method_table()
+>>> list(methods.columns[:4])
+['method', 'label', 'family', 'explains']
 """
 
 from __future__ import annotations

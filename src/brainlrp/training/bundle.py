@@ -36,8 +36,8 @@ from brainlrp.training.importer import (
     _file_sha256,
     fit_state_dict,
     import_model,
-    parse_classes,
     read_state_dict,
+    stated_classes,
 )
 
 #: The architecture a bundle's network is filed under (:data:`brainlrp.models.MODELS`).
@@ -404,22 +404,6 @@ def _checked_network(bundle: Bundle, grid: Grid) -> None:
                             "network that pools globally") from None
 
 
-def _bundle_classes(bundle: Bundle, classes) -> list[str]:
-    if classes is not None:
-        return parse_classes(classes)[0]
-    if bundle.classes is None:
-        raise BrainLRPError(f"{bundle.root / METADATA} names no class order "
-                            f"(network_data_format.outputs.{OUTPUT_KEY}.channel_def)",
-                            "pass the outputs in order, e.g. --classes HC,AD")
-    text = ",".join(bundle.classes)
-    try:
-        return parse_classes(bundle.classes)[0]
-    except BrainLRPError as exc:
-        reason = exc.message.removeprefix(f"--classes {text!r}").strip(" :")
-        raise BrainLRPError(f"{bundle.root / METADATA}: channel_def {text} {reason}",
-                            "pass the outputs in order, e.g. --classes HC,AD") from None
-
-
 def import_bundle(cohort: str | os.PathLike, out: str | os.PathLike,
                   bundle: str | os.PathLike, classes: str | Sequence[str] | None = None,
                   resolution: float = 2.0, splits: str | os.PathLike | None = None,
@@ -456,7 +440,8 @@ def import_bundle(cohort: str | os.PathLike, out: str | os.PathLike,
         the grid or fit the weights, or inputs that would make its results meaningless.
     """
     found = read_bundle(bundle)
-    names = _bundle_classes(found, classes)
+    names = stated_classes(classes, found.classes, found.root / METADATA,
+                           f"network_data_format.outputs.{OUTPUT_KEY}.channel_def")
     grid = Grid.from_resolution(resolution)
     notices = input_notices(found, grid, normalisation)
     _checked_network(found, grid)

@@ -89,6 +89,30 @@ def parse_classes(classes: str | Sequence[str]) -> tuple[list[str], int]:
     return normal, normal.index("AD")
 
 
+def stated_classes(classes: str | Sequence[str] | None, stated: Sequence[str] | None,
+                   source: Path, where: str, example: str = "HC,AD") -> list[str]:
+    """The class order: ``classes`` when the user gave one, else the one ``source`` (a
+    model folder's metadata file) states at ``where``.
+
+    Raises
+    ------
+    BrainLRPError
+        When neither gives an order, or the stated one is not a valid order; the message
+        names ``source``.
+    """
+    fix = f"pass the outputs in order, e.g. --classes {example}"
+    if classes is not None:
+        return parse_classes(classes)[0]
+    if stated is None:
+        raise BrainLRPError(f"{source} names no class order ({where})", fix)
+    text = ",".join(stated)
+    try:
+        return parse_classes(stated)[0]
+    except BrainLRPError as exc:
+        reason = exc.message.removeprefix(f"--classes {text!r}").strip(" :")
+        raise BrainLRPError(f"{source}: {where} {text} {reason}", fix) from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in ``path``, loaded with ``torch.load(weights_only=True)``.
 

@@ -43,8 +43,8 @@ from brainlrp.training.importer import (
     _file_sha256,
     fit_state_dict,
     import_model,
-    parse_classes,
     read_state_dict,
+    stated_classes,
 )
 
 MAPS_JSON = "maps.json"
@@ -387,20 +387,6 @@ def _check_weights(found: MapsModel) -> None:
                             "saved; restore the MAPS as ClinicaDL wrote it") from None
 
 
-def _maps_classes(found: MapsModel, classes) -> list[str]:
-    if classes is not None:
-        return parse_classes(classes)[0]
-    if found.classes is None:
-        raise BrainLRPError(f"{found.root / MAPS_JSON} names no class order (label_code, "
-                            "diagnoses)", "pass the outputs in order, e.g. --classes AD,CN")
-    try:
-        return parse_classes(found.classes)[0]
-    except BrainLRPError as exc:
-        raise BrainLRPError(f"{found.root / MAPS_JSON}: labels {','.join(found.classes)} "
-                            f"({exc.message})",
-                            "pass the outputs in order, e.g. --classes AD,CN") from None
-
-
 def _group_splits(found: MapsModel, run: RunDir, cohort, allow_external_paths: bool
                   ) -> tuple[Path | None, str]:
     """``RUN/splits.tsv`` from the MAPS's training and validation groups (the cohort's
@@ -467,7 +453,8 @@ def import_maps(cohort: str | os.PathLike, out: str | os.PathLike,
         that do not fit its network.
     """
     found = read_maps(maps, split, selection_metric, model_kwargs)
-    names = _maps_classes(found, classes)
+    names = stated_classes(classes, found.classes, found.root / MAPS_JSON,
+                           "labels", example="AD,CN")
     _check_weights(found)
     run = RunDir(out)
     if run.card.is_file() and not overwrite:
