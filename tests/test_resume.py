@@ -264,6 +264,8 @@ def test_analyze_resumes_after_sigkill(work, explained):
     killed = _copy_run(explained, work / "analyze-killed")
     shutil.copytree(explained / "heatmaps", killed / "heatmaps")
     run_ok(brainlrp("analyze", done, *ANALYZE))
+    # The same run spelled another way (relative to the working directory) is up to date.
+    assert "up to date" in run_ok(brainlrp("analyze", os.path.relpath(done), *ANALYZE))
     first = killed / "regions" / "lrp-b0" / "groups.tsv"
     kill_when(brainlrp("analyze", killed, *ANALYZE), first.is_file)
     assert not (killed / "analysis" / "summary.json").exists()

@@ -160,7 +160,9 @@ def inputs_key(files: Iterable[str | os.PathLike], options: Any = None) -> str:
     (``None`` for a missing one) and the JSON of ``options``.
 
     A stage stores it in its run.json record; when the key of a new call equals the
-    stored one and the outputs exist, the stage is up to date and skips its work.
+    stored one and the outputs exist, the stage is up to date and skips its work. Paths
+    count as their real absolute path, so ``run``, ``./run`` and ``/abs/run`` (or a link
+    to it) give one key.
     """
     digest = hashlib.sha256()
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
@@ -170,7 +172,7 @@ def inputs_key(files: Iterable[str | os.PathLike], options: Any = None) -> str:
             stamp = (st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
             stamp = None
-        digest.update(json.dumps([str(file), stamp]).encode())
+        digest.update(json.dumps([os.path.realpath(file), stamp]).encode())
     return digest.hexdigest()[:24]
 
 

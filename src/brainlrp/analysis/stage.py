@@ -361,6 +361,10 @@ def _inputs_key(rd: RunDir, config: AnalysisConfig, chosen: list[str], modes: di
     # not read (analyze times the methods itself).
     config_options = asdict(config)
     config_options.pop("methods")
+    for name in ("cohort", "atlas"):  # a file or folder is keyed by its real path
+        value = config_options[name]
+        if isinstance(value, (str, os.PathLike)) and Path(value).exists():
+            config_options[name] = os.path.realpath(value)
     methods = sorted(chosen)
     options = {"version": __version__, "scores": SCORES_VERSION, "config": config_options,
                "methods": methods, "modes": {m: modes[m] for m in methods},
