@@ -335,6 +335,8 @@ def test_a_maps_brainlrp_cannot_use_stops_with_one_line(tmp_path, cohort, fake_c
     assert "network_task 'regression'" in line
     line = _maps_error(cohort, out, maps("ok"), "--arch", "tiny")
     assert "--maps brings its own network" in line and "--arch" in line
+    line = _maps_error(cohort, out, tmp_path / "ok", "--resolution", "2")  # even the default
+    assert "--resolution cannot go with it" in line
 
 
 def test_clinicadl_networks_need_clinicadl(tmp_path, cohort, monkeypatch):

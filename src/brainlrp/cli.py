@@ -403,7 +403,10 @@ def import_model(
     classes: Annotated[str | None, typer.Option(
         help="The model's outputs in order: HC,AD (or CN,AD) or AD,HC. Default HC,AD; "
              "with --bundle, its metadata's channel_def.")] = None,
-    resolution: ResolutionOpt = 2.0,
+    resolution: Annotated[float | None, typer.Option(
+        "--resolution", "-r", help="Grid resolution in mm (1 = the paper's 193x229x193; "
+                                   "2 = 97x115x97, the default; a MAPS brings its own).")
+    ] = None,
     model_kwargs: ModelKwargsOpt = None,
     splits: Annotated[Path | None, typer.Option(
         help="splits.tsv (participant_id, split) marking the scans the model was trained "
@@ -427,6 +430,7 @@ def import_model(
                   normalisation=normalisation)
     given = [flag for flag, value in (("--arch", arch), ("--weights", weights),
                                       ("--model-kwargs", model_kwargs)) if value is not None]
+    plain = {**common, "resolution": 2.0 if resolution is None else resolution}
     if maps is not None or split is not None or selection_metric is not None:
         result = _import_maps(cohort, out, maps, split, selection_metric, classes,
                               [*given, *(["--bundle"] if bundle is not None else [])],
@@ -436,14 +440,14 @@ def import_model(
                             " cannot go with it",
                             "give either --bundle FOLDER or --arch NAME --weights FILE")
     elif bundle is not None:
-        result = import_bundle(cohort, out, bundle, classes=classes, **common)
+        result = import_bundle(cohort, out, bundle, classes=classes, **plain)
     elif arch is None or weights is None:
         raise BrainLRPError("import-model needs the model: --arch NAME and --weights FILE, "
                             "or --bundle FOLDER, or --maps FOLDER",
                             "see `brainlrp import-model --help`")
     else:
         result = run_import(cohort, out, arch, weights, classes=classes or "HC,AD",
-                            model_kwargs=_parse_kwargs(model_kwargs), **common)
+                            model_kwargs=_parse_kwargs(model_kwargs), **plain)
     for notice in result.notices:
         _say(f"note: {notice}")
     _say(f"{result.architecture} ({result.n_parameters:,} parameters), classes "
@@ -465,9 +469,10 @@ def _import_maps(cohort, out, maps, split, selection_metric, classes, given, mod
         raise BrainLRPError("--split and --selection-metric choose a model of a MAPS",
                             "give the MAPS with --maps FOLDER")
     given = [g for g in given if g != "--model-kwargs"]  # a brainlrp arch in maps.json's
-    grid = (common.pop("resolution"), common.pop("normalisation"))
-    if grid != (2.0, "minmax"):
-        given.append("--resolution/--normalisation")
+    if common.pop("resolution") is not None:
+        given.append("--resolution")
+    if common.pop("normalisation") != "minmax":
+        given.append("--normalisation")
     if given:
         raise BrainLRPError(f"--maps brings its own network, weights and preprocessing: "
                             f"{', '.join(given)} cannot go with it",
