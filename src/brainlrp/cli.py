@@ -448,6 +448,11 @@ def import_model(
     else:
         result = run_import(cohort, out, arch, weights, classes=classes or "HC,AD",
                             model_kwargs=_parse_kwargs(model_kwargs), **plain)
+    _say_imported(result)
+
+
+def _say_imported(result) -> None:
+    """What import-model made: notices, the network, its test scores, the next step."""
     for notice in result.notices:
         _say(f"note: {notice}")
     _say(f"{result.architecture} ({result.n_parameters:,} parameters), classes "
