@@ -24,8 +24,6 @@ from brainlrp import api, catalog
 from brainlrp.errors import BrainLRPError
 
 # One worker executes the notebook and runs every test of this module on its run.
-pytestmark = pytest.mark.xdist_group("api")
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOK = EXAMPLES / "quickstart.ipynb"
 

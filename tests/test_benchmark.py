@@ -16,9 +16,6 @@ from brainlrp.simulate import simulate
 from brainlrp.training import TrainConfig, train
 from tests.conftest import one_line_error
 
-# The module's fixture is costly: one worker builds it once (pytest -n auto --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("benchmark")
-
 METHODS = ("lrp-b0", "gradient", "lrp-ref@knn-restore", "edges", "noise")
 
 

@@ -14,9 +14,6 @@ from brainlrp import catalog
 from brainlrp.cli import app
 from brainlrp.demo import DemoSettings, demo
 
-# The module's fixture is costly: one worker builds it once (pytest -n auto --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("demo")
-
 #: Methods in an order of their own (neither the catalog's nor sorted), the catalog's
 #: defaults among them.
 TINY = DemoSettings(n_subjects=16, resolution=6, arch="tiny", test=3, val=2, epochs=2,

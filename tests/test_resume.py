@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]
+pytestmark = pytest.mark.slow
 
 SIMULATE = ["--n-subjects", "16", "--resolution", "6", "--arch", "tiny", "--seed", "5",
             "--jobs", "1"]

@@ -25,9 +25,6 @@ from brainlrp.data.register import (
 from brainlrp.errors import BrainLRPError
 from tests.data.native import MRICRON, known_transform, template_native, write_native
 
-# The module's fixture is costly: one worker builds it once (pytest -n auto --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("register")
-
 GRID = Grid.from_resolution(6)
 
 

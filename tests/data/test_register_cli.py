@@ -16,9 +16,6 @@ from brainlrp.data.register import QC_COLUMNS
 from tests.conftest import one_line_error
 from tests.data.native import known_transform, template_native
 
-# The module's fixture is costly: one worker builds it once (pytest -n auto --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("register_cli")
-
 runner = CliRunner()
 TINY = ["--resolution", "6", "--arch", "tiny", "--epochs", "1", "--test", "1", "--val", "1",
         "--early-stopping-start", "0", "--quiet"]
