@@ -1,6 +1,6 @@
 """How long ``brainlrp demo`` takes, as a new user runs it.
 
-Runs ``python -m brainlrp demo OUT`` (the README's first command; ``--quick`` passes
+Runs ``python -m brainlrp demo --out OUT`` (the README's first command; ``--quick`` passes
 through) in a fresh folder as a separate process, and writes the demo's own stage times
 (``run.json``'s ``demo`` record), the whole command's wall time, the machine's CPU count
 and its load average before and after, the methods explained, the test metrics and the
@@ -32,7 +32,8 @@ STAGES = ("simulate", "train", "explain", "analyze", "report")
 
 def run_demo(out: Path, quick: bool) -> tuple[float, str]:
     """Run the demo as a user would; its wall time and its last output line."""
-    cmd = [sys.executable, "-m", "brainlrp", "demo", str(out), *(["--quick"] if quick else [])]
+    cmd = [sys.executable, "-m", "brainlrp", "demo", "--out", str(out),
+           *(["--quick"] if quick else [])]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -73,7 +74,7 @@ def main() -> None:
     stages = json.loads((args.out / "run" / "run.json").read_text())["stages"]
     seconds = stages["demo"]["seconds"]
     record = {
-        "command": f"brainlrp demo OUT{' --quick' if args.quick else ''}",
+        "command": f"brainlrp demo --out OUT{' --quick' if args.quick else ''}",
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in before],
         "load_average_after": [round(x, 2) for x in after],
