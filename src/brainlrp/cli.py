@@ -149,9 +149,8 @@ class _CatalogHelpCommand(typer.core.TyperCommand):
 ArchCheckOpt = Annotated[str, typer.Option(
     "--arch", help="Architecture the grid is meant for: a --resolution too coarse for it is "
                    "refused here, not at train time (tiny takes very coarse grids).")]
-ResolutionOpt = Annotated[float, typer.Option(
-    "--resolution", "-r", help="Grid resolution in mm (1 = the paper's 193x229x193; "
-                               "2 = 97x115x97).")]
+_RESOLUTION_HELP = "Grid resolution in mm (1 = the paper's 193x229x193; 2 = 97x115x97)."
+ResolutionOpt = Annotated[float, typer.Option("--resolution", "-r", help=_RESOLUTION_HELP)]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 CacheOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Preprocessing cache (default $BRAINLRP_CACHE_DIR or "
@@ -404,8 +403,7 @@ def import_model(
         help="The model's outputs in order: HC,AD (or CN,AD) or AD,HC. Default HC,AD; "
              "with --bundle, its metadata's channel_def.")] = None,
     resolution: Annotated[float | None, typer.Option(
-        "--resolution", "-r", help="Grid resolution in mm (1 = the paper's 193x229x193; "
-                                   "2 = 97x115x97, the default; a MAPS brings its own).")
+        "--resolution", "-r", help=f"{_RESOLUTION_HELP} Default 2; a MAPS brings its own.")
     ] = None,
     model_kwargs: ModelKwargsOpt = None,
     splits: Annotated[Path | None, typer.Option(
@@ -424,30 +422,30 @@ def import_model(
     from brainlrp.training import import_model as run_import
     from brainlrp.training.bundle import import_bundle
 
-    common = dict(resolution=resolution, splits=splits, batch_size=batch_size,
-                  overwrite=overwrite, cache_dir=cache_dir, jobs=jobs,
+    common = dict(resolution=2.0 if resolution is None else resolution, splits=splits,
+                  batch_size=batch_size, overwrite=overwrite, cache_dir=cache_dir, jobs=jobs,
                   allow_external_paths=allow_external_paths, progress=not quiet,
                   normalisation=normalisation)
     given = [flag for flag, value in (("--arch", arch), ("--weights", weights),
                                       ("--model-kwargs", model_kwargs)) if value is not None]
-    plain = {**common, "resolution": 2.0 if resolution is None else resolution}
     if maps is not None or split is not None or selection_metric is not None:
         result = _import_maps(cohort, out, maps, split, selection_metric, classes,
-                              [*given, *(["--bundle"] if bundle is not None else [])],
+                              [*given, *(["--bundle"] if bundle is not None else []),
+                               *(["--resolution"] if resolution is not None else [])],
                               model_kwargs, common)
     elif bundle is not None and given:
         raise BrainLRPError(f"--bundle brings its own network and weights: {', '.join(given)}"
                             " cannot go with it",
                             "give either --bundle FOLDER or --arch NAME --weights FILE")
     elif bundle is not None:
-        result = import_bundle(cohort, out, bundle, classes=classes, **plain)
+        result = import_bundle(cohort, out, bundle, classes=classes, **common)
     elif arch is None or weights is None:
         raise BrainLRPError("import-model needs the model: --arch NAME and --weights FILE, "
                             "or --bundle FOLDER, or --maps FOLDER",
                             "see `brainlrp import-model --help`")
     else:
         result = run_import(cohort, out, arch, weights, classes=classes or "HC,AD",
-                            model_kwargs=_parse_kwargs(model_kwargs), **plain)
+                            model_kwargs=_parse_kwargs(model_kwargs), **common)
     _say_imported(result)
 
 
@@ -474,8 +472,7 @@ def _import_maps(cohort, out, maps, split, selection_metric, classes, given, mod
         raise BrainLRPError("--split and --selection-metric choose a model of a MAPS",
                             "give the MAPS with --maps FOLDER")
     given = [g for g in given if g != "--model-kwargs"]  # a brainlrp arch in maps.json's
-    if common.pop("resolution") is not None:
-        given.append("--resolution")
+    del common["resolution"]  # the MAPS's own grid; a --resolution given is in ``given``
     if common.pop("normalisation") != "minmax":
         given.append("--normalisation")
     if given:
